@@ -1,0 +1,154 @@
+//! [`SharedArray<T>`]: a typed handle to a fixed-length array in a store.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::handle::EntryHandle;
+use crate::layout::SharedLayout;
+use crate::lock::Wait;
+use crate::view::{ReadGuard, WriteGuard};
+
+/// A typed handle to a named array in a [`Store`](crate::Store): the type-safe
+/// `CreateViewAccessor(...).ReadArray/WriteArray`.
+///
+/// Every access is bounds-checked: a range past the end is
+/// [`Error::OutOfBounds`](crate::Error::OutOfBounds), never a short copy. Guards and copies lock
+/// the array against other threads and processes, like [`Shared`](crate::Shared).
+///
+/// Arrays are updated in place: a process killed in the middle of a `write_at` can leave that
+/// range partly written.
+///
+/// ```
+/// use shmstore::Store;
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open_or_create(dir.path().join("samples.shm"), 1 << 20)?;
+/// let samples = store.array_or_init::<f64>("samples", 1000, 0.0)?;
+///
+/// samples.write_at(2, &[1.0, 2.0])?;
+/// let mut buf = [0.0; 4];
+/// samples.read_at(0, &mut buf)?;
+/// assert_eq!(buf, [0.0, 0.0, 1.0, 2.0]);
+/// assert!(samples.write_at(999, &[1.0, 2.0]).is_err()); // one past the end
+///
+/// samples.write()?[10] = 5.0;
+/// let total: f64 = samples.read()?.iter().sum();
+/// assert_eq!(total, 8.0);
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+pub struct SharedArray<T: SharedLayout> {
+    handle: EntryHandle,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedLayout> SharedArray<T> {
+    pub(crate) fn new(handle: EntryHandle) -> Self {
+        SharedArray { handle, _type: PhantomData }
+    }
+
+    /// The array's name in the store.
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.handle.entry.count as usize
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A shared guard over the whole array: `&[T]` while writers wait.
+    pub fn read(&self) -> Result<ReadGuard<'_, [T]>> {
+        self.handle.read::<T>(0, self.len(), Wait::Forever, None)
+    }
+
+    /// Like [`read`](Self::read), but fails with
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) instead of waiting.
+    pub fn try_read(&self) -> Result<ReadGuard<'_, [T]>> {
+        self.handle.read::<T>(0, self.len(), Wait::Never, None)
+    }
+
+    /// Like [`read`](Self::read), but fails with [`Error::Timeout`](crate::Error::Timeout) after
+    /// `timeout`.
+    pub fn read_timeout(&self, timeout: Duration) -> Result<ReadGuard<'_, [T]>> {
+        self.handle.read::<T>(0, self.len(), Wait::timeout(timeout), Some(timeout))
+    }
+
+    /// An exclusive guard over the whole array: `&mut [T]` while everyone else waits.
+    pub fn write(&self) -> Result<WriteGuard<'_, [T]>> {
+        self.handle.write::<T>(0, self.len(), Wait::Forever, None)
+    }
+
+    /// Like [`write`](Self::write), but fails with
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock) instead of waiting.
+    pub fn try_write(&self) -> Result<WriteGuard<'_, [T]>> {
+        self.handle.write::<T>(0, self.len(), Wait::Never, None)
+    }
+
+    /// Like [`write`](Self::write), but fails with [`Error::Timeout`](crate::Error::Timeout)
+    /// after `timeout`.
+    pub fn write_timeout(&self, timeout: Duration) -> Result<WriteGuard<'_, [T]>> {
+        self.handle.write::<T>(0, self.len(), Wait::timeout(timeout), Some(timeout))
+    }
+
+    /// Copies elements `index..index + out.len()` into `out`.
+    pub fn read_at(&self, index: usize, out: &mut [T]) -> Result<()>
+    where
+        T: Copy,
+    {
+        self.handle.check_range("read_at", index, out.len())?;
+        out.copy_from_slice(&self.handle.read::<T>(index, out.len(), Wait::Forever, None)?);
+        Ok(())
+    }
+
+    /// Copies `values` into elements `index..index + values.len()`. The old elements are not
+    /// read, so this also repairs elements that are not valid `T`s.
+    pub fn write_at(&self, index: usize, values: &[T]) -> Result<()> {
+        self.handle.check_range("write_at", index, values.len())?;
+        self.handle.overwrite(index, values)
+    }
+
+    /// A copy of element `index`.
+    pub fn get(&self, index: usize) -> Result<T>
+    where
+        T: Copy,
+    {
+        self.handle.check_range("index", index, 1)?;
+        Ok(self.handle.read::<T>(index, 1, Wait::Forever, None)?[0])
+    }
+
+    /// Sets element `index` to `value`.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.handle.check_range("index", index, 1)?;
+        self.handle.overwrite(index, std::slice::from_ref(&value))
+    }
+
+    /// Runs `f` on elements `index..index + len` under the write lock and returns its result.
+    pub fn update<R>(&self, index: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
+        self.handle.check_range("update", index, len)?;
+        let mut guard = self.handle.write::<T>(index, len, Wait::Forever, None)?;
+        Ok(f(&mut guard))
+    }
+}
+
+impl<T: SharedLayout> Clone for SharedArray<T> {
+    fn clone(&self) -> Self {
+        SharedArray { handle: self.handle.clone(), _type: PhantomData }
+    }
+}
+
+impl<T: SharedLayout> fmt::Debug for SharedArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedArray")
+            .field("name", &self.name())
+            .field("type", &T::LAYOUT.display_name())
+            .field("len", &self.len())
+            .finish()
+    }
+}

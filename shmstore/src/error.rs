@@ -1,0 +1,259 @@
+//! The one error type of shmstore.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::layout::InvalidValue;
+
+/// Everything that can go wrong in shmstore. Every message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} `{path}` failed: {source}")]
+    Io {
+        /// What was being done (`open`, `map`, `lock`, ...).
+        op: &'static str,
+        /// The store file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The store file does not exist.
+    #[error(
+        "store file `{path}` does not exist: create it with Store::open_or_create or Store::options().create(true)"
+    )]
+    FileNotFound {
+        /// The path that was opened.
+        path: PathBuf,
+    },
+
+    /// The file exists but is not a shmstore file.
+    #[error("`{path}` is not a shmstore file ({reason}): check the path, or delete the file if it is a leftover")]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+
+    /// The file was written by a format version this build does not understand.
+    #[error("`{path}` uses store format version {found}, but this build of shmstore reads version {supported}: upgrade shmstore to open it")]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// The file's format version.
+        found: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+
+    /// The file was written on a machine with the other byte order.
+    #[error("`{path}` was written on a machine with the other byte order: open it on a machine of that byte order, or export and re-import its data")]
+    WrongEndianness {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A checksum did not match: the file was damaged or written by something other than shmstore.
+    #[error("`{path}`: the checksum of {what} does not match: the file is damaged; restore it from a backup")]
+    BadChecksum {
+        /// The file.
+        path: PathBuf,
+        /// Which block (`the header`, `entry in catalog slot 3`).
+        what: String,
+    },
+
+    /// The file is shorter than its header says: it was truncated.
+    #[error("`{path}` is {actual} bytes long but its header records a capacity of {expected} bytes: the file was truncated; restore it from a backup")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The length the header requires.
+        expected: u64,
+        /// The actual length.
+        actual: u64,
+    },
+
+    /// Some structure in the file is impossible (for example an entry that points outside it).
+    #[error("`{path}` is corrupt: {detail}; restore it from a backup")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A new store was requested without a capacity.
+    #[error("creating `{path}` needs a capacity: use Store::open_or_create(path, bytes) or Store::options().capacity(bytes)")]
+    CapacityRequired {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The requested capacity is smaller than the file or than the minimum a store needs.
+    #[error("capacity {requested} bytes for `{path}` is too small: it must be at least {minimum} bytes{}", if *.shrink { " (a store never shrinks, because shrinking a mapped file crashes the processes that map it)" } else { " (header and catalog need that much)" })]
+    CapacityTooSmall {
+        /// The file.
+        path: PathBuf,
+        /// The capacity asked for.
+        requested: u64,
+        /// The smallest acceptable capacity.
+        minimum: u64,
+        /// Whether the request would have shrunk an existing file.
+        shrink: bool,
+    },
+
+    /// Conflicting options were given to [`OpenOptions`](crate::OpenOptions).
+    #[error("invalid options: {0}")]
+    InvalidOptions(&'static str),
+
+    /// No entry has this name.
+    #[error("no entry named `{name}` in the store: create it with object_or_init / array_or_init, or check the name (Store::entries lists them)")]
+    NotFound {
+        /// The name looked up.
+        name: String,
+    },
+
+    /// The entry exists with a different layout than the type it was opened with.
+    #[error("entry `{name}` holds {found_type} v{found_version} (fingerprint {found_fingerprint:016x}), but it was opened as {expected_type} v{expected_version} (fingerprint {expected_fingerprint:016x}): open it with the type it was created with, or migrate it")]
+    LayoutMismatch {
+        /// The entry.
+        name: String,
+        /// The requested type's name.
+        expected_type: String,
+        /// The stored type's name.
+        found_type: String,
+        /// The requested type's version.
+        expected_version: u32,
+        /// The stored version.
+        found_version: u32,
+        /// The requested type's fingerprint.
+        expected_fingerprint: u64,
+        /// The stored fingerprint.
+        found_fingerprint: u64,
+    },
+
+    /// The entry exists but is an object where an array was asked for, or the reverse.
+    #[error("entry `{name}` is an {found}, not an {expected}: open it with Store::{found}")]
+    KindMismatch {
+        /// The entry.
+        name: String,
+        /// What was asked for.
+        expected: &'static str,
+        /// What the entry is.
+        found: &'static str,
+    },
+
+    /// The type cannot be stored: it is aligned to more than a page, or its layout descriptor
+    /// cannot be recorded (for example, it nests too deeply).
+    #[error("type {type_name} cannot be stored in entry `{name}`: {reason}")]
+    UnsupportedLayout {
+        /// The entry.
+        name: String,
+        /// The type.
+        type_name: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// The entry name is empty, too long, or holds control characters.
+    #[error("invalid entry name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+
+    /// An index range reaches past the end of an array.
+    #[error("{what} {start}..{end} is out of bounds for `{name}`, which has {len} elements: keep indices below {len}")]
+    OutOfBounds {
+        /// The entry.
+        name: String,
+        /// What was out of range (`read_at`, `write_at`, `index`).
+        what: &'static str,
+        /// First index asked for.
+        start: u64,
+        /// One past the last index asked for.
+        end: u64,
+        /// The array's length.
+        len: u64,
+    },
+
+    /// The data area has no room for the new entry.
+    #[error("store `{path}` is full: the new entry needs {needed} bytes but {available} are free of {capacity}: reopen with a larger capacity, e.g. Store::options().capacity({suggested})")]
+    StoreFull {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the entry needs, including alignment and its schema.
+        needed: u64,
+        /// Bytes still free.
+        available: u64,
+        /// The store's capacity.
+        capacity: u64,
+        /// A capacity that would fit the entry.
+        suggested: u64,
+    },
+
+    /// The catalog has no free slot.
+    #[error("store `{path}` already holds its maximum of {max_entries} entries: create a new store with Store::options().max_entries(n) for more")]
+    CatalogFull {
+        /// The file.
+        path: PathBuf,
+        /// The catalog's size.
+        max_entries: u32,
+    },
+
+    /// A write was attempted on a store opened read-only.
+    #[error("store `{path}` is open read-only: {action} needs a read-write open (Store::options().read_only(false))")]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// What was refused.
+        action: &'static str,
+    },
+
+    /// The lock is held elsewhere and the caller asked not to wait.
+    #[error("entry `{name}` is locked by another thread or process: retry later, or use read()/write() to wait")]
+    WouldBlock {
+        /// The entry.
+        name: String,
+    },
+
+    /// The lock was not acquired within the timeout.
+    #[error("entry `{name}` stayed locked for {waited:?}: another thread or process is holding it; retry, or raise the timeout")]
+    Timeout {
+        /// The entry.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The entry's bytes are not a valid value of its type.
+    #[error("entry `{name}` holds bytes that are not a valid {type_name}: {invalid}; something other than shmstore wrote to the file, so restore it or overwrite the value")]
+    InvalidValue {
+        /// The entry.
+        name: String,
+        /// The type it was read as.
+        type_name: String,
+        /// Which field is bad, and how.
+        invalid: InvalidValue,
+    },
+
+    /// The entry lies beyond the part of the file this process has mapped: another process grew the
+    /// store after this one opened it.
+    #[error("entry `{name}` lies beyond the {mapped} bytes this process mapped: another process grew the store; reopen it with Store::open")]
+    BeyondMapping {
+        /// The entry.
+        name: String,
+        /// The mapped length.
+        mapped: u64,
+    },
+}
+
+/// `Result<T, shmstore::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

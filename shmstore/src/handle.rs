@@ -1,0 +1,191 @@
+//! What object and array handles share: a located entry, its lock, and guard construction.
+//!
+//! A handle is made once per entry (the catalog lookup and layout check happen then) and caches
+//! the entry's location, so every later access is a lock plus pointer arithmetic.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::entry::{Entry, SEQ_OFFSET};
+use crate::layout::{Layout, SharedLayout};
+use crate::lock::{LockError, RangeLock, Wait};
+use crate::store::StoreInner;
+use crate::view::{self, ReadGuard, WriteGuard};
+
+/// A held lock on one entry.
+pub(crate) type Hold<'a> = crate::lock::Held<'a>;
+
+/// A located, layout-checked entry.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryHandle {
+    pub(crate) store: Arc<StoreInner>,
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) slot: u32,
+    lock: Arc<RangeLock>,
+    layout: &'static Layout,
+    /// `layout.needs_validation()`, computed once: the layout walk is not free.
+    validate: bool,
+    /// `layout.contains_atomics()`, computed once.
+    atomics: bool,
+}
+
+impl EntryHandle {
+    /// Checks that the entry holds `T` values and lies inside this process's mapping.
+    pub(crate) fn new<T: SharedLayout>(store: Arc<StoreInner>, slot: u32, entry: Arc<Entry>) -> Result<EntryHandle> {
+        let layout = &T::LAYOUT;
+        if entry.fingerprint != layout.fingerprint
+            || entry.version != layout.version
+            || entry.elem_size != layout.size as u64
+            || entry.elem_align != layout.align as u64
+        {
+            let found_type = store.stored_type_name(&entry);
+            return Err(Error::LayoutMismatch {
+                name: entry.name.clone(),
+                expected_type: layout.display_name(),
+                found_type,
+                expected_version: layout.version,
+                found_version: entry.version,
+                expected_fingerprint: layout.fingerprint,
+                found_fingerprint: entry.fingerprint,
+            });
+        }
+        let end = entry.data_offset + entry.data_len();
+        if end > store.map.len() {
+            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map.len() });
+        }
+        let lock = store.entry_lock(slot, entry.lock_offset);
+        let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
+        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// Takes the entry's lock.
+    pub(crate) fn hold(&self, exclusive: bool, wait: Wait, timeout: Option<Duration>) -> Result<Hold<'_>> {
+        if exclusive && self.store.read_only {
+            return Err(self.store.read_only_error("writing an entry"));
+        }
+        let file = &self.store.file;
+        let res = if exclusive { self.lock.write(file, wait) } else { self.lock.read(file, wait) };
+        res.map_err(|e| match e {
+            LockError::WouldBlock => Error::WouldBlock { name: self.entry.name.clone() },
+            LockError::Timeout => Error::Timeout { name: self.entry.name.clone(), waited: timeout.unwrap_or_default() },
+            LockError::Io(source) => Error::Io { op: "lock", path: self.store.path.clone(), source },
+        })
+    }
+
+    /// Offset of the slot readers and writers use now. Objects with two slots alternate between
+    /// them by the parity of the entry's sequence word; everything else has one slot.
+    fn active_offset(&self) -> u64 {
+        if self.entry.slot_count == 2 {
+            let seq = self.store.record_offset(self.slot) + SEQ_OFFSET;
+            let seq = self.store.map.atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
+            self.entry.data_offset + (seq & 1) * self.entry.slot_stride
+        } else {
+            self.entry.data_offset
+        }
+    }
+
+    /// Locates elements `start..start + count` of the active slot and validates their bytes.
+    /// The caller holds `hold` on this entry.
+    fn elements<T: SharedLayout>(&self, _hold: &Hold<'_>, start: u64, count: u64) -> Result<NonNull<[T]>> {
+        let size = self.layout.size as u64;
+        let offset = self.active_offset() + start * size;
+        let len = count * size;
+        // `EntryHandle::new` checked that the whole entry lies in the mapping and `Entry::decode`
+        // checked the alignment, so this lookup only fails if the file was tampered with.
+        let ptr = self.store.map.ptr(offset, len, self.layout.align as u64).ok_or_else(|| Error::Corrupt {
+            path: self.store.path.clone(),
+            detail: format!("entry `{}` points outside the mapping", self.entry.name),
+        })?;
+        if self.validate {
+            // SAFETY: `ptr..ptr + len` is inside the mapping, which `self.store` keeps alive for
+            // this borrow, and the caller holds this entry's lock (`_hold`), so cooperating
+            // writers cannot change the bytes while they are checked.
+            let bytes = unsafe { view::bytes(ptr, len as usize) };
+            for (i, chunk) in bytes.chunks_exact(self.layout.size.max(1)).enumerate() {
+                self.layout.validate(chunk).map_err(|mut invalid| {
+                    if self.entry.kind == crate::format::entry::EntryKind::Array {
+                        invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
+                    }
+                    Error::InvalidValue {
+                        name: self.entry.name.clone(),
+                        type_name: self.layout.display_name(),
+                        invalid,
+                    }
+                })?;
+            }
+        }
+        Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
+    }
+
+    /// Bounds-checks `start..start + count` against the array's length.
+    pub(crate) fn check_range(&self, what: &'static str, start: usize, count: usize) -> Result<()> {
+        let len = self.entry.count;
+        match (start as u64).checked_add(count as u64) {
+            Some(end) if end <= len => Ok(()),
+            end => Err(Error::OutOfBounds {
+                name: self.entry.name.clone(),
+                what,
+                start: start as u64,
+                end: end.unwrap_or(u64::MAX),
+                len,
+            }),
+        }
+    }
+
+    /// Replaces elements `start..start + values.len()`, already bounds-checked by the caller,
+    /// without reading them first: a plain store never needs the old value, and this way bytes
+    /// that are not a valid `T` (left by a foreign writer) can be repaired.
+    pub(crate) fn overwrite<T: SharedLayout>(&self, start: usize, values: &[T]) -> Result<()> {
+        let _hold = self.hold(true, Wait::Forever, None)?;
+        let offset = self.active_offset() + start as u64 * self.layout.size as u64;
+        if self.store.map.write(offset, view::slice_bytes(values)) {
+            Ok(())
+        } else {
+            Err(self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name)))
+        }
+    }
+
+    /// A read guard over elements `start..start + count`, already bounds-checked by the caller.
+    pub(crate) fn read<T: SharedLayout>(
+        &self,
+        start: usize,
+        count: usize,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<ReadGuard<'_, [T]>> {
+        if self.atomics && self.store.read_only {
+            return Err(self
+                .store
+                .read_only_error("a read guard on a type holding atomics (they can be written through it)"));
+        }
+        let hold = self.hold(false, wait, timeout)?;
+        let ptr = self.elements::<T>(&hold, start as u64, count as u64)?;
+        // SAFETY: `elements` returned a pointer that is in the mapping (kept alive by
+        // `self.store` for the guard's borrow of `self`), aligned for `T`, and whose bytes passed
+        // `T::LAYOUT` validation, so they are valid `T`s (the `SharedLayout` contract); `hold` is
+        // this entry's shared lock and moves into the guard, so it lasts as long as the reference.
+        Ok(unsafe { ReadGuard::new(ptr, hold) })
+    }
+
+    /// A write guard over elements `start..start + count`, already bounds-checked by the caller.
+    pub(crate) fn write<T: SharedLayout>(
+        &self,
+        start: usize,
+        count: usize,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<WriteGuard<'_, [T]>> {
+        let hold = self.hold(true, wait, timeout)?;
+        let ptr = self.elements::<T>(&hold, start as u64, count as u64)?;
+        // SAFETY: as in `read`, and `hold` is this entry's exclusive lock (refused on read-only
+        // stores, so the mapping is writable), moved into the guard for its whole life.
+        Ok(unsafe { WriteGuard::new(ptr, hold) })
+    }
+}

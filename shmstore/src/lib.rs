@@ -1,0 +1,91 @@
+//! Typed shared objects in memory-mapped files.
+//!
+//! shmstore shares typed state between processes, and keeps it across restarts, through one
+//! memory-mapped file:
+//!
+//! - `#[derive(SharedLayout)]` on a `#[repr(C)]` struct proves at compile time that it is plain old
+//!   data (no padding, no pointers, every field shareable) and gives it a versioned [`Layout`]
+//!   descriptor with a stable fingerprint.
+//! - A [`Store`] maps a file of named objects ([`Shared<T>`]) and arrays ([`SharedArray<T>`]) and
+//!   hands out typed read and write guards, locked against other threads and processes by kernel
+//!   byte-range locks that are released if a process dies.
+//! - An entry opened with a different layout is refused with [`Error::LayoutMismatch`]; bytes are
+//!   never reinterpreted.
+//!
+//! ```
+//! use shmstore::{FixedStr, SharedLayout, Store};
+//!
+//! #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
+//! #[repr(C)]
+//! #[shared(version = 1)]
+//! struct Config {
+//!     port: u16,
+//!     verbose: bool,
+//!     _pad: [u8; 5],
+//!     max_conn: u64,
+//!     name: FixedStr<32>,
+//! }
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("app.shm");
+//! // Any number of processes can run this; the first one creates the file.
+//! let store = Store::open_or_create(&path, 1 << 20)?;
+//! let cfg = store.object_or_init("config", Config::default)?;
+//! cfg.update(|c| {
+//!     c.port = 8080;
+//!     c.name = FixedStr::new("edge-1").unwrap();
+//! })?;
+//!
+//! // Another process (here: a new handle) sees the same value, and so does the next run.
+//! let again = Store::open(&path)?.object::<Config>("config")?;
+//! assert_eq!(again.load()?.port, 8080);
+//! assert_eq!(again.read()?.name, "edge-1");
+//!
+//! // A different layout is refused, with the reason.
+//! let err = Store::open(&path)?.object::<u64>("config").unwrap_err();
+//! assert!(matches!(err, shmstore::Error::LayoutMismatch { .. }));
+//! # Ok::<(), shmstore::Error>(())
+//! ```
+//!
+//! The on-disk format is specified in `docs/format.md`; [`format`] implements it as pure code.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+// Lets the derive's `::shmstore::...` paths resolve inside this crate's own tests.
+extern crate self as shmstore;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+mod array;
+mod catalog;
+mod error;
+mod fixed_str;
+pub mod format;
+mod handle;
+pub mod layout;
+mod lock;
+mod map;
+mod object;
+mod store;
+mod sys;
+mod view;
+
+pub use array::SharedArray;
+pub use error::{Error, Result};
+pub use fixed_str::{FixedStr, FixedStrError};
+pub use format::entry::{EntryKind, MAX_NAME_LEN};
+pub use layout::{Field, InvalidValue, Layout, Primitive, SharedLayout, TypeKind, Variant};
+pub use object::Shared;
+pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
+pub use view::{ReadGuard, WriteGuard};
+
+/// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` struct or a fieldless enum with an
+/// explicit `#[repr(u8|u16|u32)]`.
+#[cfg(feature = "derive")]
+pub use shmstore_derive::SharedLayout;
+
+/// Compiles the README's examples as doctests, so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

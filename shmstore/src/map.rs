@@ -1,0 +1,106 @@
+//! The file mapping: the one place that turns offsets into pointers.
+//!
+//! Everything above this module speaks in byte offsets. [`Mapping`] checks every offset against
+//! the mapped length (and alignment, for typed access) before it hands out a pointer or an atomic,
+//! so a corrupt file or a bad offset becomes an error, never an access outside the mapping.
+//!
+//! # The outside world
+//!
+//! A shared mapping can be changed by any process that can write the file. shmstore's own
+//! processes coordinate through the byte-range locks and atomics of the format, and never shrink
+//! the file. A process that writes the file without those locks can make a value torn or invalid,
+//! which validation on read turns into [`Error::InvalidValue`](crate::Error::InvalidValue) where
+//! the type has invalid bit patterns. A process that *truncates* the file makes the kernel deliver
+//! `SIGBUS` on the next access to the lost pages, which no library can intercept soundly; so every
+//! [`Store`](crate::Store) holds a shared `flock` on its file for its whole life, and tools that
+//! want to shrink or replace a store file must take the exclusive `flock` first.
+
+use std::fs::File;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A shared mapping of the first `len` bytes of a store file.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of `file`, writable unless `read_only`.
+    pub(crate) fn new(file: &File, len: u64, read_only: bool) -> io::Result<Mapping> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("store is larger than the address space"))?;
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        let raw = if read_only { opts.map_raw_read_only(file)? } else { opts.map_raw(file)? };
+        Ok(Mapping { raw })
+    }
+
+    /// The mapped length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
+    /// The address of `offset`, if `offset..offset + len` lies inside the mapping and `offset`
+    /// is a multiple of `align` (a power of two). The mapping starts page-aligned, so alignment of
+    /// the offset is alignment of the address.
+    pub(crate) fn ptr(&self, offset: u64, len: u64, align: u64) -> Option<NonNull<u8>> {
+        let end = offset.checked_add(len)?;
+        if end > self.len() || !align.is_power_of_two() || !offset.is_multiple_of(align) || align > 4096 {
+            return None;
+        }
+        // SAFETY: `offset <= end <= len`, so the result stays within (or one past the end of) the
+        // mapped allocation, and `offset` fits in `usize` because the mapped length does.
+        let p = unsafe { self.raw.as_mut_ptr().add(offset as usize) };
+        NonNull::new(p)
+    }
+
+    /// Copies `out.len()` bytes starting at `offset` out of the mapping. `false` if out of bounds.
+    ///
+    /// Used for the immutable parts of headers and records (written once, before being published
+    /// with a release store that the caller has acquired).
+    pub(crate) fn read(&self, offset: u64, out: &mut [u8]) -> bool {
+        let Some(src) = self.ptr(offset, out.len() as u64, 1) else { return false };
+        // SAFETY: `ptr` checked that `out.len()` bytes from `src` lie in the mapping, which stays
+        // mapped for `&self`'s lifetime; `out` is a distinct, exclusively borrowed buffer, so the
+        // ranges cannot overlap. The bytes are plain `u8`, valid in any pattern.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// Copies `bytes` into the mapping at `offset`. `false` if out of bounds.
+    ///
+    /// The caller must hold the lock that gives it the range: the catalog lock for records and new
+    /// data, or the entry's exclusive lock for its data. The mapping must be writable.
+    pub(crate) fn write(&self, offset: u64, bytes: &[u8]) -> bool {
+        let Some(dst) = self.ptr(offset, bytes.len() as u64, 1) else { return false };
+        // SAFETY: `ptr` checked the bounds; the mapping is writable (callers only write to
+        // read-write stores) and lives for `&self`; `bytes` is ordinary memory outside the mapping
+        // or, if inside, the caller's lock guarantees no one else touches either range.
+        unsafe { std::ptr::copy(bytes.as_ptr(), dst.as_ptr(), bytes.len()) };
+        true
+    }
+
+    /// The `AtomicU64` at `offset`, which must be in bounds and 8-aligned.
+    pub(crate) fn atomic_u64(&self, offset: u64) -> Option<&AtomicU64> {
+        let p = self.ptr(offset, 8, 8)?;
+        // SAFETY: the pointer is in bounds for 8 bytes, 8-aligned, and valid for the lifetime of
+        // `&self` (the mapping). Every process accesses these words only atomically (they are the
+        // format's live words), and any bit pattern is a valid `u64`.
+        Some(unsafe { AtomicU64::from_ptr(p.as_ptr().cast()) })
+    }
+
+    /// The `AtomicU32` at `offset`, which must be in bounds and 4-aligned.
+    pub(crate) fn atomic_u32(&self, offset: u64) -> Option<&AtomicU32> {
+        let p = self.ptr(offset, 4, 4)?;
+        // SAFETY: as for `atomic_u64`, for a 4-byte, 4-aligned word.
+        Some(unsafe { AtomicU32::from_ptr(p.as_ptr().cast()) })
+    }
+
+    /// Writes every dirty page back to the file.
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        self.raw.flush()
+    }
+}

@@ -1,0 +1,545 @@
+//! [`Store`]: opening and creating store files, and the typed entry API.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::array::SharedArray;
+use crate::error::{Error, Result};
+use crate::format::entry::{Entry, EntryKind, ENTRY_SIZE};
+use crate::format::header::{self, Header, HeaderError, LiveError, HEADER_SIZE, LOCK_BASE};
+use crate::handle::EntryHandle;
+use crate::layout::SharedLayout;
+use crate::lock::{RangeLock, Wait};
+use crate::map::Mapping;
+use crate::object::Shared;
+
+/// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
+pub const DEFAULT_MAX_ENTRIES: u32 = 64;
+
+/// How to open or create a [`Store`]; made by [`Store::options`].
+///
+/// The capacity rules follow .NET's `MemoryMappedFile.CreateFromFile`:
+/// - a new file needs a capacity ([`capacity`](Self::capacity) or
+///   [`initial_capacity`](Self::initial_capacity));
+/// - an existing file opens at its own length when no capacity is given, or when only an
+///   `initial_capacity` is;
+/// - an explicit `capacity` below an existing file's length is an error, and a larger one grows
+///   the file.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("opts.shm");
+/// use shmstore::Store;
+///
+/// let store = Store::options().create(true).capacity(1 << 20).max_entries(16).open(&path)?;
+/// assert_eq!(store.capacity(), 1 << 20);
+/// drop(store);
+///
+/// let reader = Store::options().read_only(true).open(&path)?;
+/// assert!(reader.is_read_only());
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    create: bool,
+    capacity: Option<u64>,
+    capacity_only_if_created: bool,
+    read_only: bool,
+    max_entries: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            create: false,
+            capacity: None,
+            capacity_only_if_created: false,
+            read_only: false,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Create the file if it does not exist (default: `false`).
+    pub fn create(&mut self, create: bool) -> &mut Self {
+        self.create = create;
+        self
+    }
+
+    /// The capacity in bytes: of a new file, or to grow an existing file to. Below an existing
+    /// file's length it is an error, since a store never shrinks.
+    pub fn capacity(&mut self, bytes: u64) -> &mut Self {
+        self.capacity = Some(bytes);
+        self.capacity_only_if_created = false;
+        self
+    }
+
+    /// The capacity a new file gets; an existing file opens at its length, whatever this says.
+    pub fn initial_capacity(&mut self, bytes: u64) -> &mut Self {
+        self.capacity = Some(bytes);
+        self.capacity_only_if_created = true;
+        self
+    }
+
+    /// Open read-only (default: `false`): read guards and loads only; writes fail with
+    /// [`Error::ReadOnly`]. Cannot be combined with `create`.
+    pub fn read_only(&mut self, read_only: bool) -> &mut Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// How many entries a new store can hold (default: [`DEFAULT_MAX_ENTRIES`]). Each costs 256
+    /// bytes of catalog. Ignored when opening an existing store.
+    pub fn max_entries(&mut self, n: u32) -> &mut Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Opens (or creates) the store at `path`.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        StoreInner::open(path.as_ref(), self).map(|inner| Store { inner: Arc::new(inner) })
+    }
+}
+
+/// A store file, mapped into memory, holding named typed objects and arrays.
+///
+/// A `Store` is cheap to clone (it is reference-counted), `Send` and `Sync`: share one between
+/// threads, and open the same file from as many processes as you like. Every handle it gives out
+/// keeps the mapping alive, so handles may outlive the `Store` value they came from.
+///
+/// ```
+/// use shmstore::{SharedLayout, Store};
+///
+/// #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
+/// #[repr(C)]
+/// struct Config { port: u16, verbose: bool, _pad: [u8; 5], max_conn: u64 }
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("app.shm");
+/// let store = Store::open_or_create(&path, 1 << 20)?;
+/// let cfg = store.object_or_init("config", Config::default)?;
+/// cfg.write()?.port = 8080;
+/// cfg.update(|c| c.max_conn += 1)?;
+/// assert_eq!(cfg.load()?, Config { port: 8080, max_conn: 1, ..Config::default() });
+///
+/// let samples = store.array_or_init::<f64>("samples", 1000, 0.0)?;
+/// samples.write_at(2, &[1.0, 2.0])?;
+/// let total: f64 = samples.read()?.iter().sum();
+/// assert_eq!(total, 3.0);
+/// store.flush()?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+/// One line of [`Store::entries`]: what an entry is, read from the catalog and its stored schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntryInfo {
+    /// The entry's name.
+    pub name: String,
+    /// Object or array.
+    pub kind: EntryKind,
+    /// The stored type's name, as the stored schema renders it (`Config`, `f64`, `[u8; 16]`).
+    pub type_name: String,
+    /// The stored layout's version.
+    pub version: u32,
+    /// The stored layout's fingerprint.
+    pub fingerprint: u64,
+    /// Size of one value in bytes.
+    pub elem_size: u64,
+    /// Alignment of one value.
+    pub align: u64,
+    /// Number of values: 1 for an object, the length for an array.
+    pub len: u64,
+    /// Bytes of data the entry occupies in the file (all slots).
+    pub bytes: u64,
+    /// 2 for objects kept in two slots (room for crash-atomic commits), 1 for values updated in
+    /// place (arrays, and objects holding atomics).
+    pub slots: u8,
+}
+
+impl Store {
+    /// Options for opening or creating a store.
+    pub fn options() -> OpenOptions {
+        OpenOptions::default()
+    }
+
+    /// Opens the store at `path`, creating it with `capacity` bytes if it does not exist. An
+    /// existing file opens at its own length.
+    pub fn open_or_create(path: impl AsRef<Path>, capacity: u64) -> Result<Store> {
+        Store::options().create(true).initial_capacity(capacity).open(path)
+    }
+
+    /// Opens an existing store; [`Error::FileNotFound`] if there is none.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::options().open(path)
+    }
+
+    /// The object `name`, created with `init()` if it does not exist yet. An existing entry is
+    /// opened as it is: `init` is not called, and a different layout is
+    /// [`Error::LayoutMismatch`].
+    pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
+        let (slot, entry) = self
+            .inner
+            .find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || crate::view::value_bytes(&init()).to_vec())?;
+        self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
+    }
+
+    /// The existing object `name`: [`Error::NotFound`] if there is none,
+    /// [`Error::LayoutMismatch`] if it holds another type.
+    pub fn object<T: SharedLayout>(&self, name: &str) -> Result<Shared<T>> {
+        let (slot, entry) = self.inner.find(name)?;
+        self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
+    }
+
+    /// The array `name` of `len` values, each set to `value`, created if it does not exist yet.
+    /// An existing array is opened as it is, whatever its length (check
+    /// [`SharedArray::len`]). A zero `value` costs nothing: fresh store space is already zero, and
+    /// stays sparse on disk until written.
+    pub fn array_or_init<T: SharedLayout + Copy>(&self, name: &str, len: usize, value: T) -> Result<SharedArray<T>> {
+        let (slot, entry) = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
+            crate::view::value_bytes(&value).to_vec()
+        })?;
+        self.typed::<T>(slot, entry, EntryKind::Array).map(SharedArray::new)
+    }
+
+    /// The existing array `name`: [`Error::NotFound`] if there is none,
+    /// [`Error::LayoutMismatch`] if it holds another type.
+    pub fn array<T: SharedLayout>(&self, name: &str) -> Result<SharedArray<T>> {
+        let (slot, entry) = self.inner.find(name)?;
+        self.typed::<T>(slot, entry, EntryKind::Array).map(SharedArray::new)
+    }
+
+    fn typed<T: SharedLayout>(&self, slot: u32, entry: Arc<Entry>, kind: EntryKind) -> Result<EntryHandle> {
+        if entry.kind != kind {
+            return Err(Error::KindMismatch {
+                name: entry.name.clone(),
+                expected: kind.as_str(),
+                found: entry.kind.as_str(),
+            });
+        }
+        EntryHandle::new::<T>(self.inner.clone(), slot, entry)
+    }
+
+    /// Every entry in the store, in catalog order.
+    pub fn entries(&self) -> Result<Vec<EntryInfo>> {
+        self.inner
+            .scan()?
+            .into_iter()
+            .map(|(_, e)| {
+                let type_name = self.inner.stored_schema(&e)?.display_name();
+                Ok(EntryInfo {
+                    type_name,
+                    kind: e.kind,
+                    version: e.version,
+                    fingerprint: e.fingerprint,
+                    elem_size: e.elem_size,
+                    align: e.elem_align,
+                    len: e.count,
+                    bytes: e.data_len(),
+                    slots: e.slot_count,
+                    name: e.name.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Writes every change back to the file (`msync`), so that it survives a machine crash.
+    /// Without it, changes are in the page cache: visible to every process at once and written
+    /// back by the kernel in its own time; they survive the process, but not a power loss.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.map.flush().map_err(|source| self.inner.io("flush", source))
+    }
+
+    /// Flushes and closes this handle of the store, reporting a failed flush instead of
+    /// swallowing it (as dropping would). The mapping stays alive while entry handles exist.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// The store's capacity in bytes (its file length).
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity()
+    }
+
+    /// Bytes in use: header, catalog and allocated data.
+    pub fn used(&self) -> u64 {
+        self.inner.alloc_end()
+    }
+
+    /// The maximum number of entries.
+    pub fn max_entries(&self) -> u32 {
+        self.inner.header.catalog_slots
+    }
+}
+
+/// The state behind a [`Store`] and all its handles.
+#[derive(Debug)]
+pub(crate) struct StoreInner {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) map: Mapping,
+    pub(crate) header: Header,
+    pub(crate) read_only: bool,
+    /// Serialises catalog changes (entry creation, growth) across threads and processes.
+    pub(crate) catalog_lock: RangeLock,
+    /// Entries this process has seen, by name. Records never change once published.
+    pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
+    /// One lock per entry slot, shared by every handle of this process.
+    locks: Mutex<HashMap<u32, Arc<RangeLock>>>,
+}
+
+impl StoreInner {
+    fn open(path: &Path, opts: &OpenOptions) -> Result<StoreInner> {
+        if opts.read_only && opts.create {
+            return Err(Error::InvalidOptions(
+                "a store cannot be created read-only: drop create(true) or read_only(true)",
+            ));
+        }
+        let io = |op, source| Error::Io { op, path: path.to_owned(), source };
+        let open = || fs::OpenOptions::new().read(true).write(!opts.read_only).open(path);
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
+                let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
+                create(path, capacity, opts.max_entries)?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::FileNotFound { path: path.to_owned() }
+            } else {
+                io("open", e)
+            }
+        })?;
+        // Every opener holds a shared whole-file lock for its life: a tool that wants to shrink or
+        // replace the file must take the exclusive lock first, and so cannot pull pages out from
+        // under a live mapping.
+        file.lock_shared().map_err(|e| io("lock", e))?;
+        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        let mut store = StoreInner::map_and_check(path, file, len, opts.read_only)?;
+        if let (Some(capacity), false) = (opts.capacity, opts.capacity_only_if_created) {
+            if store.ensure_capacity(capacity)? {
+                // No handle exists yet, so the mapping can simply be replaced by a larger one.
+                store.map = Mapping::new(&store.file, capacity, opts.read_only).map_err(|e| io("map", e))?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Maps an initialised file and checks its header and every published record.
+    fn map_and_check(path: &Path, file: File, len: u64, read_only: bool) -> Result<StoreInner> {
+        let mut first = [0u8; header::STATIC_SIZE];
+        let n =
+            read_prefix(&file, &mut first).map_err(|e| Error::Io { op: "read", path: path.to_owned(), source: e })?;
+        let header = Header::decode(&first[..n]).map_err(|e| header_error(path, e))?;
+        if len < header.min_capacity() {
+            return Err(Error::Truncated { path: path.to_owned(), expected: header.min_capacity(), actual: len });
+        }
+        let map = Mapping::new(&file, len, read_only).map_err(|e| Error::Io {
+            op: "map",
+            path: path.to_owned(),
+            source: e,
+        })?;
+        let store = StoreInner {
+            path: path.to_owned(),
+            file,
+            map,
+            header,
+            read_only,
+            catalog_lock: RangeLock::new(LOCK_BASE),
+            names: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        };
+        // Another process may be growing the file right now: it extends the file before it raises
+        // the capacity word, so reading the capacity first and the length second never sees a
+        // capacity beyond the length unless the file really was truncated.
+        let capacity = store.capacity();
+        let len = store.file.metadata().map_err(|e| store.io("stat", e))?.len().max(len);
+        header.check_live(capacity, store.alloc_end(), len).map_err(|e| match e {
+            LiveError::FileShorterThanCapacity { capacity, file_len } => {
+                Error::Truncated { path: path.to_owned(), expected: capacity, actual: file_len }
+            }
+            LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
+        })?;
+        let entries = store.scan()?;
+        // Read after the scan: a creator advances `alloc_end` before it publishes an entry, so every
+        // entry the scan saw ends at or below the value read now, even if it was created meanwhile.
+        let alloc_end = store.alloc_end();
+        for (_, entry) in entries {
+            let end = (entry.data_offset + entry.data_len()).max(entry.schema_offset + entry.schema_len);
+            if end > alloc_end {
+                return Err(store.corrupt(format!("entry `{}` lies beyond the allocated space", entry.name)));
+            }
+        }
+        Ok(store)
+    }
+
+    /// Grows the file to `capacity` bytes if it is smaller, returning whether it grew; refuses to
+    /// shrink it.
+    fn ensure_capacity(&self, capacity: u64) -> Result<bool> {
+        let current = self.capacity();
+        if capacity < current {
+            return Err(Error::CapacityTooSmall {
+                path: self.path.clone(),
+                requested: capacity,
+                minimum: current,
+                shrink: true,
+            });
+        }
+        if capacity == current {
+            return Ok(false);
+        }
+        if self.read_only {
+            return Err(self.read_only_error("growing the store"));
+        }
+        let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
+        let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
+        if len < capacity {
+            self.file.set_len(capacity).map_err(|e| self.io("grow", e))?;
+        }
+        self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
+        self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
+        Ok(true)
+    }
+
+    /// A live header word. The header lies inside every mapping (checked at open).
+    pub(crate) fn live_u64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
+        self.map.atomic_u64(offset).expect("header words lie inside the mapping")
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.live_u64(header::CAPACITY_OFFSET).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn alloc_end(&self) -> u64 {
+        self.live_u64(header::ALLOC_END_OFFSET).load(Ordering::Acquire)
+    }
+
+    /// Offset of the catalog record in `slot`.
+    pub(crate) fn record_offset(&self, slot: u32) -> u64 {
+        self.header.catalog_offset + u64::from(slot) * ENTRY_SIZE
+    }
+
+    /// The process-wide lock of the entry in `slot`.
+    pub(crate) fn entry_lock(&self, slot: u32, offset: u64) -> Arc<RangeLock> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(slot).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone()
+    }
+
+    pub(crate) fn io(&self, op: &'static str, source: io::Error) -> Error {
+        Error::Io { op, path: self.path.clone(), source }
+    }
+
+    pub(crate) fn corrupt(&self, detail: String) -> Error {
+        Error::Corrupt { path: self.path.clone(), detail }
+    }
+
+    pub(crate) fn read_only_error(&self, action: &'static str) -> Error {
+        Error::ReadOnly { path: self.path.clone(), action }
+    }
+
+    pub(crate) fn lock_error(&self, e: crate::lock::LockError) -> Error {
+        match e {
+            crate::lock::LockError::Io(source) => self.io("lock", source),
+            _ => self.io("lock", io::Error::from(io::ErrorKind::WouldBlock)),
+        }
+    }
+}
+
+/// Creates a store at `path` if there is none, without ever exposing a half-written file: the
+/// store is built in a temporary file beside `path` and hard-linked into place, which fails if
+/// another process got there first (and then its store is the one everybody opens).
+fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()> {
+    let io = |op, source| Error::Io { op, path: path.to_owned(), source };
+    if max_entries == 0 || max_entries > header::MAX_SLOTS {
+        return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
+    }
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let header = Header::new(max_entries, capacity, created);
+    if capacity < header.min_capacity() {
+        return Err(Error::CapacityTooSmall {
+            path: path.to_owned(),
+            requested: capacity,
+            minimum: header.min_capacity(),
+            shrink: false,
+        });
+    }
+    let file_name = path.file_name().ok_or_else(|| io("create", io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    // Unique per process, per thread and per attempt, so concurrent creators never collide.
+    static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
+    tmp_name.push(format!(".{}.{attempt}.{created}.creating", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let file =
+            fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(|e| io("create", e))?;
+        file.set_len(capacity).map_err(|e| io("grow", e))?;
+        let map = Mapping::new(&file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
+        let written = map.write(0, &header.encode());
+        debug_assert!(written, "the header fits in its own mapping");
+        let live = |offset| map.atomic_u64(offset).expect("live words lie inside the header");
+        live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
+        live(header::GENERATION_OFFSET).store(0, Ordering::Release);
+        live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
+        map.flush().map_err(|e| io("flush", e))?;
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io("create", e)),
+        }
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+/// Reads up to `buf.len()` bytes from the start of the file.
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn header_error(path: &Path, e: HeaderError) -> Error {
+    let path = path.to_owned();
+    match e {
+        HeaderError::TooShort { len } => Error::NotAStore { path, reason: format!("it is only {len} bytes long") },
+        HeaderError::BadMagic => Error::NotAStore { path, reason: "it does not start with the shmstore magic".into() },
+        HeaderError::UnsupportedVersion { found } => {
+            Error::UnsupportedFormat { path, found, supported: header::FORMAT_VERSION }
+        }
+        HeaderError::WrongEndianness => Error::WrongEndianness { path },
+        HeaderError::BadChecksum { .. } => Error::BadChecksum { path, what: "the header".into() },
+        HeaderError::BadGeometry(detail) => Error::Corrupt { path, detail: format!("header: {detail}") },
+    }
+}

@@ -1,0 +1,1 @@
+//! Support code for the shmstore suite's examples and tests.
