@@ -91,7 +91,13 @@ fn assert_mismatch<T: SharedLayout + std::fmt::Debug>(result: shmstore::Result<T
             found_version,
             expected_fingerprint,
             found_fingerprint,
+            diff,
         } => {
+            let diff = diff.expect("the stored layout descriptor is readable");
+            assert!(!diff.is_empty(), "a mismatch always has a difference to show");
+            for line in diff.to_string().lines() {
+                assert!(message.contains(line), "the message shows the diff line {line:?}: {message}");
+            }
             assert_eq!(name, "config");
             assert_eq!(exp_type, expected_type);
             assert_eq!(found_type, "ConfigV1");

@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::commit::{Durability, Version};
 use crate::error::Result;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
@@ -17,8 +18,9 @@ use crate::view::{ReadGuard, WriteGuard};
 /// [`Error::OutOfBounds`](crate::Error::OutOfBounds), never a short copy. Guards and copies lock
 /// the array against other threads and processes, like [`Shared`](crate::Shared).
 ///
-/// Arrays are updated in place: a process killed in the middle of a `write_at` can leave that
-/// range partly written.
+/// Arrays are updated in place: every write is visible at once, and a process killed in the middle
+/// of a `write_at` can leave that range partly written (objects, by contrast, commit atomically).
+/// Every write bumps the array's [`Version`], so readers can wait for changes.
 ///
 /// ```
 /// use shmstore::Store;
@@ -133,7 +135,26 @@ impl<T: SharedLayout> SharedArray<T> {
     pub fn update<R>(&self, index: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         self.handle.check_range("update", index, len)?;
         let mut guard = self.handle.write::<T>(index, len, Wait::Forever, None)?;
-        Ok(f(&mut guard))
+        let result = f(&mut guard);
+        guard.commit()?;
+        Ok(result)
+    }
+
+    /// The current [`Version`]: it changes with every write, in any process.
+    pub fn version(&self) -> Version {
+        self.handle.version()
+    }
+
+    /// Sleeps until the array is written (by any thread or process) after `since`, and returns the
+    /// new version; [`Error::NoChange`](crate::Error::NoChange) after `timeout`.
+    pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<Version> {
+        self.handle.wait_changed(since, Some(timeout))
+    }
+
+    /// This handle, with writes synced to disk ([`Durability::PowerLoss`]) or not.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.handle.durability = durability;
+        self
     }
 }
 

@@ -4,6 +4,10 @@
 //! the record and the entry's data are written; a reader that sees it live (acquire) sees all of
 //! that. Creation takes the catalog lock, so that two processes creating the same name agree on
 //! one entry, and allocation is serialised.
+//!
+//! A migrated entry is a chain: the record found by name (`live`) forwards, through its
+//! `moved_to` word, to the record that replaced it (`shadow`: reachable only by forwarding), and
+//! so on. Lookups follow the chain to its end, so every process sees the newest layout at once.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,30 +35,66 @@ impl StoreInner {
         self.lookup(name)?.ok_or_else(|| Error::NotFound { name: name.to_owned() })
     }
 
-    /// The published entry `name`, if any: from this process's cache, else by probing the file.
+    /// The published entry `name`, if any, at the end of its migration chain. The chain's first
+    /// record comes from this process's cache, else from probing the file.
     fn lookup(&self, name: &str) -> Result<Option<(u32, Arc<Entry>)>> {
-        if let Some(hit) = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
-            return Ok(Some(hit.clone()));
-        }
+        let cached = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
+        let root = match cached {
+            Some(hit) => hit,
+            None => match self.probe(name)? {
+                Some(hit) => {
+                    self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
+                    hit
+                }
+                None => return Ok(None),
+            },
+        };
+        self.resolve(root).map(Some)
+    }
+
+    /// The live record named `name`, found by probing from its home slot.
+    fn probe(&self, name: &str) -> Result<Option<(u32, Arc<Entry>)>> {
         let slots = self.header.catalog_slots;
         let home = home_slot(name, slots);
         for i in 0..slots {
             let slot = (home + i) % slots;
             match self.read_record(slot)? {
                 None => return Ok(None),
-                Some(entry) if entry.name == name => {
-                    let hit = (slot, Arc::new(entry));
-                    self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
-                    return Ok(Some(hit));
-                }
+                Some((STATE_LIVE, entry)) if entry.name == name => return Ok(Some((slot, Arc::new(entry)))),
                 Some(_) => {}
             }
         }
         Ok(None)
     }
 
-    /// The record in `slot`: `None` if the slot is empty, an error if it is damaged.
-    fn read_record(&self, slot: u32) -> Result<Option<Entry>> {
+    /// The slot that replaced the record in `slot` by a migration, if any.
+    pub(crate) fn moved_to(&self, slot: u32) -> Option<u32> {
+        let word = self.map.atomic_u32(self.record_offset(slot) + entry::MOVED_TO_OFFSET)?;
+        word.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Follows the migration chain from `root` to the entry's newest record.
+    pub(crate) fn resolve(&self, root: (u32, Arc<Entry>)) -> Result<(u32, Arc<Entry>)> {
+        let mut at = root;
+        for _ in 0..self.header.catalog_slots {
+            let Some(next) = self.moved_to(at.0) else { return Ok(at) };
+            match self.read_record(next)? {
+                Some((entry::STATE_SHADOW, entry)) if entry.name == at.1.name && next < self.header.catalog_slots => {
+                    at = (next, Arc::new(entry));
+                }
+                _ => {
+                    return Err(self.corrupt(format!(
+                        "entry `{}` forwards to catalog slot {next}, which does not hold its replacement",
+                        at.1.name
+                    )))
+                }
+            }
+        }
+        Err(self.corrupt(format!("the migration chain of entry `{}` loops", at.1.name)))
+    }
+
+    /// The record in `slot` and its state: `None` if the slot is empty, an error if it is damaged.
+    fn read_record(&self, slot: u32) -> Result<Option<(u32, Entry)>> {
         let at = self.record_offset(slot);
         let state = self
             .map
@@ -63,32 +103,43 @@ impl StoreInner {
             .load(Ordering::Acquire);
         match state {
             STATE_EMPTY => return Ok(None),
-            STATE_LIVE => {}
+            STATE_LIVE | entry::STATE_SHADOW => {}
             other => return Err(self.corrupt(format!("catalog slot {slot} has unknown state {other}"))),
         }
         let mut raw = [0u8; entry::STATIC_SIZE];
         if !self.map.read(at + entry::STATIC_OFFSET, &mut raw) {
             return Err(self.corrupt(format!("catalog slot {slot} lies outside the file")));
         }
-        Entry::decode(&raw, &self.header, self.capacity().max(self.map.len())).map(Some).map_err(|e| match e {
+        let entry = Entry::decode(&raw, &self.header, self.capacity().max(self.map.len())).map_err(|e| match e {
             entry::EntryError::BadChecksum => {
                 Error::BadChecksum { path: self.path.clone(), what: format!("the entry in catalog slot {slot}") }
             }
             entry::EntryError::Invalid(detail) => self.corrupt(format!("entry in catalog slot {slot}: {detail}")),
             entry::EntryError::OutOfBounds { end, capacity } => self
                 .corrupt(format!("entry in catalog slot {slot} ends at byte {end}, past the store's {capacity} bytes")),
-        })
+        })?;
+        Ok(Some((state, entry)))
     }
 
-    /// Every published entry, in slot order.
-    pub(crate) fn scan(&self) -> Result<Vec<(u32, Entry)>> {
+    /// Every record in use, with its state, in slot order.
+    pub(crate) fn scan_records(&self) -> Result<Vec<(u32, u32, Entry)>> {
         let mut out = Vec::new();
         for slot in 0..self.header.catalog_slots {
-            if let Some(entry) = self.read_record(slot)? {
-                out.push((slot, entry));
+            if let Some((state, entry)) = self.read_record(slot)? {
+                out.push((slot, state, entry));
             }
         }
         Ok(out)
+    }
+
+    /// Every entry, at the end of its migration chain, in the slot order of the records found by
+    /// name.
+    pub(crate) fn scan(&self) -> Result<Vec<(u32, Arc<Entry>)>> {
+        self.scan_records()?
+            .into_iter()
+            .filter(|(_, state, _)| *state == STATE_LIVE)
+            .map(|(slot, _, entry)| self.resolve((slot, Arc::new(entry))))
+            .collect()
     }
 
     /// The decoded schema stored for `entry`.
@@ -102,9 +153,22 @@ impl StoreInner {
         schema::decode(&bytes).map_err(|e| self.corrupt(format!("schema of entry `{}`: {e}", entry.name)))
     }
 
-    /// The stored type's name for messages; falls back to the fingerprint if the schema is damaged.
-    pub(crate) fn stored_type_name(&self, entry: &Entry) -> String {
-        self.stored_schema(entry).map_or_else(|_| format!("<type {:016x}>", entry.fingerprint), |s| s.display_name())
+    /// The error for opening `entry` with a type of layout `expected`: names, versions,
+    /// fingerprints, and a field-by-field diff from the stored schema (if it can be read).
+    pub(crate) fn mismatch(&self, entry: &Entry, expected: &Layout) -> Error {
+        let stored = self.stored_schema(entry).ok();
+        Error::LayoutMismatch {
+            name: entry.name.clone(),
+            expected_type: expected.display_name(),
+            found_type: stored
+                .as_ref()
+                .map_or_else(|| format!("<type {:016x}>", entry.fingerprint), Schema::display_name),
+            expected_version: expected.version,
+            found_version: entry.version,
+            expected_fingerprint: expected.fingerprint,
+            found_fingerprint: entry.fingerprint,
+            diff: stored.map(|stored| crate::format::diff::diff(&stored, &Schema::from(expected))),
+        }
     }
 
     /// The entry `name`, created if absent. `init` gives the bytes of one value, which fill the
@@ -126,21 +190,39 @@ impl StoreInner {
             return Err(self.read_only_error("creating a new entry"));
         }
         let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
-        self.create_locked(name, kind, layout, count, init)
+        // Another process may have created it while we waited for the lock.
+        if let Some(hit) = self.lookup(name)? {
+            return Ok(hit);
+        }
+        let value = init();
+        debug_assert_eq!(value.len(), layout.size);
+        let (slot, entry) = self.place(name, kind, layout, count, STATE_LIVE, |data_offset| match kind {
+            EntryKind::Array => self.fill_repeated(data_offset, &value, count),
+            _ => self.map.write(data_offset, &value),
+        })?;
+        if let Some(count) = self.map.atomic_u32(header::ENTRY_COUNT_OFFSET) {
+            count.fetch_add(1, Ordering::AcqRel);
+        }
+        if self.durability == crate::Durability::PowerLoss {
+            self.map.flush().map_err(|e| self.io("msync", e))?;
+        }
+        let hit = (slot, Arc::new(entry));
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
+        Ok(hit)
     }
 
-    fn create_locked(
+    /// Allocates space for a new record of `count` values of `layout`, lets `write_data` fill it
+    /// (given the data offset), and publishes the record in a free slot with `state`. The caller
+    /// holds the catalog lock.
+    pub(crate) fn place(
         &self,
         name: &str,
         kind: EntryKind,
         layout: &Layout,
         count: u64,
-        init: impl FnOnce() -> Vec<u8>,
-    ) -> Result<(u32, Arc<Entry>)> {
-        // Another process may have created it while we waited for the lock.
-        if let Some(hit) = self.lookup(name)? {
-            return Ok(hit);
-        }
+        state: u32,
+        write_data: impl FnOnce(u64) -> bool,
+    ) -> Result<(u32, Entry)> {
         let slots = self.header.catalog_slots;
         let home = home_slot(name, slots);
         let slot = (0..slots)
@@ -168,24 +250,24 @@ impl StoreInner {
         if let Err(e) = schema::decode(&schema_bytes) {
             return Err(unsupported(format!("its layout descriptor cannot be recorded: {e}")));
         }
-        let single_slot = kind == EntryKind::Array || layout.contains_atomics();
-        let (slot_count, slot_stride, data_align) = match kind {
+        let (slot_count, slot_stride, data_align, data_len) = match kind {
             // Arrays of a page or more start on a page: copies run at full speed, and their pages
             // are never shared with another entry.
-            EntryKind::Array if elem_size.saturating_mul(count) >= PAGE => (1u8, 0, elem_align.max(PAGE)),
-            EntryKind::Array => (1u8, 0, elem_align.max(OBJECT_ALIGN)),
+            EntryKind::Array => {
+                let len = elem_size.checked_mul(count);
+                let align = if len.is_none_or(|l| l >= PAGE) { PAGE } else { OBJECT_ALIGN };
+                (1u8, 0, elem_align.max(align), len)
+            }
             _ => {
                 let stride = align_up(elem_size.max(1), OBJECT_ALIGN).unwrap_or(u64::MAX);
-                if single_slot {
-                    (1, 0, elem_align.max(OBJECT_ALIGN))
+                // Objects holding atomics are changed in place by several processes at once, so
+                // they cannot be double-buffered.
+                if layout.contains_atomics() {
+                    (1, 0, elem_align.max(OBJECT_ALIGN), Some(stride))
                 } else {
-                    (2, stride, elem_align.max(OBJECT_ALIGN))
+                    (2, stride, elem_align.max(OBJECT_ALIGN), stride.checked_mul(2))
                 }
             }
-        };
-        let data_len = match kind {
-            EntryKind::Array => elem_size.checked_mul(count),
-            _ => Some(align_up(elem_size.max(1), OBJECT_ALIGN).unwrap_or(u64::MAX) * u64::from(slot_count)),
         };
 
         // Allocate: data, then the schema, from the allocation end. The end is advanced before
@@ -213,17 +295,9 @@ impl StoreInner {
         };
         self.live_u64(header::ALLOC_END_OFFSET).store(end, Ordering::Release);
 
-        let value = init();
-        debug_assert_eq!(value.len() as u64, elem_size);
-        let written = self.map.write(schema_offset, &schema_bytes)
-            && match kind {
-                EntryKind::Array => self.fill_repeated(data_offset, &value, count),
-                _ => self.map.write(data_offset, &value),
-            };
-        if !written {
+        if !(self.map.write(schema_offset, &schema_bytes) && write_data(data_offset)) {
             return Err(self.corrupt("the allocation end points outside the file".into()));
         }
-
         let entry = Entry {
             name: name.to_owned(),
             kind,
@@ -240,21 +314,11 @@ impl StoreInner {
             lock_offset: entry::lock_offset_for(slot),
         };
         let at = self.record_offset(slot);
+        let state_word = self.map.atomic_u32(at).ok_or_else(|| self.corrupt("catalog outside the file".into()))?;
         self.map.write(at + entry::STATIC_OFFSET, &entry.encode());
-        if let Some(seq) = self.map.atomic_u64(at + entry::SEQ_OFFSET) {
-            seq.store(0, Ordering::Relaxed);
-        }
-        // Publish: everything above happens-before any reader that sees the slot live.
-        self.map
-            .atomic_u32(at)
-            .ok_or_else(|| self.corrupt("catalog outside the file".into()))?
-            .store(STATE_LIVE, Ordering::Release);
-        if let Some(count) = self.map.atomic_u32(header::ENTRY_COUNT_OFFSET) {
-            count.fetch_add(1, Ordering::AcqRel);
-        }
-        let hit = (slot, Arc::new(entry));
-        self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
-        Ok(hit)
+        // Publish: everything above happens-before any reader that sees the slot in use.
+        state_word.store(state, Ordering::Release);
+        Ok((slot, entry))
     }
 
     /// Writes `value` into `count` consecutive elements at `offset`. Fresh store space is zero, so

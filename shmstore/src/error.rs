@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::format::diff::LayoutDiff;
 use crate::layout::InvalidValue;
 
 /// Everything that can go wrong in shmstore. Every message says what to do about it.
@@ -119,7 +120,10 @@ pub enum Error {
     },
 
     /// The entry exists with a different layout than the type it was opened with.
-    #[error("entry `{name}` holds {found_type} v{found_version} (fingerprint {found_fingerprint:016x}), but it was opened as {expected_type} v{expected_version} (fingerprint {expected_fingerprint:016x}): open it with the type it was created with, or migrate it")]
+    ///
+    /// Its message lists what differs, field by field, from the stored layout to the requested
+    /// one (see [`LayoutDiff`]).
+    #[error("entry `{name}` holds {found_type} v{found_version} (fingerprint {found_fingerprint:016x}), but it was opened as {expected_type} v{expected_version} (fingerprint {expected_fingerprint:016x}); from the stored layout to the requested one:\n{}\nopen it with the type it was created with, or convert it with Store::migrate", diff_text(diff))]
     LayoutMismatch {
         /// The entry.
         name: String,
@@ -135,6 +139,8 @@ pub enum Error {
         expected_fingerprint: u64,
         /// The stored fingerprint.
         found_fingerprint: u64,
+        /// What differs, field by field; `None` if the stored layout descriptor could not be read.
+        diff: Option<LayoutDiff>,
     },
 
     /// The entry exists but is an object where an array was asked for, or the reverse.
@@ -158,6 +164,13 @@ pub enum Error {
         type_name: String,
         /// Why, and what to do.
         reason: String,
+    },
+
+    /// A change to an entry updated in place cannot be rolled back.
+    #[error("entry `{name}` is changed in place (it is an array or holds atomics), so its changes cannot be rolled back; they were kept")]
+    RollbackUnsupported {
+        /// The entry.
+        name: String,
     },
 
     /// The entry name is empty, too long, or holds control characters.
@@ -233,6 +246,15 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// Nothing was committed to the entry within the time a `wait_for_change` allowed.
+    #[error("no change to entry `{name}` within {waited:?}: call wait_for_change again to keep waiting")]
+    NoChange {
+        /// The entry.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
     /// The entry's bytes are not a valid value of its type.
     #[error("entry `{name}` holds bytes that are not a valid {type_name}: {invalid}; something other than shmstore wrote to the file, so restore it or overwrite the value")]
     InvalidValue {
@@ -253,6 +275,14 @@ pub enum Error {
         /// The mapped length.
         mapped: u64,
     },
+}
+
+fn diff_text(diff: &Option<LayoutDiff>) -> String {
+    match diff {
+        Some(d) if !d.is_empty() => d.to_string(),
+        Some(_) => "  (no difference)".to_owned(),
+        None => "  (the stored layout descriptor could not be read)".to_owned(),
+    }
 }
 
 /// `Result<T, shmstore::Error>`.

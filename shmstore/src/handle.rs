@@ -4,12 +4,12 @@
 //! the entry's location, so every later access is a lock plus pointer arithmetic.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::commit::Durability;
 use crate::error::{Error, Result};
-use crate::format::entry::{Entry, SEQ_OFFSET};
+use crate::format::entry::{Entry, EntryKind};
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::{LockError, RangeLock, Wait};
 use crate::store::StoreInner;
@@ -30,6 +30,8 @@ pub(crate) struct EntryHandle {
     validate: bool,
     /// `layout.contains_atomics()`, computed once.
     atomics: bool,
+    /// How far commits through this handle go.
+    pub(crate) durability: Durability,
 }
 
 impl EntryHandle {
@@ -41,16 +43,7 @@ impl EntryHandle {
             || entry.elem_size != layout.size as u64
             || entry.elem_align != layout.align as u64
         {
-            let found_type = store.stored_type_name(&entry);
-            return Err(Error::LayoutMismatch {
-                name: entry.name.clone(),
-                expected_type: layout.display_name(),
-                found_type,
-                expected_version: layout.version,
-                found_version: entry.version,
-                expected_fingerprint: layout.fingerprint,
-                found_fingerprint: entry.fingerprint,
-            });
+            return Err(store.mismatch(&entry, layout));
         }
         let end = entry.data_offset + entry.data_len();
         if end > store.map.len() {
@@ -58,7 +51,11 @@ impl EntryHandle {
         }
         let lock = store.entry_lock(slot, entry.lock_offset);
         let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
-        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics })
+        if entry.kind == EntryKind::Object && entry.slot_count != if atomics { 1 } else { 2 } {
+            return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
+        }
+        let durability = store.durability;
+        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics, durability })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -72,23 +69,23 @@ impl EntryHandle {
         }
         let file = &self.store.file;
         let res = if exclusive { self.lock.write(file, wait) } else { self.lock.read(file, wait) };
-        res.map_err(|e| match e {
+        let held = res.map_err(|e| match e {
             LockError::WouldBlock => Error::WouldBlock { name: self.entry.name.clone() },
             LockError::Timeout => Error::Timeout { name: self.entry.name.clone(), waited: timeout.unwrap_or_default() },
             LockError::Io(source) => Error::Io { op: "lock", path: self.store.path.clone(), source },
-        })
+        })?;
+        // A migration commits under this lock: checked now, it cannot happen until we release it.
+        self.check_current()?;
+        Ok(held)
     }
 
-    /// Offset of the slot readers and writers use now. Objects with two slots alternate between
-    /// them by the parity of the entry's sequence word; everything else has one slot.
+    /// The layout of the handle's type.
+    pub(crate) fn layout(&self) -> &'static Layout {
+        self.layout
+    }
+
     fn active_offset(&self) -> u64 {
-        if self.entry.slot_count == 2 {
-            let seq = self.store.record_offset(self.slot) + SEQ_OFFSET;
-            let seq = self.store.map.atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
-            self.entry.data_offset + (seq & 1) * self.entry.slot_stride
-        } else {
-            self.entry.data_offset
-        }
+        self.store.active_offset(self.slot, &self.entry)
     }
 
     /// Locates elements `start..start + count` of the active slot and validates their bytes.
@@ -143,13 +140,16 @@ impl EntryHandle {
     /// without reading them first: a plain store never needs the old value, and this way bytes
     /// that are not a valid `T` (left by a foreign writer) can be repaired.
     pub(crate) fn overwrite<T: SharedLayout>(&self, start: usize, values: &[T]) -> Result<()> {
-        let _hold = self.hold(true, Wait::Forever, None)?;
-        let offset = self.active_offset() + start as u64 * self.layout.size as u64;
-        if self.store.map.write(offset, view::slice_bytes(values)) {
-            Ok(())
-        } else {
-            Err(self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name)))
+        let hold = self.hold(true, Wait::Forever, None)?;
+        let bytes = view::slice_bytes(values);
+        if self.entry.slot_count == 2 {
+            return self.publish(&hold, bytes, self.durability);
         }
+        let offset = self.active_offset() + start as u64 * self.layout.size as u64;
+        if !self.store.map.write(offset, bytes) {
+            return Err(self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name)));
+        }
+        self.changed_in_place(&hold, self.durability)
     }
 
     /// A read guard over elements `start..start + count`, already bounds-checked by the caller.
@@ -174,7 +174,8 @@ impl EntryHandle {
         Ok(unsafe { ReadGuard::new(ptr, hold) })
     }
 
-    /// A write guard over elements `start..start + count`, already bounds-checked by the caller.
+    /// An in-place write guard over elements `start..start + count`, already bounds-checked by
+    /// the caller.
     pub(crate) fn write<T: SharedLayout>(
         &self,
         start: usize,
@@ -186,6 +187,23 @@ impl EntryHandle {
         let ptr = self.elements::<T>(&hold, start as u64, count as u64)?;
         // SAFETY: as in `read`, and `hold` is this entry's exclusive lock (refused on read-only
         // stores, so the mapping is writable), moved into the guard for its whole life.
-        Ok(unsafe { WriteGuard::new(ptr, hold) })
+        Ok(unsafe { WriteGuard::in_place(ptr, self, hold) })
+    }
+
+    /// A write guard over an object's value: staged and committed atomically for double-buffered
+    /// objects, in place for objects holding atomics.
+    pub(crate) fn write_object<T: SharedLayout>(
+        &self,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<WriteGuard<'_, T>> {
+        let hold = self.hold(true, wait, timeout)?;
+        if self.entry.slot_count == 2 {
+            let (value, _) = self.read_slot::<T>(&hold)?;
+            return Ok(WriteGuard::staged(value, self, hold));
+        }
+        let ptr = self.elements::<T>(&hold, 0, 1)?.cast::<T>();
+        // SAFETY: as in `write`; `elements` covered exactly one valid `T` at this address.
+        Ok(unsafe { WriteGuard::in_place(ptr, self, hold) })
     }
 }

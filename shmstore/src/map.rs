@@ -99,6 +99,26 @@ impl Mapping {
         Some(unsafe { AtomicU32::from_ptr(p.as_ptr().cast()) })
     }
 
+    /// The `words` consecutive `AtomicU64`s at `offset`, which must be in bounds and 8-aligned.
+    /// The data slots of double-buffered objects are only ever accessed through these (or under an
+    /// entry lock that excludes every writer), so concurrent readers and committers never race
+    /// non-atomically.
+    pub(crate) fn atomic_words(&self, offset: u64, words: usize) -> Option<&[AtomicU64]> {
+        let p = self.ptr(offset, (words as u64).checked_mul(8)?, 8)?;
+        // SAFETY: `ptr` checked that `words * 8` bytes from `p` are in the mapping and 8-aligned;
+        // the mapping lives as long as `&self`; `AtomicU64` has the size and alignment of `u64`
+        // and every bit pattern is valid; shared access through atomics is always sound.
+        Some(unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<AtomicU64>(), words) })
+    }
+
+    /// Writes dirty pages of `offset..offset + len` back to the file (`msync(MS_SYNC)`).
+    pub(crate) fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        self.raw.flush_range(offset, len)
+    }
+
     /// Writes every dirty page back to the file.
     pub(crate) fn flush(&self) -> io::Result<()> {
         self.raw.flush()

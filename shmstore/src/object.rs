@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use crate::commit::{Durability, Version};
 use crate::error::Result;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
@@ -19,6 +20,22 @@ use crate::view::{ReadGuard, WriteGuard};
 /// Guards lock the object against other threads *and* other processes: [`read`](Self::read)
 /// shares, [`write`](Self::write) excludes. The locks are kernel byte-range locks, released by the
 /// kernel if the holder dies.
+///
+/// # Commits and reads
+///
+/// An object is **double-buffered** unless its type holds atomics: every write
+/// ([`write`](Self::write) guard, [`store`](Self::store), [`update`](Self::update)) is a
+/// *commit* that becomes visible all at once, to every process, when it is published. A panic
+/// inside a write guard, an [`abort`](crate::WriteGuard::abort), or a process killed at any
+/// instant (even by `SIGKILL`) leaves the last published value intact. [`load`](Self::load) is
+/// lock-free: no system call, no lock, a few nanoseconds. How far a commit goes before it returns
+/// (the page cache, or the disk) is its [`Durability`].
+///
+/// An object whose type holds atomics exists to be changed in place by several processes at once
+/// (through a [`read`](Self::read) guard, which gives `&T`), so it is kept in **one** slot and
+/// updated in place: no rollback, and no atomicity across a crash for its non-atomic fields.
+/// [`is_double_buffered`](Self::is_double_buffered) and
+/// [`EntryInfo::slots`](crate::EntryInfo::slots) tell which kind an object is.
 ///
 /// ```
 /// use shmstore::{SharedLayout, Store};
@@ -40,7 +57,7 @@ use crate::view::{ReadGuard, WriteGuard};
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct Shared<T: SharedLayout> {
-    handle: EntryHandle,
+    pub(crate) handle: EntryHandle,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -60,8 +77,7 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     fn write_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<WriteGuard<'_, T>> {
-        let guard = self.handle.write::<T>(0, 1, wait, timeout)?;
-        Ok(guard.into_first().expect("an object guard covers exactly one value"))
+        self.handle.write_object::<T>(wait, timeout)
     }
 
     /// A shared guard: `&T` for as long as it lives, while writers (in any process) wait.
@@ -99,24 +115,90 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     /// A copy of the current value.
+    ///
+    /// For an object without atomics this is an optimistic, lock-free read: no lock and no system
+    /// call, a retry if a commit raced with the copy, and the shared lock after
+    /// [`OPTIMISTIC_TRIES`](crate::OPTIMISTIC_TRIES) lost races, so it cannot starve.
     pub fn load(&self) -> Result<T>
     where
         T: Copy,
     {
-        Ok(*self.read()?)
+        self.load_versioned().map(|(value, _)| value)
     }
 
-    /// Replaces the value. The old value is not read, so this also repairs an object whose bytes
-    /// are not a valid `T` ([`Error::InvalidValue`](crate::Error::InvalidValue)).
+    /// A copy of the current value and the [`Version`] it belongs to.
+    pub fn load_versioned(&self) -> Result<(T, Version)>
+    where
+        T: Copy,
+    {
+        if self.handle.entry.slot_count == 2 {
+            return self.handle.load_optimistic::<T>();
+        }
+        let guard = self.read()?;
+        Ok((*guard, self.handle.version()))
+    }
+
+    /// The current [`Version`]: it changes with every commit, in any process.
+    pub fn version(&self) -> Version {
+        self.handle.version()
+    }
+
+    /// Sleeps until another commit than `since` is published (by any thread or process), then
+    /// returns the new value and its version. Returns at once if the object has already moved
+    /// past `since`; fails with [`Error::NoChange`](crate::Error::NoChange) after `timeout`. The
+    /// wake-up is immediate (a futex shared by every process mapping the file), except on a
+    /// read-only store, whose waiters re-check every 2 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use shmstore::Store;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open_or_create(dir.path().join("w.shm"), 1 << 20)?;
+    /// let ticks = store.object_or_init("ticks", || 0u64)?;
+    /// let (_, seen) = ticks.load_versioned()?;
+    ///
+    /// let writer = ticks.clone();
+    /// std::thread::spawn(move || writer.store(42));
+    /// let (value, now) = ticks.wait_for_change(seen, Duration::from_secs(5))?;
+    /// assert_eq!(value, 42);
+    /// assert!(now > seen);
+    /// assert!(ticks.wait_for_change(now, Duration::from_millis(10)).is_err()); // nothing new
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<(T, Version)>
+    where
+        T: Copy,
+    {
+        self.handle.wait_changed(since, Some(timeout))?;
+        self.load_versioned()
+    }
+
+    /// Replaces the value, as one commit. The old value is not read, so this also repairs an
+    /// object whose bytes are not a valid `T` ([`Error::InvalidValue`](crate::Error::InvalidValue)).
     pub fn store(&self, value: T) -> Result<()> {
         self.handle.overwrite(0, std::slice::from_ref(&value))
     }
 
-    /// Runs `f` on the value under the write lock and returns what `f` returns: an atomic
-    /// read-modify-write across threads and processes.
+    /// Runs `f` on the value under the write lock and commits the result, returning what `f`
+    /// returns: an atomic read-modify-write across threads and processes. If `f` panics, nothing
+    /// is committed.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let mut guard = self.write()?;
-        Ok(f(&mut guard))
+        let result = f(&mut guard);
+        guard.commit()?;
+        Ok(result)
+    }
+
+    /// This handle, committing with `durability` instead of the store's default.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.handle.durability = durability;
+        self
+    }
+
+    /// Whether this object is double-buffered: commits are crash-atomic and reads lock-free. Objects
+    /// holding atomics are updated in place instead.
+    pub fn is_double_buffered(&self) -> bool {
+        self.handle.entry.slot_count == 2
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::array::SharedArray;
+use crate::commit::Durability;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, ENTRY_SIZE};
 use crate::format::header::{self, Header, HeaderError, LiveError, HEADER_SIZE, LOCK_BASE};
@@ -51,11 +52,13 @@ pub struct OpenOptions {
     capacity_only_if_created: bool,
     read_only: bool,
     max_entries: u32,
+    durability: Durability,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
+            durability: Durability::Process,
             create: false,
             capacity: None,
             capacity_only_if_created: false,
@@ -98,6 +101,13 @@ impl OpenOptions {
     /// bytes of catalog. Ignored when opening an existing store.
     pub fn max_entries(&mut self, n: u32) -> &mut Self {
         self.max_entries = n;
+        self
+    }
+
+    /// How far commits go before they return (default: [`Durability::Process`]). Handles can
+    /// override it with [`Shared::with_durability`](crate::Shared::with_durability).
+    pub fn durability(&mut self, durability: Durability) -> &mut Self {
+        self.durability = durability;
         self
     }
 
@@ -162,9 +172,26 @@ pub struct EntryInfo {
     pub len: u64,
     /// Bytes of data the entry occupies in the file (all slots).
     pub bytes: u64,
-    /// 2 for objects kept in two slots (room for crash-atomic commits), 1 for values updated in
-    /// place (arrays, and objects holding atomics).
+    /// 2 for double-buffered objects (crash-atomic commits, lock-free loads), 1 for values updated
+    /// in place (arrays, and objects holding atomics).
     pub slots: u8,
+    /// Where the entry's data starts in the file (slot 0), for readers in other languages that map
+    /// the file themselves; see `docs/format.md`.
+    pub data_offset: u64,
+    /// Distance from slot 0 to slot 1 of a double-buffered object (0 otherwise). The active slot is
+    /// `data_offset + (seq & 1) * slot_stride`.
+    pub slot_stride: u64,
+    /// Where the entry's catalog record starts; its commit sequence word `seq` (a native-endian
+    /// `u64`) is at `record_offset + 192`.
+    pub record_offset: u64,
+}
+
+impl EntryInfo {
+    /// Whether commits to this entry are crash-atomic and its loads lock-free (a double-buffered
+    /// object), rather than made in place.
+    pub fn is_double_buffered(&self) -> bool {
+        self.slots == 2
+    }
 }
 
 impl Store {
@@ -232,25 +259,15 @@ impl Store {
 
     /// Every entry in the store, in catalog order.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
-        self.inner
-            .scan()?
-            .into_iter()
-            .map(|(_, e)| {
-                let type_name = self.inner.stored_schema(&e)?.display_name();
-                Ok(EntryInfo {
-                    type_name,
-                    kind: e.kind,
-                    version: e.version,
-                    fingerprint: e.fingerprint,
-                    elem_size: e.elem_size,
-                    align: e.elem_align,
-                    len: e.count,
-                    bytes: e.data_len(),
-                    slots: e.slot_count,
-                    name: e.name.clone(),
-                })
-            })
-            .collect()
+        self.inner.scan()?.iter().map(|(slot, e)| self.inner.entry_info(*slot, e)).collect()
+    }
+
+    pub(crate) fn inner(&self) -> &StoreInner {
+        &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> Arc<StoreInner> {
+        self.inner.clone()
     }
 
     /// Writes every change back to the file (`msync`), so that it survives a machine crash.
@@ -300,6 +317,8 @@ pub(crate) struct StoreInner {
     pub(crate) map: Mapping,
     pub(crate) header: Header,
     pub(crate) read_only: bool,
+    /// The default durability of commits.
+    pub(crate) durability: Durability,
     /// Serialises catalog changes (entry creation, growth) across threads and processes.
     pub(crate) catalog_lock: RangeLock,
     /// Entries this process has seen, by name. Records never change once published.
@@ -338,6 +357,7 @@ impl StoreInner {
         file.lock_shared().map_err(|e| io("lock", e))?;
         let len = file.metadata().map_err(|e| io("stat", e))?.len();
         let mut store = StoreInner::map_and_check(path, file, len, opts.read_only)?;
+        store.durability = opts.durability;
         if let (Some(capacity), false) = (opts.capacity, opts.capacity_only_if_created) {
             if store.ensure_capacity(capacity)? {
                 // No handle exists yet, so the mapping can simply be replaced by a larger one.
@@ -367,6 +387,7 @@ impl StoreInner {
             map,
             header,
             read_only,
+            durability: Durability::Process,
             catalog_lock: RangeLock::new(LOCK_BASE),
             names: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -382,11 +403,11 @@ impl StoreInner {
             }
             LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
         })?;
-        let entries = store.scan()?;
+        let entries = store.scan_records()?;
         // Read after the scan: a creator advances `alloc_end` before it publishes an entry, so every
         // entry the scan saw ends at or below the value read now, even if it was created meanwhile.
         let alloc_end = store.alloc_end();
-        for (_, entry) in entries {
+        for (_, _, entry) in entries {
             let end = (entry.data_offset + entry.data_len()).max(entry.schema_offset + entry.schema_len);
             if end > alloc_end {
                 return Err(store.corrupt(format!("entry `{}` lies beyond the allocated space", entry.name)));
@@ -439,6 +460,19 @@ impl StoreInner {
     /// Offset of the catalog record in `slot`.
     pub(crate) fn record_offset(&self, slot: u32) -> u64 {
         self.header.catalog_offset + u64::from(slot) * ENTRY_SIZE
+    }
+
+    /// Offset of the slot of `entry` (in catalog `slot`) that readers and writers use now.
+    /// Objects with two slots alternate between them by the parity of the entry's sequence word;
+    /// everything else has one slot.
+    pub(crate) fn active_offset(&self, slot: u32, entry: &Entry) -> u64 {
+        if entry.slot_count == 2 {
+            let seq = self.record_offset(slot) + crate::format::entry::SEQ_OFFSET;
+            let seq = self.map.atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
+            entry.data_offset + (seq & 1) * entry.slot_stride
+        } else {
+            entry.data_offset
+        }
     }
 
     /// The process-wide lock of the entry in `slot`.

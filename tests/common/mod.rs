@@ -398,3 +398,124 @@ pub fn tally<K: std::hash::Hash + Eq>(items: impl IntoIterator<Item = K>) -> Has
     }
     m
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for tests/commit.rs: children that exit abnormally, children that must not outlive the
+// parent, and seeing a child asleep in a shared futex.
+
+/// How a child ended, for children expected to fail (a panic, an exit code).
+#[derive(Debug)]
+pub struct ChildExit {
+    pub status: ExitStatus,
+    /// The protocol messages it sent that were not consumed yet.
+    pub messages: Vec<String>,
+    pub stderr: String,
+}
+
+impl ChildProc {
+    /// The role this child was spawned with.
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// Like [`finish`](Self::finish), but returns how the child ended instead of asserting that it
+    /// succeeded: closes stdin, reads the remaining messages, reaps the child.
+    pub fn wait_exit(mut self) -> ChildExit {
+        self.stdin = None;
+        let mut messages = Vec::new();
+        while let Some(msg) = self.next_message() {
+            messages.push(msg);
+        }
+        let status = self.child.wait().expect("wait for child");
+        self.status = Some(status);
+        let stderr = self.take_stderr();
+        ChildExit { status, messages, stderr }
+    }
+
+    /// Like [`expect`](Self::expect), but returns `None` instead of panicking if the child ends
+    /// (its stdout closes) before sending the message, so that the caller can report how it ended
+    /// (see [`wait_exit`](Self::wait_exit)).
+    pub fn try_expect(&mut self, prefix: &str) -> Option<String> {
+        match self.next_message() {
+            Some(msg) if msg.starts_with(prefix) => Some(msg[prefix.len()..].trim().to_owned()),
+            Some(msg) => {
+                panic!("child {} sent {msg:?}, expected {prefix:?}; transcript: {:#?}", self.role, self.transcript)
+            }
+            None => None,
+        }
+    }
+
+    /// SIGKILLs the child and reaps it like [`kill`](Self::kill), and also returns its stderr (all
+    /// of it: the child is dead, so its stderr reaches EOF).
+    pub fn kill_and_stderr(&mut self) -> (ExitStatus, String) {
+        let status = self.kill();
+        (status, self.take_stderr())
+    }
+}
+
+/// Child side: exits the process (status 0) as soon as stdin reaches EOF, from a background thread.
+/// For children that spin without reading stdin: they cannot outlive the parent (whose death closes
+/// the pipe), even if the parent is killed before it can kill them.
+pub fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        wait_eof();
+        std::process::exit(0);
+    });
+}
+
+/// Whether a thread of process `pid` is asleep in a shared (not process-private) `FUTEX_WAIT` on a
+/// word inside a mapping of the file `path`: read from `/proc/PID/task/*/syscall` and
+/// `/proc/PID/maps`. `None` if procfs does not tell (not readable, or not mounted).
+///
+/// Standard-library primitives (mutexes, channels) use private futexes, so this tells a thread
+/// waiting for a store's change notification apart from the test harness's own sleeping threads.
+pub fn asleep_in_shared_futex(pid: u32, path: &Path) -> Option<bool> {
+    const FUTEX_WAIT: u64 = 0;
+    const FUTEX_PRIVATE_FLAG: u64 = 128;
+    const FUTEX_CMD_MASK: u64 = 0x7f;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let file = fs::canonicalize(path).ok()?;
+    let file = file.to_str()?;
+    // Lines look like `7f12...-7f13... rw-s 00000000 fd:01 1234   /tmp/.../store.shm`.
+    let ranges: Vec<(u64, u64)> = maps
+        .lines()
+        .filter(|line| line.ends_with(file))
+        .filter_map(|line| {
+            let (lo, hi) = line.split_whitespace().next()?.split_once('-')?;
+            Some((u64::from_str_radix(lo, 16).ok()?, u64::from_str_radix(hi, 16).ok()?))
+        })
+        .collect();
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut readable = false;
+    for task in tasks.flatten() {
+        let Ok(syscall) = fs::read_to_string(task.path().join("syscall")) else { continue };
+        readable = true;
+        let fields: Vec<&str> = syscall.split_whitespace().collect();
+        let parse = |i: usize| fields.get(i).and_then(|f| u64::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+        // `NR addr op val timeout ...`, in decimal then hex; "running" while on a CPU.
+        if fields.first().and_then(|nr| nr.parse::<i64>().ok()) != Some(libc::SYS_futex) {
+            continue;
+        }
+        let (Some(addr), Some(op)) = (parse(1), parse(2)) else { continue };
+        if op & FUTEX_CMD_MASK == FUTEX_WAIT
+            && op & FUTEX_PRIVATE_FLAG == 0
+            && ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr))
+        {
+            return Some(true);
+        }
+    }
+    readable.then_some(false)
+}
+
+/// Polls [`asleep_in_shared_futex`] until it says yes (`Some(true)`), procfs cannot tell
+/// (`None`), or `patience` passes (`Some(false)`). Polling here only waits for a state that the
+/// test then exercises; correctness never depends on it.
+pub fn wait_until_asleep_in_shared_futex(pid: u32, path: &Path, patience: Duration) -> Option<bool> {
+    let start = std::time::Instant::now();
+    loop {
+        match asleep_in_shared_futex(pid, path) {
+            Some(false) if start.elapsed() < patience => std::thread::sleep(Duration::from_millis(1)),
+            other => return other,
+        }
+    }
+}

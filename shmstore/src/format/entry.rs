@@ -21,8 +21,11 @@ pub const ENTRY_SIZE: u64 = 256;
 pub const MAX_NAME_LEN: usize = 64;
 /// `state` of a slot that holds no entry.
 pub const STATE_EMPTY: u32 = 0;
-/// `state` of a slot whose entry is fully written and published.
+/// `state` of a slot whose entry is fully written and published, found by name.
 pub const STATE_LIVE: u32 = 1;
+/// `state` of a slot holding the replacement of a migrated entry: reached only through the
+/// `moved_to` word of the record it replaced, never by name.
+pub const STATE_SHADOW: u32 = 2;
 /// Offset of the static part within the record.
 pub const STATIC_OFFSET: u64 = 8;
 /// Size of the static part, including its trailing checksum.
@@ -33,6 +36,9 @@ pub const SEQ_OFFSET: u64 = 192;
 pub const FUTEX_OFFSET: u64 = 200;
 /// Offset of the live waiter count (`AtomicU32`) within the record.
 pub const WAITERS_OFFSET: u64 = 204;
+/// Offset of the live `moved_to` word (`AtomicU32`) within the record: 0, or 1 + the slot of the
+/// record that replaced this one in a migration.
+pub const MOVED_TO_OFFSET: u64 = 208;
 
 /// What kind of entry a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -16,9 +16,11 @@
 //!
 //! `docs/format.md` is the byte-by-byte specification.
 
+pub mod diff;
 pub mod entry;
 pub mod header;
 pub mod schema;
+pub mod value;
 
 /// FNV-1a over `bytes`: the checksum of headers and records. It detects torn writes and stray
 /// bytes, which is all these small fixed-size blocks need.

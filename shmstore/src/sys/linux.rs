@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
 use super::LockKind;
 
@@ -52,4 +54,49 @@ pub(crate) fn lock_range(file: &File, offset: u64, kind: LockKind, wait: bool) -
 /// Releases the one-byte lock at `offset`.
 pub(crate) fn unlock_range(file: &File, offset: u64) -> io::Result<()> {
     set(file, offset, libc::F_UNLCK as libc::c_short, false).map(|_| ())
+}
+
+/// Sleeps while `word` holds `expected`, until woken by [`futex_wake`] from any process mapping
+/// the same file, until `timeout`, or spuriously. Returns `Ok(false)` if the timeout passed.
+///
+/// The futex is not private (`FUTEX_WAIT` without `FUTEX_PRIVATE_FLAG`), so the kernel keys it by
+/// the file page, and processes sharing the mapping wake each other.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> io::Result<bool> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT reads the 4-byte word at `word` (a live, aligned `AtomicU32` borrowed for
+    // the whole call) and the optional timespec (a live local or null); it writes nothing to
+    // user memory.
+    let rc = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // The word had already changed, or a signal interrupted the sleep: let the caller re-check.
+        Some(libc::EAGAIN | libc::EINTR) => Ok(true),
+        Some(libc::ETIMEDOUT) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Wakes every process sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it reads and writes no user
+    // memory. A failure (impossible for a valid, aligned address) would only mean nobody is woken,
+    // and waiters re-check on their timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            0usize,
+            0u32,
+        );
+    }
 }

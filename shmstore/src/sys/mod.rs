@@ -1,14 +1,14 @@
 //! Platform code, behind one small interface: byte-range locks that the kernel releases when the
-//! process dies.
+//! process dies, and a wait/wake primitive on a word of shared memory.
 //!
 //! Only Linux is implemented today (open-file-description locks, `F_OFD_SETLK[W]`). A port adds a
-//! sibling module with the same three functions: on macOS, per-range `flock`-style emulation or
+//! sibling module with the same functions: on macOS, per-range `flock`-style emulation or
 //! a lock file per entry; on Windows, `LockFileEx` on the byte range.
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{lock_range, unlock_range};
+pub(crate) use linux::{futex_wait, futex_wake, lock_range, unlock_range};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmstore supports Linux only for now: its locks are Linux open-file-description byte-range locks");

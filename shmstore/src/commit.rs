@@ -1,0 +1,421 @@
+//! Crash-atomic commits, lock-free reads and change notification.
+//!
+//! # The protocol
+//!
+//! An object without atomics has two data slots and a sequence word `seq` in its catalog record;
+//! the **active** slot is `seq & 1`. All accesses to the slots of such an object are atomic word
+//! accesses, except plain reads made under the entry's shared lock (which excludes every writer).
+//!
+//! A **commit** runs under the entry's exclusive lock:
+//! 1. the new value is copied into the inactive slot `(seq + 1) & 1`;
+//! 2. with [`Durability::PowerLoss`], that slot is written to disk (`msync`);
+//! 3. `seq` is bumped with a release store, which flips the active slot: this single store is the
+//!    commit point;
+//! 4. with [`Durability::PowerLoss`], the record holding `seq` is written to disk;
+//! 5. waiters are woken, if there are any.
+//!
+//! A process killed before step 3 leaves `seq`, and so the previous value, untouched; one killed
+//! after it has published a complete slot. A power loss before step 4 completes can lose the
+//! commit, but never exposes a half-written slot, because the slot reached the disk before `seq`
+//! changed.
+//!
+//! An **optimistic read** (a [`Shared::load`](crate::Shared::load)) takes no lock and makes no
+//! system call: it reads `seq` (acquire), copies the slot `seq & 1` with atomic loads, issues an
+//! acquire fence and re-reads `seq`. If `seq` did not move, no writer touched that slot during the
+//! copy: the next writer writes the *other* slot, and the one after it (the first that can write
+//! this slot again) starts only after the first one's `seq` store, and issues a release fence
+//! before its first slot store, so a reader that sees any of its bytes also sees the new `seq`.
+//! A reader that loses this race [`OPTIMISTIC_TRIES`] times in a row takes the shared lock
+//! instead, so a stream of writers cannot starve it.
+//!
+//! Entries updated in place (arrays, and objects holding atomics) bump `seq` after every write
+//! too, so that versions and [`wait_for_change`](crate::Shared::wait_for_change) work for every
+//! entry.
+//!
+//! **Waiting** uses a futex on the record's `futex` word (not process-private, so it works across
+//! processes mapping the file). Waiters register in the record's `waiters` count; a committer bumps
+//! `futex` and issues `FUTEX_WAKE` only if that count is non-zero, so commits pay one atomic
+//! increment and no system call when nobody waits. A waiter on a read-only store cannot register
+//! (its mapping is read-only), so it re-checks every 2 ms instead. A waiter killed while it sleeps
+//! leaves the count raised: everything still works, but commits to that entry then always make the
+//! wake-up system call.
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::format::entry::{ENTRY_SIZE, FUTEX_OFFSET, SEQ_OFFSET, WAITERS_OFFSET};
+use crate::handle::{EntryHandle, Hold};
+use crate::layout::SharedLayout;
+use crate::lock::Wait;
+use crate::sys;
+use crate::view::Staging;
+
+/// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
+const READ_ONLY_POLL: Duration = Duration::from_millis(2);
+
+/// How many times an optimistic read retries before it takes the shared lock.
+pub const OPTIMISTIC_TRIES: u32 = 64;
+
+/// How far a commit goes before it returns.
+///
+/// ```
+/// use shmstore::{Durability, Store};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// // Every commit of this store reaches the disk before it returns:
+/// let store = Store::options().create(true).capacity(1 << 20).durability(Durability::PowerLoss).open(dir.path().join("d.shm"))?;
+/// let counter = store.object_or_init("counter", || 0u64)?;
+/// counter.store(1)?;
+///
+/// // Or per handle: this one commits to the page cache only.
+/// let fast = counter.clone().with_durability(Durability::Process);
+/// fast.store(2)?;
+/// # Ok::<(), shmstore::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// A commit is atomic and immediately visible to every process, and survives the death of any
+    /// process, including the writer, at any instant. It lives in the kernel's page cache and
+    /// reaches the disk when the kernel writes it back (or at [`Store::flush`](crate::Store::flush)),
+    /// so a power loss or kernel crash can lose recent commits. This is the default.
+    #[default]
+    Process,
+    /// Additionally, a commit is on disk before it returns: the new slot is synced before it is
+    /// published, and the sequence word after. A power loss keeps either the old or the new value,
+    /// never a mix. Costs two `msync` calls per commit.
+    PowerLoss,
+}
+
+/// The commit sequence number of an entry: it grows by one with every commit, in every process.
+///
+/// Compare versions to tell whether anything changed since you last looked, and pass one to
+/// [`Shared::wait_for_change`](crate::Shared::wait_for_change) to sleep until something does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(u64);
+
+impl Version {
+    /// The number of commits the entry has seen since it was created.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The steps of a commit, in order; a test hook observes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Step {
+    /// The new value is in the inactive slot.
+    SlotWritten,
+    /// The inactive slot is on disk.
+    SlotSynced,
+    /// `seq` has been bumped: the commit is visible.
+    Published,
+    /// The record holding `seq` is on disk.
+    RecordSynced,
+}
+
+/// Something that watches the steps of commits (tests only).
+#[cfg(test)]
+pub(crate) type StepHook = Box<dyn FnMut(Step)>;
+
+#[cfg(test)]
+thread_local! {
+    /// Called at each [`Step`] of a commit made by this thread (tests only).
+    pub(crate) static STEP_HOOK: std::cell::RefCell<Option<StepHook>> = const { std::cell::RefCell::new(None) };
+}
+
+fn step(_step: Step) {
+    #[cfg(test)]
+    STEP_HOOK.with(|hook| {
+        if let Some(hook) = hook.borrow_mut().as_mut() {
+            hook(_step);
+        }
+    });
+}
+
+impl EntryHandle {
+    fn live_u64(&self, offset: u64) -> &AtomicU64 {
+        self.store.map.atomic_u64(self.store.record_offset(self.slot) + offset).expect("records lie inside the mapping")
+    }
+
+    fn live_u32(&self, offset: u64) -> &AtomicU32 {
+        self.store.map.atomic_u32(self.store.record_offset(self.slot) + offset).expect("records lie inside the mapping")
+    }
+
+    /// The entry's sequence word.
+    pub(crate) fn seq(&self) -> &AtomicU64 {
+        self.live_u64(SEQ_OFFSET)
+    }
+
+    /// The entry's current version.
+    pub(crate) fn version(&self) -> Version {
+        Version(self.seq().load(Ordering::Acquire))
+    }
+
+    fn slot_offset(&self, seq: u64) -> u64 {
+        self.entry.data_offset + (seq & 1) * self.entry.slot_stride
+    }
+
+    /// Copies the slot at `offset` into `out` with atomic loads.
+    fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
+        let Some(words) = self.store.map.atomic_words(offset, out.len().div_ceil(8)) else { return false };
+        let mut chunks = out.chunks_exact_mut(8);
+        for (chunk, word) in (&mut chunks).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if let Some(word) = words.get(words.len().wrapping_sub(1)).filter(|_| !tail.is_empty()) {
+            let n = tail.len();
+            tail.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes()[..n]);
+        }
+        true
+    }
+
+    /// Copies `bytes` into the slot at `offset` with atomic stores (the slot's bytes past the value,
+    /// up to the next word, become zero).
+    fn copy_in(&self, offset: u64, bytes: &[u8]) -> bool {
+        let Some(words) = self.store.map.atomic_words(offset, bytes.len().div_ceil(8)) else { return false };
+        for (chunk, word) in bytes.chunks(8).zip(words) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(buf), Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn outside(&self) -> Error {
+        self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name))
+    }
+
+    /// A copy of the current value of a double-buffered object, without a lock if possible.
+    pub(crate) fn load_optimistic<T: SharedLayout>(&self) -> Result<(T, Version)> {
+        // A migration never touches the old slots, so a read that races with one returns the value
+        // as it was just before it: consistent, and of the right type.
+        let seq = self.seq();
+        for _ in 0..OPTIMISTIC_TRIES {
+            let before = seq.load(Ordering::Acquire);
+            // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump
+            // sees the move too, and never reads past the last value of the old type.
+            self.check_current()?;
+            let mut staging = Staging::<T>::zeroed();
+            if !self.copy_out(self.slot_offset(before), staging.bytes_mut()) {
+                return Err(self.outside());
+            }
+            fence(Ordering::Acquire);
+            if seq.load(Ordering::Relaxed) == before {
+                return Ok((self.finish_staging(staging)?, Version(before)));
+            }
+            std::hint::spin_loop();
+        }
+        // Writers keep winning: queue up behind them instead.
+        let hold = self.hold(false, Wait::Forever, None)?;
+        self.read_slot::<T>(&hold)
+    }
+
+    /// Copies the active slot under `hold` (a shared or exclusive lock on this entry).
+    pub(crate) fn read_slot<T: SharedLayout>(&self, _hold: &Hold<'_>) -> Result<(T, Version)> {
+        let before = self.seq().load(Ordering::Acquire);
+        let mut staging = Staging::<T>::zeroed();
+        if !self.copy_out(self.slot_offset(before), staging.bytes_mut()) {
+            return Err(self.outside());
+        }
+        Ok((self.finish_staging(staging)?, Version(before)))
+    }
+
+    fn finish_staging<T: SharedLayout>(&self, staging: Staging<T>) -> Result<T> {
+        staging.into_value().map_err(|invalid| Error::InvalidValue {
+            name: self.entry.name.clone(),
+            type_name: T::LAYOUT.display_name(),
+            invalid,
+        })
+    }
+
+    /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
+    /// entry's exclusive lock.
+    pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
+        let seq = self.seq();
+        let current = seq.load(Ordering::Relaxed);
+        let target = self.slot_offset(current + 1);
+        // Pairs with the acquire fence of optimistic readers: one that reads any byte stored
+        // below also reads the `seq` store of the commit that made this slot inactive.
+        fence(Ordering::Release);
+        if !self.copy_in(target, bytes) {
+            return Err(self.outside());
+        }
+        step(Step::SlotWritten);
+        if durability == Durability::PowerLoss {
+            self.store.map.flush_range(target, bytes.len() as u64).map_err(|e| self.store.io("msync", e))?;
+            step(Step::SlotSynced);
+        }
+        seq.store(current + 1, Ordering::Release);
+        step(Step::Published);
+        if durability == Durability::PowerLoss {
+            let record = self.store.record_offset(self.slot);
+            self.store.map.flush_range(record, ENTRY_SIZE).map_err(|e| self.store.io("msync", e))?;
+            step(Step::RecordSynced);
+        }
+        self.wake();
+        Ok(())
+    }
+
+    /// Wakes the waiters of a migrated entry, bumping its version without changing which slot
+    /// is active (a double-buffered object's inactive slot holds an older value). The caller holds
+    /// `_hold`, the entry's exclusive lock.
+    pub(crate) fn migrated_away(&self, _hold: &Hold<'_>) {
+        let step = if self.entry.slot_count == 2 { 2 } else { 1 };
+        self.seq().fetch_add(step, Ordering::Release);
+        self.wake();
+    }
+
+    /// Records a change made in place (arrays, objects holding atomics): syncs the entry's data
+    /// for [`Durability::PowerLoss`], bumps the version and wakes waiters. The caller holds `_hold`,
+    /// the entry's exclusive lock.
+    pub(crate) fn changed_in_place(&self, _hold: &Hold<'_>, durability: Durability) -> Result<()> {
+        let synced = if durability == Durability::PowerLoss {
+            self.store
+                .map
+                .flush_range(self.entry.data_offset, self.entry.data_len())
+                .map_err(|e| self.store.io("msync", e))
+        } else {
+            Ok(())
+        };
+        self.seq().fetch_add(1, Ordering::Release);
+        self.wake();
+        synced
+    }
+
+    fn wake(&self) {
+        let futex = self.live_u32(FUTEX_OFFSET);
+        futex.fetch_add(1, Ordering::SeqCst);
+        if self.live_u32(WAITERS_OFFSET).load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(futex);
+        }
+    }
+
+    /// Sleeps until the entry's version differs from `since`, or `timeout` passes.
+    pub(crate) fn wait_changed(&self, since: Version, timeout: Option<Duration>) -> Result<Version> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let futex = self.live_u32(FUTEX_OFFSET);
+        let waiters = self.live_u32(WAITERS_OFFSET);
+        // A read-only mapping cannot register a waiter (the store would fault), so writers will not
+        // know to wake it: it sleeps in short slices instead, and notices a commit within one.
+        let registered = !self.store.read_only;
+        if registered {
+            waiters.fetch_add(1, Ordering::SeqCst);
+        }
+        let result = (|| loop {
+            // Read the futex word before the version: a commit after this read changes the word,
+            // so the wait below returns at once instead of missing it.
+            let word = futex.load(Ordering::SeqCst);
+            let now = self.seq().load(Ordering::Acquire);
+            // A migrated entry never changes again under this record: say so instead of waiting.
+            self.check_current()?;
+            if now != since.0 {
+                return Ok(Version(now));
+            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        return Err(Error::NoChange {
+                            name: self.entry.name.clone(),
+                            waited: timeout.unwrap_or_default(),
+                        })
+                    }
+                },
+            };
+            let slice = if registered { left } else { Some(left.map_or(READ_ONLY_POLL, |l| l.min(READ_ONLY_POLL))) };
+            sys::futex_wait(futex, word, slice).map_err(|e| self.store.io("futex wait", e))?;
+        })();
+        if registered {
+            waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SharedLayout, Store};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
+    #[repr(C)]
+    struct Pair {
+        a: u64,
+        b: u64,
+    }
+
+    /// The publish order for power-loss durability: slot written, slot synced, then published,
+    /// then the record synced; and at each step, what a reader of the file sees.
+    #[test]
+    fn power_loss_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("order.shm");
+        let store =
+            Store::options().create(true).capacity(1 << 20).durability(Durability::PowerLoss).open(&path).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
+        let version = pair.version();
+
+        // What a fresh reader of the file sees at each step: (step, published value, version).
+        let seen: Rc<RefCell<Vec<(Step, Pair, u64)>>> = Rc::default();
+        let (probe_path, log) = (path.clone(), seen.clone());
+        STEP_HOOK.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |step| {
+                let reader = Store::options().read_only(true).open(&probe_path).unwrap();
+                let handle = reader.object::<Pair>("pair").unwrap();
+                let (value, version) = handle.load_versioned().unwrap();
+                log.borrow_mut().push((step, value, version.get()));
+            }))
+        });
+        pair.store(Pair { a: 2, b: 2 }).unwrap();
+        STEP_HOOK.with(|h| *h.borrow_mut() = None);
+
+        let old = Pair { a: 1, b: 1 };
+        let new = Pair { a: 2, b: 2 };
+        let v = version.get();
+        assert_eq!(
+            *seen.borrow(),
+            vec![
+                (Step::SlotWritten, old, v),
+                (Step::SlotSynced, old, v),
+                (Step::Published, new, v + 1),
+                (Step::RecordSynced, new, v + 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn process_durability_skips_the_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("fast.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", Pair::default).unwrap();
+        let steps: Rc<RefCell<Vec<Step>>> = Rc::default();
+        let log = steps.clone();
+        STEP_HOOK.with(|h| *h.borrow_mut() = Some(Box::new(move |s| log.borrow_mut().push(s))));
+        pair.update(|p| p.a = 5).unwrap();
+        STEP_HOOK.with(|h| *h.borrow_mut() = None);
+        assert_eq!(*steps.borrow(), vec![Step::SlotWritten, Step::Published]);
+    }
+
+    #[test]
+    fn slots_alternate_and_the_old_slot_keeps_the_previous_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("alt.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
+        let h = &pair.handle;
+        for i in 2..6u64 {
+            let before = h.seq().load(Ordering::Acquire);
+            pair.store(Pair { a: i, b: i }).unwrap();
+            assert_eq!(h.seq().load(Ordering::Acquire), before + 1);
+            let mut old = [0u8; 16];
+            assert!(h.copy_out(h.slot_offset(before), &mut old));
+            assert_eq!(u64::from_ne_bytes(old[..8].try_into().unwrap()), i - 1, "the previous slot is untouched");
+        }
+    }
+}

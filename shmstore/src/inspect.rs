@@ -1,0 +1,119 @@
+//! Untyped access for tools: what a store holds, read without the Rust types that wrote it.
+//!
+//! Everything here works from the catalog and the layout descriptors stored in the file, so an
+//! inspector, a dumper or a header exporter can open any store.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::format::entry::Entry;
+use crate::format::header;
+use crate::format::schema::Schema;
+use crate::lock::Wait;
+use crate::store::{EntryInfo, Store, StoreInner};
+
+/// Facts about a store as a whole; see [`Store::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreInfo {
+    /// The store file.
+    pub path: PathBuf,
+    /// The file's format version.
+    pub format_version: u32,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Bytes in use: header, catalog and allocated data.
+    pub used: u64,
+    /// The growth generation: how many times the store has grown.
+    pub generation: u64,
+    /// The maximum number of entries.
+    pub max_entries: u32,
+    /// The number of entries.
+    pub entries: u32,
+    /// When the store was created, in nanoseconds since the Unix epoch.
+    pub created_unix_nanos: u64,
+    /// Where the data area starts.
+    pub data_offset: u64,
+}
+
+impl Store {
+    /// Facts about the store as a whole.
+    pub fn info(&self) -> StoreInfo {
+        let inner = self.inner();
+        let count = inner.map.atomic_u32(header::ENTRY_COUNT_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
+        StoreInfo {
+            path: inner.path.clone(),
+            format_version: header::FORMAT_VERSION,
+            capacity: inner.capacity(),
+            used: inner.alloc_end(),
+            generation: inner.live_u64(header::GENERATION_OFFSET).load(Ordering::Acquire),
+            max_entries: inner.header.catalog_slots,
+            entries: count,
+            created_unix_nanos: inner.header.created_unix_nanos,
+            data_offset: inner.header.data_offset,
+        }
+    }
+
+    /// What the entry `name` is: [`Error::NotFound`] if there is none.
+    pub fn entry_info(&self, name: &str) -> Result<EntryInfo> {
+        let (slot, entry) = self.inner().find(name)?;
+        self.inner().entry_info(slot, &entry)
+    }
+
+    /// The layout descriptor stored with the entry `name`, decoded: enough to interpret its bytes
+    /// without the Rust type.
+    pub fn schema(&self, name: &str) -> Result<Schema> {
+        let (_, entry) = self.inner().find(name)?;
+        self.inner().stored_schema(&entry)
+    }
+
+    /// A consistent copy of the raw bytes of elements `start..start + count` of the entry `name`
+    /// (for an object, element 0 is the value), taken under the entry's shared lock. Decode them
+    /// with [`Store::schema`]. Out-of-range requests are [`Error::OutOfBounds`].
+    pub fn read_raw(&self, name: &str, start: u64, count: u64) -> Result<Vec<u8>> {
+        let inner = self.inner();
+        let (slot, entry) = inner.find(name)?;
+        let end = start.checked_add(count).filter(|&end| end <= entry.count);
+        let Some(end) = end else {
+            return Err(Error::OutOfBounds {
+                name: name.to_owned(),
+                what: "read_raw",
+                start,
+                end: start.saturating_add(count),
+                len: entry.count,
+            });
+        };
+        let len = usize::try_from((end - start) * entry.elem_size)
+            .map_err(|_| inner.corrupt(format!("entry `{name}` is too large to copy")))?;
+        let lock = inner.entry_lock(slot, entry.lock_offset);
+        let _held = lock.read(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
+        let mut bytes = vec![0u8; len];
+        let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
+        if !inner.map.read(offset, &mut bytes) {
+            return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map.len() });
+        }
+        Ok(bytes)
+    }
+}
+
+impl StoreInner {
+    /// The public description of `entry`.
+    pub(crate) fn entry_info(&self, slot: u32, e: &Entry) -> Result<EntryInfo> {
+        Ok(EntryInfo {
+            type_name: self.stored_schema(e)?.display_name(),
+            kind: e.kind,
+            version: e.version,
+            fingerprint: e.fingerprint,
+            elem_size: e.elem_size,
+            align: e.elem_align,
+            len: e.count,
+            bytes: e.data_len(),
+            slots: e.slot_count,
+            data_offset: e.data_offset,
+            slot_stride: e.slot_stride,
+            record_offset: self.record_offset(slot),
+            name: e.name.clone(),
+        })
+    }
+}
