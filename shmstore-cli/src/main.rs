@@ -1,0 +1,270 @@
+//! `shmstore`: look inside shmstore files without the Rust types that wrote them.
+//!
+//! Every command opens the store read-only and works from the layout descriptors (schemas) the
+//! store keeps next to each entry: `inspect` lists what a store holds, `dump` decodes values,
+//! `verify` checks every byte of every entry against its type's rules, and `header` exports the
+//! layouts as a C header for readers in other languages.
+
+mod cheader;
+mod dump;
+mod failure;
+mod inspect;
+mod json;
+mod verify;
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::failure::Failure;
+
+/// The exit status section of every `--help`, as a literal for `concat!`.
+macro_rules! exit_status {
+    () => {
+        "\
+Exit status:
+  0  success
+  1  usage error, missing file or entry, or a file that cannot be read here (an I/O error, a newer
+     format version, the other byte order)
+  2  invalid data: the file is not a shmstore file, is truncated or corrupt (a checksum or a
+     structure that does not add up), or holds a value that breaks its type's rules
+
+Errors are one line on stderr, starting with `shmstore: `."
+    };
+}
+
+/// Inspect, dump, verify and export C headers for shmstore files.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shmstore",
+    version,
+    about = "Inspect, dump, verify and export C headers for shmstore files",
+    long_about = "Inspect, dump, verify and export C headers for shmstore files.\n\n\
+        A shmstore file keeps a layout descriptor (schema) next to every entry, so these commands \
+        need no Rust types: they decode everything from the file itself. Every command opens the \
+        store read-only and takes each entry's shared lock while it copies its bytes, so it is safe \
+        to run on a store that other processes are using.",
+    after_help = "Run `shmstore help <COMMAND>` for a command's details and examples.",
+    after_long_help = exit_status!()
+)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a store's header facts and a table of its entries.
+    #[command(long_about = "Show a store's header facts and a table of its entries.\n\n\
+        The header facts are the format version, capacity, used space, growth generation, maximum \
+        and current number of entries, and creation time. Each entry gets one row: name, kind \
+        (object or array), type, declared version, fingerprint (16 hex digits), length in \
+        elements, bytes occupied (all slots), and commit mode: `atomic` for double-buffered objects \
+        (crash-atomic commits, lock-free loads), `in-place` for arrays and objects holding atomics.\n\n\
+        With --json the same facts come as one JSON object, with for each entry also the file \
+        offsets a reader in another language needs (data_offset, slot_stride, record_offset, \
+        seq_offset, elem_size, align) and its full schema.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore inspect app.shm\n  \
+            shmstore inspect app.shm --json | jq '.entries[] | {name, data_offset, slot_stride}'\n\n",
+            exit_status!()
+        ))]
+    Inspect(InspectArgs),
+
+    /// Decode and print values, from the store's schemas alone.
+    #[command(long_about = "Decode and print values, from the store's schemas alone.\n\n\
+        Without NAME, every entry is printed. Objects are printed whole; arrays are printed as the \
+        elements OFFSET..OFFSET+LIMIT. Human-readable output looks like Rust's Debug output:\n\n  \
+        config = Config { port: 8080, verbose: true, name: \"edge-1\", mode: Fast }\n  \
+        samples[0..4] = [1.0, 2.0, 3.0, 4.0, ...]\n\n\
+        With --json the output is one compact JSON document (pipe it through `jq .` to read it): \
+        with NAME the entry's value (an array's selected elements as a JSON array), without NAME \
+        an object mapping each entry name to that. Structs are JSON objects keyed by field name \
+        (in declaration order), FixedStr text is a string, enums are their variant's name, arrays \
+        are arrays, bools and atomics are their plain value. Integers are JSON numbers when they \
+        lie within +-(2^53 - 1), the range a double holds exactly (JavaScript's \
+        Number.MAX_SAFE_INTEGER), and decimal strings otherwise, so that no reader rounds them \
+        silently; this can only happen to 64- and 128-bit integers. Floats are numbers, except \
+        NaN, Infinity and -Infinity, which are the strings \"NaN\", \"Infinity\" and \"-Infinity\"; \
+        an f32 is written with the shortest decimal that reads back as the same f32.\n\n\
+        A value that breaks its type's rules (a bool that is not 0 or 1, an enum value with no \
+        variant, a FixedStr that is not UTF-8) is shown as <invalid: ...>, in JSON as \
+        {\"$invalid\": \"...\"}; the dump then completes and exits with status 2.\n\n\
+        Arrays are read in chunks under the entry's shared lock, so a huge array is never copied \
+        whole; each chunk is a consistent snapshot, but a writer may change the array between \
+        chunks.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore dump app.shm                                  # every entry, arrays up to 100 elements\n  \
+            shmstore dump app.shm config                           # one entry\n  \
+            shmstore dump app.shm samples --offset 500 --limit 20  # elements 500..520\n  \
+            shmstore dump app.shm samples --json > samples.json    # the whole array\n\n",
+            exit_status!()
+        ))]
+    Dump(DumpArgs),
+
+    /// Check a store completely: structure, schemas and every value.
+    #[command(long_about = "Check a store completely: structure, schemas and every value.\n\n\
+        Opening the store checks the header (magic, format version, checksum, geometry) and every \
+        catalog record (checksum, bounds). Then for each entry the stored schema is decoded and \
+        checked against the record, and all of the entry's bytes are read in chunks and every \
+        bool, enum and FixedStr value is checked against its type's rules: a bool is 0 or 1, an \
+        enum holds one of its variants, a FixedStr is UTF-8 up to its first NUL byte and only NULs \
+        follow. Each invalid value is reported with its path, e.g.\n\n  \
+        shmstore: invalid value: rows[3].enabled: holds 7, which is not a valid bool (0 or 1)\n\n\
+        On success it prints a summary such as `ok: 3 entries, 1.2 MB checked` and exits 0; \
+        otherwise it exits 2 after the report. A progress bar over the bytes checked is shown on \
+        stderr when stdout is a terminal.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore verify app.shm\n  \
+            shmstore verify app.shm || echo \"app.shm is damaged (status $?)\"\n\n",
+            exit_status!()
+        ))]
+    Verify(VerifyArgs),
+
+    /// Print a C header declaring the store's types and entry locations.
+    #[command(long_about = "Print a C header declaring the store's types and entry locations.\n\n\
+        The header (C11, for GCC and Clang) has one struct per distinct struct type, nested types \
+        first, each followed by _Static_asserts of its size, alignment and every field offset, so \
+        that a compiler whose layout disagrees refuses to compile it. Types map as follows:\n\n  \
+        u8..u64, i8..i64    uint8_t..uint64_t, int8_t..int64_t (<stdint.h>)\n  \
+        u128, i128          unsigned __int128, __int128 (GCC and Clang on 64-bit targets)\n  \
+        f32, f64            float, double\n  \
+        bool                uint8_t (0 or 1), with a comment\n  \
+        AtomicU32 etc.      the plain integer type, with a comment: access it with atomic operations\n  \
+        enums               typedef of their integer type, plus #define Enum_Variant for each value\n  \
+        FixedStr<N>         char name[N]: UTF-8, NUL-padded, not NUL-terminated when full\n  \
+        [T; N]              C arrays\n\n\
+        Bytes no field covers (shmstore layouts have none) become explicit uint8_t padding arrays; \
+        packed and over-aligned structs get __attribute__((packed, aligned(N))). Identifiers that \
+        are not valid C (tuple fields `0`, C keywords) get an underscore; two different types with \
+        the same name are told apart by a fingerprint suffix.\n\n\
+        For each entry (NAME being its name in upper case, other characters as _) it defines NAME_FINGERPRINT, NAME_VERSION, NAME_LEN, NAME_ELEM_SIZE, \
+        NAME_SLOTS, and this file's NAME_DATA_OFFSET, NAME_SLOT_STRIDE, NAME_RECORD_OFFSET and \
+        NAME_SEQ_OFFSET, and a typedef shmstore_name_t of the entry's value (an array's element). \
+        The active copy of an entry is at DATA_OFFSET + (seq & 1) * SLOT_STRIDE, where seq is the \
+        native uint64_t at SEQ_OFFSET (read it with acquire ordering, and re-read it after copying \
+        to detect a concurrent commit); see docs/format.md.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore header app.shm > app_store.h\n  \
+            shmstore header app.shm config -o config.h\n\n",
+            exit_status!()
+        ))]
+    Header(HeaderArgs),
+}
+
+/// Arguments of `shmstore inspect`.
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The store file.
+    file: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `shmstore dump`.
+#[derive(Debug, Args)]
+struct DumpArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry to dump (default: every entry).
+    name: Option<String>,
+    /// Print one compact JSON document instead of Rust-like text.
+    #[arg(long)]
+    json: bool,
+    /// The first array element to print.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    offset: u64,
+    /// How many array elements to print at most [default: 100 for text, all for --json].
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    limit: Option<u64>,
+    /// Print every array element, even as text.
+    #[arg(long)]
+    all: bool,
+}
+
+/// Arguments of `shmstore verify`.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The store file.
+    file: PathBuf,
+    /// How many invalid values to report at most (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    max_reports: u64,
+}
+
+/// Arguments of `shmstore header`.
+#[derive(Debug, Args)]
+struct HeaderArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry to export (default: every entry).
+    name: Option<String>,
+    /// Write the header to this file instead of stdout.
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and --version are successes; everything else is a usage error.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Inspect(a) => inspect::run(&a.file, a.json, &mut out)?,
+        Command::Dump(a) => {
+            let limit = match (a.all, a.limit, a.json) {
+                (true, _, _) => None,
+                (false, Some(n), _) => Some(n),
+                (false, None, true) => None,
+                (false, None, false) => Some(dump::DEFAULT_TEXT_LIMIT),
+            };
+            let opts = dump::Options { json: a.json, offset: a.offset, limit };
+            dump::run(&a.file, a.name.as_deref(), &opts, &mut out)?;
+        }
+        Command::Verify(a) => verify::run(&a.file, a.max_reports, &mut out)?,
+        Command::Header(a) => {
+            let text = cheader::run(&a.file, a.name.as_deref())?;
+            match a.output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", path.display())))?,
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
