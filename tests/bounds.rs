@@ -240,7 +240,8 @@ fn missing_entries_are_not_found() {
 fn full_store_is_store_full_and_changes_nothing() {
     let (_dir, path) = temp_store();
     let capacity = 64 * 1024;
-    let store = Store::open_or_create(&path, capacity).unwrap();
+    // A store grows when an entry does not fit, up to its maximum capacity: cap it where it starts.
+    let store = Store::options().create(true).capacity(capacity).max_capacity(capacity).open(&path).unwrap();
     let small = store.array_or_init::<u64>("small", 16, 3).unwrap();
     let used = store.used();
     let before = fs::read(&path).unwrap();
@@ -275,14 +276,15 @@ fn full_store_is_store_full_and_changes_nothing() {
     }
     assert_eq!(store.entries().unwrap().len(), 2);
 
-    // The suggested capacity works, as the message says.
+    // The suggested maximum works, as the message says: the store grows to fit, within it.
     drop((small, store));
-    let store = Store::options().capacity(suggested).open(&path).unwrap();
-    assert_eq!(store.capacity(), suggested);
-    assert_eq!(len_of(&path), suggested);
+    let store = Store::options().max_capacity(suggested).open(&path).unwrap();
+    assert_eq!(store.capacity(), capacity, "opening does not grow the store");
     let big = store
         .array_or_init::<u64>("big", 100_000, 1)
-        .expect("reopened with Store::options().capacity(suggested), as StoreFull suggests, the entry must fit");
+        .expect("reopened with Store::options().max_capacity(suggested), as StoreFull suggests, the entry must fit");
+    assert!(store.capacity() > capacity && store.capacity() <= suggested, "grew to {}", store.capacity());
+    assert_eq!(len_of(&path), store.capacity());
     assert_eq!(big.len(), 100_000);
     assert_eq!(big.get(99_999).unwrap(), 1);
     assert_eq!(*store.array::<u64>("small").unwrap().read().unwrap(), [3; 16]);
@@ -291,7 +293,7 @@ fn full_store_is_store_full_and_changes_nothing() {
 #[test]
 fn grown_store_can_hold_more_at_once() {
     let (_dir, path) = temp_store();
-    let store = Store::open_or_create(&path, 64 * 1024).unwrap();
+    let store = Store::options().create(true).capacity(64 * 1024).max_capacity(64 * 1024).open(&path).unwrap();
     store.object_or_init("pair", || Pair { a: 1, b: 2 }).unwrap();
     assert!(matches!(store.array_or_init::<u8>("blob", 200_000, 0), Err(Error::StoreFull { .. })));
     drop(store);

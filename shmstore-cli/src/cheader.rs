@@ -417,8 +417,9 @@ impl Generator {
     fn entry(&mut self, e: &EntryInfo, schema: &Schema, out: &mut String) -> Result<(), String> {
         let prefix = unique(macro_ident(&e.name), &mut self.used);
         let typedef = unique(format!("shmstore_{}_t", prefix.to_ascii_lowercase()), &mut self.used);
-        let array = e.kind == EntryKind::Array;
+        let array = matches!(e.kind, EntryKind::Array | EntryKind::Bytes);
         let (what, mode) = match (array, e.is_double_buffered()) {
+            (true, _) if e.kind == EntryKind::Bytes => (format!("byte region of {} bytes", e.len), "updated in place"),
             (true, _) => (format!("array of {} x {}", e.len, schema.display_name()), "updated in place"),
             (false, true) => (format!("object of {}", schema.display_name()), "2 slots, crash-atomic commits"),
             (false, false) => (format!("object of {}", schema.display_name()), "1 slot, updated in place"),

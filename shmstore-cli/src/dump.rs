@@ -15,6 +15,9 @@ pub const DEFAULT_TEXT_LIMIT: u64 = 100;
 /// How many bytes of an array are copied out at a time.
 const CHUNK_BYTES: u64 = 1 << 20;
 
+/// How many bytes of a byte region the text preview shows; the hex dump shows them all.
+const PREVIEW_BYTES: usize = 256;
+
 /// What to print.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -128,6 +131,16 @@ impl Dumper<'_> {
     }
 
     fn json_entry(&mut self, e: &EntryInfo) -> Result<(), Failure> {
+        if e.kind == EntryKind::Bytes {
+            // A string if the selected bytes are UTF-8, else an array of numbers 0..=255.
+            let bytes = self.bytes(e)?;
+            let written = match std::str::from_utf8(&bytes) {
+                Ok(text) => serde_json::to_writer(&mut *self.out, text),
+                Err(_) => serde_json::to_writer(&mut *self.out, &bytes),
+            };
+            written.map_err(std::io::Error::from)?;
+            return Ok(());
+        }
         let schema = self.store.schema(&e.name)?;
         if e.kind != EntryKind::Array {
             let value = self.object(e, &schema)?;
@@ -146,7 +159,34 @@ impl Dumper<'_> {
         Ok(())
     }
 
+    /// The selected bytes of byte region `e`, copied in one piece: one consistent snapshot.
+    fn bytes(&mut self, e: &EntryInfo) -> Result<Vec<u8>, Failure> {
+        let (start, end) = self.range(e);
+        Ok(self.store.read_raw(&e.name, start, end - start)?)
+    }
+
+    /// A byte region as text: a UTF-8-lossy preview, then a hex dump with offsets.
+    fn text_bytes(&mut self, e: &EntryInfo) -> Result<(), Failure> {
+        let (start, end) = self.range(e);
+        let bytes = self.bytes(e)?;
+        writeln!(self.out, "{}[{start}..{end}] = {}", e.name, preview(&bytes))?;
+        for (i, line) in bytes.chunks(16).enumerate() {
+            writeln!(self.out, "    {}", hex_line(start + i as u64 * 16, line))?;
+        }
+        if end < e.len {
+            self.out.flush()?;
+            eprintln!(
+                "shmstore: `{}`: showing bytes {start}..{end} of {}; see more with --offset {end}, --limit N or --all",
+                e.name, e.len
+            );
+        }
+        Ok(())
+    }
+
     fn text_entry(&mut self, e: &EntryInfo) -> Result<(), Failure> {
+        if e.kind == EntryKind::Bytes {
+            return self.text_bytes(e);
+        }
         let schema = self.store.schema(&e.name)?;
         if e.kind != EntryKind::Array {
             let value = self.object(e, &schema)?;
@@ -184,5 +224,64 @@ impl Dumper<'_> {
             );
         }
         Ok(())
+    }
+}
+
+/// The bytes as a quoted, escaped UTF-8-lossy string: trailing zero bytes are counted instead of
+/// shown, and text past [`PREVIEW_BYTES`] is cut off (the hex dump has it all).
+fn preview(bytes: &[u8]) -> String {
+    let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+    let shown = used.min(PREVIEW_BYTES);
+    let mut text = format!("{:?}", String::from_utf8_lossy(&bytes[..shown]));
+    if shown < used {
+        text.push_str(&format!(" ... ({} more bytes)", used - shown));
+    }
+    if used < bytes.len() {
+        let zeros = bytes.len() - used;
+        text.push_str(&format!(" + {zeros} zero byte{}", if zeros == 1 { "" } else { "s" }));
+    }
+    text
+}
+
+/// One line of a hex dump, like `hexdump -C`: the offset, up to 16 bytes in hex, and the printable
+/// ASCII ones (others as `.`).
+fn hex_line(offset: u64, bytes: &[u8]) -> String {
+    let mut line = format!("{offset:08x} ");
+    for i in 0..16 {
+        if i == 8 {
+            line.push(' ');
+        }
+        match bytes.get(i) {
+            Some(b) => line.push_str(&format!(" {b:02x}")),
+            None => line.push_str("   "),
+        }
+    }
+    let ascii: String =
+        bytes.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
+    line.push_str(&format!("  |{ascii}|"));
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews() {
+        assert_eq!(preview(b"hello\0\0\0"), "\"hello\" + 3 zero bytes");
+        assert_eq!(preview(b"a\nb\0c"), "\"a\\nb\\0c\"");
+        assert_eq!(preview(&[0xff, b'x', 0]), "\"\u{fffd}x\" + 1 zero byte");
+        assert_eq!(preview(b""), "\"\"");
+        let long = vec![b'z'; PREVIEW_BYTES + 4];
+        assert!(preview(&long).ends_with("\" ... (4 more bytes)"), "{}", preview(&long));
+    }
+
+    #[test]
+    fn hex_lines() {
+        assert_eq!(
+            hex_line(16, b"Hello, world!\0\x7f\xff"),
+            "00000010  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 00 7f ff  |Hello, world!...|"
+        );
+        assert_eq!(hex_line(0, b"ab"), format!("00000000  61 62{}  |ab|", " ".repeat(43)));
     }
 }

@@ -62,9 +62,10 @@ enum Command {
     #[command(long_about = "Show a store's header facts and a table of its entries.\n\n\
         The header facts are the format version, capacity, used space, growth generation, maximum \
         and current number of entries, and creation time. Each entry gets one row: name, kind \
-        (object or array), type, declared version, fingerprint (16 hex digits), length in \
-        elements, bytes occupied (all slots), and commit mode: `atomic` for double-buffered objects \
-        (crash-atomic commits, lock-free loads), `in-place` for arrays and objects holding atomics.\n\n\
+        (object, array, or bytes for a byte region: an array of u8), type, declared version, \
+        fingerprint (16 hex digits), length in elements, bytes occupied (all slots), and commit \
+        mode: `atomic` for double-buffered objects (crash-atomic commits, lock-free loads), \
+        `in-place` for arrays, byte regions and objects holding atomics.\n\n\
         With --json the same facts come as one JSON object, with for each entry also the file \
         offsets a reader in another language needs (data_offset, slot_stride, record_offset, \
         seq_offset, elem_size, align) and its full schema.",
@@ -82,9 +83,16 @@ enum Command {
         elements OFFSET..OFFSET+LIMIT. Human-readable output looks like Rust's Debug output:\n\n  \
         config = Config { port: 8080, verbose: true, name: \"edge-1\", mode: Fast }\n  \
         samples[0..4] = [1.0, 2.0, 3.0, 4.0, ...]\n\n\
+        A byte region is printed as its bytes OFFSET..OFFSET+LIMIT: a UTF-8-lossy preview (escaped \
+        like a Rust string, trailing zero bytes counted rather than shown, at most 256 bytes), then \
+        a hex dump of them all, 16 bytes a line, like `hexdump -C`:\n\n  \
+        greeting[0..64] = \"hello\" + 59 zero bytes\n      \
+        00000000  68 65 6c 6c 6f 00 00 00  00 00 00 00 00 00 00 00  |hello...........|\n\n\
         With --json the output is one compact JSON document (pipe it through `jq .` to read it): \
         with NAME the entry's value (an array's selected elements as a JSON array), without NAME \
-        an object mapping each entry name to that. Structs are JSON objects keyed by field name \
+        an object mapping each entry name to that. A byte region's selected bytes are a JSON string \
+        if they are valid UTF-8 (zero bytes included, as \\u0000), and otherwise an array of \
+        numbers 0..=255, so check the JSON type. Structs are JSON objects keyed by field name \
         (in declaration order), FixedStr text is a string, enums are their variant's name, arrays \
         are arrays, bools and atomics are their plain value. Integers are JSON numbers when they \
         lie within +-(2^53 - 1), the range a double holds exactly (JavaScript's \
@@ -97,7 +105,7 @@ enum Command {
         {\"$invalid\": \"...\"}; the dump then completes and exits with status 2.\n\n\
         Arrays are read in chunks under the entry's shared lock, so a huge array is never copied \
         whole; each chunk is a consistent snapshot, but a writer may change the array between \
-        chunks.",
+        chunks. A byte region's selected bytes are copied in one piece, one consistent snapshot.",
         after_long_help = concat!(
             "Examples:\n  \
             shmstore dump app.shm                                  # every entry, arrays up to 100 elements\n  \
@@ -158,6 +166,22 @@ enum Command {
             exit_status!()
         ))]
     Header(HeaderArgs),
+
+    /// Remove leftover temporary stores that no process has open.
+    #[command(long_about = "Remove leftover temporary stores that no process has open.\n\n\
+        A temporary store (Store::create_temp, open_temp, open_or_create_temp) is removed when the \
+        last process using it closes it; a store whose processes all died, e.g. killed with \
+        SIGKILL, stays behind until its name is opened again, or until this command removes it. \
+        It looks in $SHMSTORE_TEMP_DIR, or /dev/shm, and removes every temporary store of this \
+        user that no process holds, printing the name of each one it removed, one per line. \
+        Stores in use are left alone.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore clean-temp\n  \
+            SHMSTORE_TEMP_DIR=/run/user/1000 shmstore clean-temp\n\n",
+            exit_status!()
+        ))]
+    CleanTemp,
 }
 
 /// Arguments of `shmstore inspect`.
@@ -244,6 +268,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             dump::run(&a.file, a.name.as_deref(), &opts, &mut out)?;
         }
         Command::Verify(a) => verify::run(&a.file, a.max_reports, &mut out)?,
+        Command::CleanTemp => {
+            for name in shmstore::Store::clean_temp()? {
+                writeln!(out, "{name}")?;
+            }
+        }
         Command::Header(a) => {
             let text = cheader::run(&a.file, a.name.as_deref())?;
             match a.output {

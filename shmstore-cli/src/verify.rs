@@ -85,6 +85,9 @@ pub fn run(path: &Path, max_reports: u64, out: &mut dyn Write) -> Result<(), Fai
 
 /// What does not agree between an entry's record and its stored schema, if anything.
 fn disagreement(e: &EntryInfo, schema: &Schema) -> Option<String> {
+    if e.kind == EntryKind::Bytes && schema.fingerprint != <u8 as shmstore::SharedLayout>::LAYOUT.fingerprint {
+        return Some(format!("it is a byte region, but its schema is {}, not u8", schema.display_name()));
+    }
     if schema.fingerprint != e.fingerprint {
         return Some(format!(
             "its record says fingerprint {:016x}, but its schema has {:016x}",
@@ -108,7 +111,8 @@ fn check_entry(
     bar: &ProgressBar,
     report: &mut dyn FnMut(shmstore::InvalidValue) -> ControlFlow<()>,
 ) -> Result<(), Failure> {
-    if e.kind != EntryKind::Array {
+    // Arrays and byte regions are checked element by element; anything else is one value.
+    if !matches!(e.kind, EntryKind::Array | EntryKind::Bytes) {
         let bytes = store.read_raw(&e.name, 0, 1)?;
         let _ = value::find_invalid(schema, &bytes, &e.name, report);
         bar.inc(e.elem_size);

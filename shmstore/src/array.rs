@@ -41,7 +41,7 @@ use crate::view::{ReadGuard, WriteGuard};
 /// # Ok::<(), shmstore::Error>(())
 /// ```
 pub struct SharedArray<T: SharedLayout> {
-    handle: EntryHandle,
+    pub(crate) handle: EntryHandle,
     _type: PhantomData<fn() -> T>,
 }
 

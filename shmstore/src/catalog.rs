@@ -69,7 +69,7 @@ impl StoreInner {
 
     /// The slot that replaced the record in `slot` by a migration, if any.
     pub(crate) fn moved_to(&self, slot: u32) -> Option<u32> {
-        let word = self.map.atomic_u32(self.record_offset(slot) + entry::MOVED_TO_OFFSET)?;
+        let word = self.map().atomic_u32(self.record_offset(slot) + entry::MOVED_TO_OFFSET)?;
         word.load(Ordering::Acquire).checked_sub(1)
     }
 
@@ -97,7 +97,7 @@ impl StoreInner {
     fn read_record(&self, slot: u32) -> Result<Option<(u32, Entry)>> {
         let at = self.record_offset(slot);
         let state = self
-            .map
+            .map()
             .atomic_u32(at)
             .ok_or_else(|| self.corrupt(format!("catalog slot {slot} lies outside the file")))?
             .load(Ordering::Acquire);
@@ -107,10 +107,10 @@ impl StoreInner {
             other => return Err(self.corrupt(format!("catalog slot {slot} has unknown state {other}"))),
         }
         let mut raw = [0u8; entry::STATIC_SIZE];
-        if !self.map.read(at + entry::STATIC_OFFSET, &mut raw) {
+        if !self.map().read(at + entry::STATIC_OFFSET, &mut raw) {
             return Err(self.corrupt(format!("catalog slot {slot} lies outside the file")));
         }
-        let entry = Entry::decode(&raw, &self.header, self.capacity().max(self.map.len())).map_err(|e| match e {
+        let entry = Entry::decode(&raw, &self.header, self.capacity().max(self.map().len())).map_err(|e| match e {
             entry::EntryError::BadChecksum => {
                 Error::BadChecksum { path: self.path.clone(), what: format!("the entry in catalog slot {slot}") }
             }
@@ -147,8 +147,8 @@ impl StoreInner {
         let len = usize::try_from(entry.schema_len)
             .map_err(|_| self.corrupt(format!("schema of `{}` is too large", entry.name)))?;
         let mut bytes = vec![0u8; len];
-        if !self.map.read(entry.schema_offset, &mut bytes) {
-            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: self.map.len() });
+        if !self.map().read(entry.schema_offset, &mut bytes) {
+            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: self.map().len() });
         }
         schema::decode(&bytes).map_err(|e| self.corrupt(format!("schema of entry `{}`: {e}", entry.name)))
     }
@@ -197,14 +197,14 @@ impl StoreInner {
         let value = init();
         debug_assert_eq!(value.len(), layout.size);
         let (slot, entry) = self.place(name, kind, layout, count, STATE_LIVE, |data_offset| match kind {
-            EntryKind::Array => self.fill_repeated(data_offset, &value, count),
-            _ => self.map.write(data_offset, &value),
+            EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data_offset, &value, count),
+            _ => self.map().write(data_offset, &value),
         })?;
-        if let Some(count) = self.map.atomic_u32(header::ENTRY_COUNT_OFFSET) {
+        if let Some(count) = self.map().atomic_u32(header::ENTRY_COUNT_OFFSET) {
             count.fetch_add(1, Ordering::AcqRel);
         }
         if self.durability == crate::Durability::PowerLoss {
-            self.map.flush().map_err(|e| self.io("msync", e))?;
+            self.map().flush().map_err(|e| self.io("msync", e))?;
         }
         let hit = (slot, Arc::new(entry));
         self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
@@ -228,7 +228,7 @@ impl StoreInner {
         let slot = (0..slots)
             .map(|i| (home + i) % slots)
             .find(|&s| {
-                self.map.atomic_u32(self.record_offset(s)).is_some_and(|w| w.load(Ordering::Acquire) == STATE_EMPTY)
+                self.map().atomic_u32(self.record_offset(s)).is_some_and(|w| w.load(Ordering::Acquire) == STATE_EMPTY)
             })
             .ok_or_else(|| Error::CatalogFull { path: self.path.clone(), max_entries: slots })?;
 
@@ -244,6 +244,11 @@ impl StoreInner {
                 "it is aligned to {elem_align} bytes, but store data is aligned to at most {PAGE}; lower its `align`"
             )));
         }
+        // A byte region holds `u8`s, always (a record of kind bytes with any other element size is
+        // refused as corrupt): a migration cannot retype one.
+        if kind == EntryKind::Bytes && layout.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
+            return Err(unsupported("a byte region holds u8 bytes; copy them into a new array entry instead".into()));
+        }
         // Never write a schema that could not be read back: whatever the decoder refuses (a layout
         // nested too deeply, say) is refused here, before anything is allocated.
         let schema_bytes = schema::encode(layout);
@@ -253,7 +258,7 @@ impl StoreInner {
         let (slot_count, slot_stride, data_align, data_len) = match kind {
             // Arrays of a page or more start on a page: copies run at full speed, and their pages
             // are never shared with another entry.
-            EntryKind::Array => {
+            EntryKind::Array | EntryKind::Bytes => {
                 let len = elem_size.checked_mul(count);
                 let align = if len.is_none_or(|l| l >= PAGE) { PAGE } else { OBJECT_ALIGN };
                 (1u8, 0, elem_align.max(align), len)
@@ -273,7 +278,7 @@ impl StoreInner {
         // Allocate: data, then the schema, from the allocation end. The end is advanced before
         // anything is written, so a crash can leak the space but never hand it out twice.
         let start = self.alloc_end();
-        let capacity = self.capacity().min(self.map.len());
+        let capacity = self.capacity().min(self.map().len());
         let placed = data_len.and_then(|len| {
             let data = align_up(start, data_align)?;
             let schema_at = align_up(data.checked_add(len.max(1))?, 8)?;
@@ -282,6 +287,15 @@ impl StoreInner {
         });
         let (data_offset, schema_offset, end) = match placed {
             Some(p) if p.2 <= capacity => p,
+            // Too big for the store as it is: grow it (every process adopts the new size on its
+            // next access), unless the maximum capacity forbids it.
+            Some(p) if let Some(target) = self.growth_target(p.2) => {
+                self.grow_to(target)?;
+                if self.map().len() < p.2 {
+                    return Err(self.io("map", std::io::Error::other("could not map the grown store")));
+                }
+                p
+            }
             other => {
                 let needed = other.map_or(u64::MAX, |p| p.2 - start);
                 return Err(Error::StoreFull {
@@ -295,7 +309,7 @@ impl StoreInner {
         };
         self.live_u64(header::ALLOC_END_OFFSET).store(end, Ordering::Release);
 
-        if !(self.map.write(schema_offset, &schema_bytes) && write_data(data_offset)) {
+        if !(self.map().write(schema_offset, &schema_bytes) && write_data(data_offset)) {
             return Err(self.corrupt("the allocation end points outside the file".into()));
         }
         let entry = Entry {
@@ -314,8 +328,8 @@ impl StoreInner {
             lock_offset: entry::lock_offset_for(slot),
         };
         let at = self.record_offset(slot);
-        let state_word = self.map.atomic_u32(at).ok_or_else(|| self.corrupt("catalog outside the file".into()))?;
-        self.map.write(at + entry::STATIC_OFFSET, &entry.encode());
+        let state_word = self.map().atomic_u32(at).ok_or_else(|| self.corrupt("catalog outside the file".into()))?;
+        self.map().write(at + entry::STATIC_OFFSET, &entry.encode());
         // Publish: everything above happens-before any reader that sees the slot in use.
         state_word.store(state, Ordering::Release);
         Ok((slot, entry))
@@ -333,7 +347,7 @@ impl StoreInner {
         let mut done = 0u64;
         while done < count {
             let n = per_chunk.min(count - done);
-            if !self.map.write(offset + done * value.len() as u64, &chunk[..(n as usize) * value.len()]) {
+            if !self.map().write(offset + done * value.len() as u64, &chunk[..(n as usize) * value.len()]) {
                 return false;
             }
             done += n;

@@ -137,11 +137,17 @@ fn step(_step: Step) {
 
 impl EntryHandle {
     fn live_u64(&self, offset: u64) -> &AtomicU64 {
-        self.store.map.atomic_u64(self.store.record_offset(self.slot) + offset).expect("records lie inside the mapping")
+        self.store
+            .map()
+            .atomic_u64(self.store.record_offset(self.slot) + offset)
+            .expect("records lie inside the mapping")
     }
 
     fn live_u32(&self, offset: u64) -> &AtomicU32 {
-        self.store.map.atomic_u32(self.store.record_offset(self.slot) + offset).expect("records lie inside the mapping")
+        self.store
+            .map()
+            .atomic_u32(self.store.record_offset(self.slot) + offset)
+            .expect("records lie inside the mapping")
     }
 
     /// The entry's sequence word.
@@ -160,7 +166,7 @@ impl EntryHandle {
 
     /// Copies the slot at `offset` into `out` with atomic loads.
     fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
-        let Some(words) = self.store.map.atomic_words(offset, out.len().div_ceil(8)) else { return false };
+        let Some(words) = self.store.map().atomic_words(offset, out.len().div_ceil(8)) else { return false };
         let mut chunks = out.chunks_exact_mut(8);
         for (chunk, word) in (&mut chunks).zip(words) {
             chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
@@ -176,7 +182,7 @@ impl EntryHandle {
     /// Copies `bytes` into the slot at `offset` with atomic stores (the slot's bytes past the value,
     /// up to the next word, become zero).
     fn copy_in(&self, offset: u64, bytes: &[u8]) -> bool {
-        let Some(words) = self.store.map.atomic_words(offset, bytes.len().div_ceil(8)) else { return false };
+        let Some(words) = self.store.map().atomic_words(offset, bytes.len().div_ceil(8)) else { return false };
         for (chunk, word) in bytes.chunks(8).zip(words) {
             let mut buf = [0u8; 8];
             buf[..chunk.len()].copy_from_slice(chunk);
@@ -190,21 +196,25 @@ impl EntryHandle {
     }
 
     /// A copy of the current value of a double-buffered object, without a lock if possible.
+    #[inline(always)]
     pub(crate) fn load_optimistic<T: SharedLayout>(&self) -> Result<(T, Version)> {
-        // A migration never touches the old slots, so a read that races with one returns the value
-        // as it was just before it: consistent, and of the right type.
-        let seq = self.seq();
+        // Everything the loop touches was located when the handle was made: the sequence and
+        // forwarding words, and both slots. (Mappings are never unmapped while the store lives,
+        // so these stay valid even if the store grows meanwhile.)
+        let Some((seq, moved, [slot0, slot1])) = self.hot() else { return Err(self.outside()) };
         for _ in 0..OPTIMISTIC_TRIES {
             let before = seq.load(Ordering::Acquire);
             // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump
-            // sees the move too, and never reads past the last value of the old type.
-            self.check_current()?;
-            let mut staging = Staging::<T>::zeroed();
-            if !self.copy_out(self.slot_offset(before), staging.bytes_mut()) {
-                return Err(self.outside());
+            // sees the move too, and never reads past the last value of the old type. (A migration
+            // never touches the old slots, so a read that races with one returns the value as it
+            // was just before it.)
+            if moved.load(Ordering::Acquire) != 0 {
+                self.check_current()?;
             }
+            let staging = Staging::<T>::from_words(if before & 1 == 0 { slot0 } else { slot1 });
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) == before {
+                let staging = staging.ok_or_else(|| self.outside())?;
                 return Ok((self.finish_staging(staging)?, Version(before)));
             }
             std::hint::spin_loop();
@@ -224,6 +234,7 @@ impl EntryHandle {
         Ok((self.finish_staging(staging)?, Version(before)))
     }
 
+    #[inline(always)]
     fn finish_staging<T: SharedLayout>(&self, staging: Staging<T>) -> Result<T> {
         staging.into_value().map_err(|invalid| Error::InvalidValue {
             name: self.entry.name.clone(),
@@ -246,14 +257,14 @@ impl EntryHandle {
         }
         step(Step::SlotWritten);
         if durability == Durability::PowerLoss {
-            self.store.map.flush_range(target, bytes.len() as u64).map_err(|e| self.store.io("msync", e))?;
+            self.store.map().flush_range(target, bytes.len() as u64).map_err(|e| self.store.io("msync", e))?;
             step(Step::SlotSynced);
         }
         seq.store(current + 1, Ordering::Release);
         step(Step::Published);
         if durability == Durability::PowerLoss {
             let record = self.store.record_offset(self.slot);
-            self.store.map.flush_range(record, ENTRY_SIZE).map_err(|e| self.store.io("msync", e))?;
+            self.store.map().flush_range(record, ENTRY_SIZE).map_err(|e| self.store.io("msync", e))?;
             step(Step::RecordSynced);
         }
         self.wake();
@@ -275,7 +286,7 @@ impl EntryHandle {
     pub(crate) fn changed_in_place(&self, _hold: &Hold<'_>, durability: Durability) -> Result<()> {
         let synced = if durability == Durability::PowerLoss {
             self.store
-                .map
+                .map()
                 .flush_range(self.entry.data_offset, self.entry.data_len())
                 .map_err(|e| self.store.io("msync", e))
         } else {

@@ -143,8 +143,9 @@ pub enum Error {
         diff: Option<LayoutDiff>,
     },
 
-    /// The entry exists but is an object where an array was asked for, or the reverse.
-    #[error("entry `{name}` is an {found}, not an {expected}: open it with Store::{found}")]
+    /// The entry exists but is of another kind than was asked for: an object where an array was
+    /// asked for, an array where a byte region was, and so on.
+    #[error("entry `{name}` is of kind {found}, not {expected}: open it with Store::{found}")]
     KindMismatch {
         /// The entry.
         name: String,
@@ -182,7 +183,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// An index range reaches past the end of an array.
+    /// An index range reaches past the end of an array, a byte region or an
+    /// [`ArrayView`](crate::ArrayView). For a view, `name` is the entry's name followed by the view's
+    /// range (`samples[10..20]`), and `start`, `end` and `len` count from the view's start.
     #[error("{what} {start}..{end} is out of bounds for `{name}`, which has {len} elements: keep indices below {len}")]
     OutOfBounds {
         /// The entry.
@@ -197,8 +200,9 @@ pub enum Error {
         len: u64,
     },
 
-    /// The data area has no room for the new entry.
-    #[error("store `{path}` is full: the new entry needs {needed} bytes but {available} are free of {capacity}: reopen with a larger capacity, e.g. Store::options().capacity({suggested})")]
+    /// The data area has no room for the new entry, and the store may not grow enough (it was
+    /// opened read-only, or the entry would take it past its maximum capacity).
+    #[error("store `{path}` is full: the new entry needs {needed} bytes but {available} are free of {capacity}, and the store may not grow past its maximum capacity: raise it, e.g. Store::options().max_capacity({suggested})")]
     StoreFull {
         /// The file.
         path: PathBuf,
@@ -274,6 +278,49 @@ pub enum Error {
         name: String,
         /// The mapped length.
         mapped: u64,
+    },
+
+    /// No temporary store of this name is open in any process (a leftover of processes that all
+    /// died counts as missing).
+    #[error("no shared memory named `{name}`: no process has this temporary store open; create it with Store::create_temp or Store::open_or_create_temp (a temporary store disappears when the last process using it closes it)")]
+    TempNotFound {
+        /// The name looked up.
+        name: String,
+    },
+
+    /// [`Store::create_temp`](crate::Store::create_temp) found the temporary store in use.
+    #[error("temporary store `{name}` already exists and is in use by another process: open it with Store::open_temp or Store::open_or_create_temp, or choose another name")]
+    TempExists {
+        /// The name.
+        name: String,
+    },
+
+    /// The temporary store name cannot be used.
+    #[error("invalid temporary store name {name:?}: {reason}")]
+    InvalidTempName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+
+    /// The file at a temporary store's path is not safe to use: a symbolic link, not a regular
+    /// file, or another user's.
+    #[error("refusing to use `{path}` as a temporary store: {reason}")]
+    UnsafeTempRegion {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+
+    /// The directory for temporary stores cannot be used.
+    #[error("cannot keep temporary stores in `{dir}`: {reason}; set SHMSTORE_TEMP_DIR to a writable directory (a tmpfs such as /dev/shm keeps them in memory)")]
+    TempDir {
+        /// The directory (`/dev/shm` or `$SHMSTORE_TEMP_DIR`).
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 

@@ -4,14 +4,16 @@
 //! the entry's location, so every later access is a lock plus pointer arithmetic.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::commit::Durability;
 use crate::error::{Error, Result};
-use crate::format::entry::{Entry, EntryKind};
+use crate::format::entry::{Entry, EntryKind, MOVED_TO_OFFSET, SEQ_OFFSET};
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::{LockError, RangeLock, Wait};
+use crate::map::Located;
 use crate::store::StoreInner;
 use crate::view::{self, ReadGuard, WriteGuard};
 
@@ -32,6 +34,16 @@ pub(crate) struct EntryHandle {
     atomics: bool,
     /// How far commits through this handle go.
     pub(crate) durability: Durability,
+    /// For double-buffered objects, the words a lock-free load touches, located once.
+    hot: Option<Hot>,
+}
+
+/// The sequence word, forwarding word and both slots of a double-buffered object.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    seq: Located<AtomicU64>,
+    moved: Located<AtomicU32>,
+    slots: [Located<[AtomicU64]>; 2],
 }
 
 impl EntryHandle {
@@ -46,8 +58,8 @@ impl EntryHandle {
             return Err(store.mismatch(&entry, layout));
         }
         let end = entry.data_offset + entry.data_len();
-        if end > store.map.len() {
-            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map.len() });
+        if end > store.map().len() {
+            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map().len() });
         }
         let lock = store.entry_lock(slot, entry.lock_offset);
         let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
@@ -55,7 +67,25 @@ impl EntryHandle {
             return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
         }
         let durability = store.durability;
-        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics, durability })
+        let hot = if entry.slot_count == 2 {
+            let map = store.map();
+            let record = store.record_offset(slot);
+            let words = layout.size.div_ceil(8);
+            let located = (
+                map.locate_u64(record + SEQ_OFFSET),
+                map.locate_u32(record + MOVED_TO_OFFSET),
+                map.locate_words(entry.data_offset, words),
+                map.locate_words(entry.data_offset + entry.slot_stride, words),
+            );
+            let (Some(seq), Some(moved), Some(slot0), Some(slot1)) = located else {
+                // The data lies inside the mapping (checked above), so a slot is misaligned.
+                return Err(store.corrupt(format!("the slots of object `{}` are misaligned", entry.name)));
+            };
+            Some(Hot { seq, moved, slots: [slot0, slot1] })
+        } else {
+            None
+        };
+        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics, durability, hot })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -79,6 +109,15 @@ impl EntryHandle {
         Ok(held)
     }
 
+    /// The sequence word, forwarding word and the two slots of a double-buffered object.
+    #[inline(always)]
+    pub(crate) fn hot(&self) -> Option<(&AtomicU64, &AtomicU32, [&[AtomicU64]; 2])> {
+        let hot = self.hot?;
+        // SAFETY: `hot` was located in this store's mappings, and `self.store` keeps the store,
+        // hence every one of its mappings, alive for as long as `self` is borrowed.
+        unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
+    }
+
     /// The layout of the handle's type.
     pub(crate) fn layout(&self) -> &'static Layout {
         self.layout
@@ -96,7 +135,7 @@ impl EntryHandle {
         let len = count * size;
         // `EntryHandle::new` checked that the whole entry lies in the mapping and `Entry::decode`
         // checked the alignment, so this lookup only fails if the file was tampered with.
-        let ptr = self.store.map.ptr(offset, len, self.layout.align as u64).ok_or_else(|| Error::Corrupt {
+        let ptr = self.store.map().ptr(offset, len, self.layout.align as u64).ok_or_else(|| Error::Corrupt {
             path: self.store.path.clone(),
             detail: format!("entry `{}` points outside the mapping", self.entry.name),
         })?;
@@ -146,7 +185,7 @@ impl EntryHandle {
             return self.publish(&hold, bytes, self.durability);
         }
         let offset = self.active_offset() + start as u64 * self.layout.size as u64;
-        if !self.store.map.write(offset, bytes) {
+        if !self.store.map().write(offset, bytes) {
             return Err(self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name)));
         }
         self.changed_in_place(&hold, self.durability)

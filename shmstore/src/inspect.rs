@@ -41,7 +41,7 @@ impl Store {
     /// Facts about the store as a whole.
     pub fn info(&self) -> StoreInfo {
         let inner = self.inner();
-        let count = inner.map.atomic_u32(header::ENTRY_COUNT_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
+        let count = inner.map().atomic_u32(header::ENTRY_COUNT_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
         StoreInfo {
             path: inner.path.clone(),
             format_version: header::FORMAT_VERSION,
@@ -90,8 +90,8 @@ impl Store {
         let _held = lock.read(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
         let mut bytes = vec![0u8; len];
         let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
-        if !inner.map.read(offset, &mut bytes) {
-            return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map.len() });
+        if !inner.map().read(offset, &mut bytes) {
+            return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map().len() });
         }
         Ok(bytes)
     }

@@ -9,8 +9,19 @@
 //! - A [`Store`] maps a file of named objects ([`Shared<T>`]) and arrays ([`SharedArray<T>`]) and
 //!   hands out typed read and write guards, locked against other threads and processes by kernel
 //!   byte-range locks that are released if a process dies.
-//! - An entry opened with a different layout is refused with [`Error::LayoutMismatch`]; bytes are
-//!   never reinterpreted.
+//! - Byte regions ([`SharedBytes`]) hold raw bytes, read and written at bounds-checked `u64`
+//!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region), and
+//!   an [`ArrayView`] is a bounds-checked window onto part of an array: the typed answers to .NET's
+//!   `CreateViewStream` and `CreateViewAccessor(offset, length)`.
+//! - An entry opened with a different layout is refused with [`Error::LayoutMismatch`], which
+//!   lists what differs field by field; bytes are never reinterpreted. [`Store::migrate`] converts
+//!   an entry to a new layout, crash-atomically.
+//! - Objects commit atomically (a panic or a killed process leaves the last published value),
+//!   [`Shared::load`] is lock-free, and [`Shared::wait_for_change`] sleeps until another process
+//!   commits.
+//! - [`Store::open_or_create_temp`] gives a named store without a user-visible file, removed when
+//!   the last process that has it open closes it or dies; a store that runs out of room grows, and
+//!   every process adopts the new size.
 //!
 //! ```
 //! use shmstore::{FixedStr, SharedLayout, Store};
@@ -47,7 +58,7 @@
 //! # Ok::<(), shmstore::Error>(())
 //! ```
 //!
-//! The on-disk format is specified in `docs/format.md`; [`format`] implements it as pure code.
+//! The on-disk format is specified in `docs/format.md`; [`format`](mod@format) implements it as pure code.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -58,6 +69,8 @@ extern crate self as shmstore;
 #[path = "private.rs"]
 pub mod __private;
 mod array;
+mod array_view;
+mod bytes;
 mod catalog;
 mod commit;
 mod error;
@@ -71,10 +84,14 @@ mod map;
 mod migrate;
 mod object;
 mod store;
+mod stream;
 mod sys;
+mod temp;
 mod view;
 
 pub use array::SharedArray;
+pub use array_view::ArrayView;
+pub use bytes::SharedBytes;
 pub use commit::{Durability, Version, OPTIMISTIC_TRIES};
 pub use error::{Error, Result};
 pub use fixed_str::{FixedStr, FixedStrError};
@@ -85,6 +102,8 @@ pub use layout::{Field, InvalidValue, Layout, Primitive, SharedLayout, TypeKind,
 pub use migrate::Migration;
 pub use object::Shared;
 pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
+pub use stream::ByteStream;
+pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
 pub use view::{ReadGuard, WriteGuard};
 
 /// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` struct or a fieldless enum with an

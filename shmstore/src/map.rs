@@ -18,7 +18,8 @@
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -39,6 +40,7 @@ impl Mapping {
     }
 
     /// The mapped length in bytes.
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
         self.raw.len() as u64
     }
@@ -46,6 +48,7 @@ impl Mapping {
     /// The address of `offset`, if `offset..offset + len` lies inside the mapping and `offset`
     /// is a multiple of `align` (a power of two). The mapping starts page-aligned, so alignment of
     /// the offset is alignment of the address.
+    #[inline]
     pub(crate) fn ptr(&self, offset: u64, len: u64, align: u64) -> Option<NonNull<u8>> {
         let end = offset.checked_add(len)?;
         if end > self.len() || !align.is_power_of_two() || !offset.is_multiple_of(align) || align > 4096 {
@@ -84,6 +87,7 @@ impl Mapping {
     }
 
     /// The `AtomicU64` at `offset`, which must be in bounds and 8-aligned.
+    #[inline]
     pub(crate) fn atomic_u64(&self, offset: u64) -> Option<&AtomicU64> {
         let p = self.ptr(offset, 8, 8)?;
         // SAFETY: the pointer is in bounds for 8 bytes, 8-aligned, and valid for the lifetime of
@@ -93,6 +97,7 @@ impl Mapping {
     }
 
     /// The `AtomicU32` at `offset`, which must be in bounds and 4-aligned.
+    #[inline]
     pub(crate) fn atomic_u32(&self, offset: u64) -> Option<&AtomicU32> {
         let p = self.ptr(offset, 4, 4)?;
         // SAFETY: as for `atomic_u64`, for a 4-byte, 4-aligned word.
@@ -103,6 +108,7 @@ impl Mapping {
     /// The data slots of double-buffered objects are only ever accessed through these (or under an
     /// entry lock that excludes every writer), so concurrent readers and committers never race
     /// non-atomically.
+    #[inline]
     pub(crate) fn atomic_words(&self, offset: u64, words: usize) -> Option<&[AtomicU64]> {
         let p = self.ptr(offset, (words as u64).checked_mul(8)?, 8)?;
         // SAFETY: `ptr` checked that `words * 8` bytes from `p` are in the mapping and 8-aligned;
@@ -122,5 +128,107 @@ impl Mapping {
     /// Writes every dirty page back to the file.
     pub(crate) fn flush(&self) -> io::Result<()> {
         self.raw.flush()
+    }
+}
+
+/// Every mapping a store has made of its file, the newest one current.
+///
+/// When another process grows the store, this process maps the file again, larger. The older,
+/// smaller mappings stay mapped until the store itself is dropped, so a reference or guard into
+/// one of them (whose lifetime is bounded by the store's) never dangles, and no access ever lands
+/// in an unmapped region. Growth is geometric, so the extra address space is at most the size of
+/// the newest mapping, and the pages themselves are shared: they are the same file pages.
+#[derive(Debug)]
+pub(crate) struct Mappings {
+    /// The newest mapping: always one of the boxes in `all`.
+    current: AtomicPtr<Mapping>,
+    /// Owns every mapping. The boxes are what keeps `&Mapping`s valid: the vector may move its
+    /// elements when it grows, a box's contents never move.
+    #[allow(clippy::vec_box)]
+    all: Mutex<Vec<Box<Mapping>>>,
+}
+
+impl Mappings {
+    /// A set holding the first mapping.
+    pub(crate) fn new(first: Mapping) -> Mappings {
+        let mut first = Box::new(first);
+        let current = AtomicPtr::new(&mut *first as *mut Mapping);
+        Mappings { current, all: Mutex::new(vec![first]) }
+    }
+
+    /// The newest mapping.
+    #[inline]
+    pub(crate) fn current(&self) -> &Mapping {
+        // SAFETY: `current` always points into a `Box<Mapping>` owned by `self.all` (set in `new`
+        // and `push`), and boxes are only dropped with `self`, so the pointee is valid and not
+        // mutably borrowed for as long as `&self` is. `Mapping` is `Sync`.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// Makes `next` the newest mapping, unless a larger one is already current; returns the newest.
+    pub(crate) fn push(&self, next: Mapping) -> &Mapping {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        if next.len() > self.current().len() {
+            let mut next = Box::new(next);
+            self.current.store(&mut *next as *mut Mapping, Ordering::Release);
+            all.push(next);
+        }
+        self.current()
+    }
+}
+
+/// A piece of a store's mapping located once, to be used many times without looking it up again.
+///
+/// It stays valid for as long as the [`Mappings`] it came from: mappings are only unmapped when
+/// the store is dropped. Whoever keeps one must keep that store alive, which is why reading it is
+/// `unsafe`.
+#[derive(Debug)]
+pub(crate) struct Located<T: ?Sized> {
+    ptr: NonNull<T>,
+}
+
+impl<T: ?Sized> Clone for Located<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Located<T> {}
+
+// SAFETY: a `Located` is only a way to reach a `T` that lives in shared memory and is itself only
+// handed out as `&T`; the pointees are atomics (`Sync`), so reaching them from any thread is fine.
+unsafe impl<T: ?Sized + Sync> Send for Located<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Sync> Sync for Located<T> {}
+
+impl<T: ?Sized> Located<T> {
+    /// The located value.
+    ///
+    /// # Safety
+    ///
+    /// The store whose [`Mappings`] produced this (through [`Mapping::locate_u64`] and friends)
+    /// must be alive for all of `'a`.
+    #[inline]
+    pub(crate) unsafe fn get<'a>(self) -> &'a T {
+        // SAFETY: the pointer came from a reference into a mapping that stays mapped while its
+        // store lives (see `Mappings`), which the caller guarantees for `'a`.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Mapping {
+    /// [`Mapping::atomic_u64`], located for later use.
+    pub(crate) fn locate_u64(&self, offset: u64) -> Option<Located<AtomicU64>> {
+        self.atomic_u64(offset).map(|r| Located { ptr: NonNull::from(r) })
+    }
+
+    /// [`Mapping::atomic_u32`], located for later use.
+    pub(crate) fn locate_u32(&self, offset: u64) -> Option<Located<AtomicU32>> {
+        self.atomic_u32(offset).map(|r| Located { ptr: NonNull::from(r) })
+    }
+
+    /// [`Mapping::atomic_words`], located for later use.
+    pub(crate) fn locate_words(&self, offset: u64, words: usize) -> Option<Located<[AtomicU64]>> {
+        self.atomic_words(offset, words).map(|r| Located { ptr: NonNull::from(r) })
     }
 }

@@ -103,8 +103,8 @@ impl Store {
             let base = inner.active_offset(slot, &entry);
             for i in 0..count {
                 let mut staging = Staging::<Old>::zeroed();
-                if !inner.map.read(base + i * Old::LAYOUT.size as u64, staging.bytes_mut()) {
-                    return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map.len() });
+                if !inner.map().read(base + i * Old::LAYOUT.size as u64, staging.bytes_mut()) {
+                    return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map().len() });
                 }
                 let value = staging.into_value().map_err(|invalid| Error::InvalidValue {
                     name: name.to_owned(),
@@ -116,20 +116,20 @@ impl Store {
 
             let _catalog = inner.catalog_lock.write(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
             let (new_slot, _) = inner.place(name, entry.kind, &New::LAYOUT, count, STATE_SHADOW, |data_offset| {
-                inner.map.write(data_offset, &converted)
+                inner.map().write(data_offset, &converted)
             })?;
             if old.durability == Durability::PowerLoss {
                 // The new entry must be on disk before anything points to it.
-                inner.map.flush().map_err(|e| inner.io("msync", e))?;
+                inner.map().flush().map_err(|e| inner.io("msync", e))?;
             }
             let moved = inner
-                .map
+                .map()
                 .atomic_u32(inner.record_offset(slot) + MOVED_TO_OFFSET)
                 .ok_or_else(|| inner.corrupt(format!("catalog slot {slot} lies outside the file")))?;
             // The commit point.
             moved.store(new_slot + 1, Ordering::Release);
             if old.durability == Durability::PowerLoss {
-                inner.map.flush_range(inner.record_offset(slot), ENTRY_SIZE).map_err(|e| inner.io("msync", e))?;
+                inner.map().flush_range(inner.record_offset(slot), ENTRY_SIZE).map_err(|e| inner.io("msync", e))?;
             }
             // Wake anyone waiting for a change of the old entry: their next access reports the
             // migration.

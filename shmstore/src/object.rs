@@ -119,6 +119,7 @@ impl<T: SharedLayout> Shared<T> {
     /// For an object without atomics this is an optimistic, lock-free read: no lock and no system
     /// call, a retry if a commit raced with the copy, and the shared lock after
     /// [`OPTIMISTIC_TRIES`](crate::OPTIMISTIC_TRIES) lost races, so it cannot starve.
+    #[inline(always)]
     pub fn load(&self) -> Result<T>
     where
         T: Copy,
@@ -127,6 +128,7 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     /// A copy of the current value and the [`Version`] it belongs to.
+    #[inline(always)]
     pub fn load_versioned(&self) -> Result<(T, Version)>
     where
         T: Copy,

@@ -16,7 +16,7 @@ use crate::format::header::{self, Header, HeaderError, LiveError, HEADER_SIZE, L
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::{RangeLock, Wait};
-use crate::map::Mapping;
+use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
 
 /// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
@@ -47,18 +47,22 @@ pub const DEFAULT_MAX_ENTRIES: u32 = 64;
 /// ```
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
-    create: bool,
-    capacity: Option<u64>,
-    capacity_only_if_created: bool,
-    read_only: bool,
-    max_entries: u32,
-    durability: Durability,
+    pub(crate) create: bool,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) capacity_only_if_created: bool,
+    pub(crate) read_only: bool,
+    pub(crate) max_entries: u32,
+    pub(crate) durability: Durability,
+    pub(crate) max_capacity: Option<u64>,
+    pub(crate) allocate: bool,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             durability: Durability::Process,
+            max_capacity: None,
+            allocate: false,
             create: false,
             capacity: None,
             capacity_only_if_created: false,
@@ -111,6 +115,24 @@ impl OpenOptions {
         self
     }
 
+    /// The largest size the store may grow to (default: no limit). When a new entry does not fit,
+    /// the store grows geometrically (at least doubling) up to this size, and every process that
+    /// has it open adopts the new size on its next access; past it, creation fails with
+    /// [`Error::StoreFull`].
+    pub fn max_capacity(&mut self, bytes: u64) -> &mut Self {
+        self.max_capacity = Some(bytes);
+        self
+    }
+
+    /// Reserve disk blocks when the store grows (`posix_fallocate`; default: `false`). A sparse
+    /// store (the default) costs disk only for pages actually written, which suits huge, mostly
+    /// empty arrays, but if the disk fills up, a write into a hole kills the process with `SIGBUS`.
+    /// With `allocate(true)` a full disk is an error at growth time instead.
+    pub fn allocate(&mut self, allocate: bool) -> &mut Self {
+        self.allocate = allocate;
+        self
+    }
+
     /// Opens (or creates) the store at `path`.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         StoreInner::open(path.as_ref(), self).map(|inner| Store { inner: Arc::new(inner) })
@@ -147,7 +169,7 @@ impl OpenOptions {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Store {
-    inner: Arc<StoreInner>,
+    pub(crate) inner: Arc<StoreInner>,
 }
 
 /// One line of [`Store::entries`]: what an entry is, read from the catalog and its stored schema.
@@ -156,7 +178,7 @@ pub struct Store {
 pub struct EntryInfo {
     /// The entry's name.
     pub name: String,
-    /// Object or array.
+    /// Object, array or byte region.
     pub kind: EntryKind,
     /// The stored type's name, as the stored schema renders it (`Config`, `f64`, `[u8; 16]`).
     pub type_name: String,
@@ -274,7 +296,7 @@ impl Store {
     /// Without it, changes are in the page cache: visible to every process at once and written
     /// back by the kernel in its own time; they survive the process, but not a power loss.
     pub fn flush(&self) -> Result<()> {
-        self.inner.map.flush().map_err(|source| self.inner.io("flush", source))
+        self.inner.map().flush().map_err(|source| self.inner.io("flush", source))
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -314,8 +336,13 @@ impl Store {
 pub(crate) struct StoreInner {
     pub(crate) path: PathBuf,
     pub(crate) file: File,
-    pub(crate) map: Mapping,
+    /// The mappings of the file; see [`StoreInner::map`].
+    maps: Mappings,
     pub(crate) header: Header,
+    /// The largest capacity automatic growth may reach.
+    max_capacity: Option<u64>,
+    /// Whether growth reserves disk blocks (`posix_fallocate`) instead of extending sparsely.
+    allocate: bool,
     pub(crate) read_only: bool,
     /// The default durability of commits.
     pub(crate) durability: Durability,
@@ -325,6 +352,16 @@ pub(crate) struct StoreInner {
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
     /// One lock per entry slot, shared by every handle of this process.
     locks: Mutex<HashMap<u32, Arc<RangeLock>>>,
+    /// Set for a temporary store (see `temp.rs`): removed on drop if no other process holds it.
+    pub(crate) temp: Option<crate::temp::TempRegion>,
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.temp {
+            temp.release(&self.path, &self.file);
+        }
+    }
 }
 
 impl StoreInner {
@@ -351,6 +388,13 @@ impl StoreInner {
                 io("open", e)
             }
         })?;
+        StoreInner::from_file(path, file, opts)
+    }
+
+    /// Finishes opening the store file `file` (found at `path`): shared `flock`, header and
+    /// catalog checks, mapping, and growth to an explicit capacity.
+    pub(crate) fn from_file(path: &Path, file: File, opts: &OpenOptions) -> Result<StoreInner> {
+        let io = |op, source| Error::Io { op, path: path.to_owned(), source };
         // Every opener holds a shared whole-file lock for its life: a tool that wants to shrink or
         // replace the file must take the exclusive lock first, and so cannot pull pages out from
         // under a live mapping.
@@ -358,11 +402,10 @@ impl StoreInner {
         let len = file.metadata().map_err(|e| io("stat", e))?.len();
         let mut store = StoreInner::map_and_check(path, file, len, opts.read_only)?;
         store.durability = opts.durability;
+        store.max_capacity = opts.max_capacity;
+        store.allocate = opts.allocate;
         if let (Some(capacity), false) = (opts.capacity, opts.capacity_only_if_created) {
-            if store.ensure_capacity(capacity)? {
-                // No handle exists yet, so the mapping can simply be replaced by a larger one.
-                store.map = Mapping::new(&store.file, capacity, opts.read_only).map_err(|e| io("map", e))?;
-            }
+            store.ensure_capacity(capacity)?;
         }
         Ok(store)
     }
@@ -384,13 +427,16 @@ impl StoreInner {
         let store = StoreInner {
             path: path.to_owned(),
             file,
-            map,
+            maps: Mappings::new(map),
             header,
+            max_capacity: None,
+            allocate: false,
             read_only,
             durability: Durability::Process,
             catalog_lock: RangeLock::new(LOCK_BASE),
             names: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            temp: None,
         };
         // Another process may be growing the file right now: it extends the file before it raises
         // the capacity word, so reading the capacity first and the length second never sees a
@@ -435,18 +481,74 @@ impl StoreInner {
             return Err(self.read_only_error("growing the store"));
         }
         let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
+        self.grow_to(capacity)?;
+        Ok(true)
+    }
+
+    /// Grows the file to at least `capacity` bytes and tells every process, by raising the
+    /// capacity word and bumping the growth generation. The caller holds the catalog lock.
+    ///
+    /// The file is extended *before* the capacity word rises, so no process ever maps or touches
+    /// bytes past the end of the file. With [`OpenOptions::allocate`], the new blocks are reserved
+    /// on disk now, so that a full disk is an error here rather than a `SIGBUS` on a later write.
+    pub(crate) fn grow_to(&self, capacity: u64) -> Result<()> {
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
         if len < capacity {
-            self.file.set_len(capacity).map_err(|e| self.io("grow", e))?;
+            if self.allocate {
+                crate::sys::allocate(&self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
+            } else {
+                self.file.set_len(capacity).map_err(|e| self.io("grow", e))?;
+            }
         }
         self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
         self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
-        Ok(true)
+        Ok(())
+    }
+
+    /// The capacity automatic growth would give a store that needs `end` bytes, or `None` if it
+    /// may not grow that far.
+    pub(crate) fn growth_target(&self, end: u64) -> Option<u64> {
+        if self.read_only {
+            return None;
+        }
+        let doubled = self.capacity().saturating_mul(2);
+        let target = crate::format::align_up(end, 1 << 20)?.max(doubled);
+        match self.max_capacity {
+            Some(max) if end > max => None,
+            Some(max) => Some(target.min(max)),
+            None => Some(target),
+        }
+    }
+
+    /// The current mapping of the file, remapped first if another process (or this one) grew the
+    /// store beyond it. One atomic load on the common path.
+    #[inline]
+    pub(crate) fn map(&self) -> &Mapping {
+        let current = self.maps.current();
+        let capacity = current.atomic_u64(header::CAPACITY_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
+        if capacity <= current.len() {
+            current
+        } else {
+            self.remap(capacity)
+        }
+    }
+
+    #[cold]
+    fn remap(&self, capacity: u64) -> &Mapping {
+        // Growers extend the file before they raise the capacity, so the file is long enough;
+        // check anyway, since mapping past the end of a (truncated) file would turn accesses into
+        // SIGBUS. If remapping fails, the old mapping stays, and entries beyond it report
+        // `BeyondMapping` instead.
+        let long_enough = self.file.metadata().is_ok_and(|m| m.len() >= capacity);
+        match Mapping::new(&self.file, capacity, self.read_only) {
+            Ok(next) if long_enough => self.maps.push(next),
+            _ => self.maps.current(),
+        }
     }
 
     /// A live header word. The header lies inside every mapping (checked at open).
     pub(crate) fn live_u64(&self, offset: u64) -> &std::sync::atomic::AtomicU64 {
-        self.map.atomic_u64(offset).expect("header words lie inside the mapping")
+        self.maps.current().atomic_u64(offset).expect("header words lie inside the mapping")
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -458,6 +560,7 @@ impl StoreInner {
     }
 
     /// Offset of the catalog record in `slot`.
+    #[inline]
     pub(crate) fn record_offset(&self, slot: u32) -> u64 {
         self.header.catalog_offset + u64::from(slot) * ENTRY_SIZE
     }
@@ -468,7 +571,7 @@ impl StoreInner {
     pub(crate) fn active_offset(&self, slot: u32, entry: &Entry) -> u64 {
         if entry.slot_count == 2 {
             let seq = self.record_offset(slot) + crate::format::entry::SEQ_OFFSET;
-            let seq = self.map.atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
+            let seq = self.map().atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
             entry.data_offset + (seq & 1) * entry.slot_stride
         } else {
             entry.data_offset
@@ -504,7 +607,7 @@ impl StoreInner {
 /// Creates a store at `path` if there is none, without ever exposing a half-written file: the
 /// store is built in a temporary file beside `path` and hard-linked into place, which fails if
 /// another process got there first (and then its store is the one everybody opens).
-fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()> {
+pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     if max_entries == 0 || max_entries > header::MAX_SLOTS {
         return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));

@@ -10,6 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::commit::Durability;
 use crate::error::{Error, Result};
@@ -250,15 +251,43 @@ impl<T: SharedLayout> Staging<T> {
         Staging { buf: MaybeUninit::zeroed() }
     }
 
+    /// Storage filled from `words` of shared memory with atomic loads, or `None` if they do not
+    /// cover a `T`. Every byte of the storage is written.
+    #[inline(always)]
+    pub(crate) fn from_words(words: &[AtomicU64]) -> Option<Self> {
+        let size = std::mem::size_of::<T>();
+        if words.len() * 8 < size {
+            return None;
+        }
+        let mut buf = MaybeUninit::<T>::uninit();
+        let dst = buf.as_mut_ptr().cast::<u8>();
+        let full = size / 8;
+        for (i, word) in words[..full].iter().enumerate() {
+            // SAFETY: `i * 8 + 8 <= size`, so the 8 bytes written lie inside `buf`; unaligned
+            // writes have no alignment requirement; `buf` is a local that nothing else accesses.
+            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(word.load(Ordering::Relaxed)) };
+        }
+        let tail = size % 8;
+        if tail > 0 {
+            let last = words[full].load(Ordering::Relaxed).to_ne_bytes();
+            // SAFETY: the `tail` bytes from `full * 8` are the last bytes of `buf`; `last` is a
+            // distinct local array of 8 >= `tail` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(full * 8), tail) };
+        }
+        // Every one of the `size` bytes was written above.
+        Some(Staging { buf })
+    }
+
     /// The storage as bytes, to fill.
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `buf` has `size_of::<T>()` bytes, all initialised (zeroed, then only ever
-        // overwritten with other bytes); `u8` has no alignment or validity requirement; the slice
+        // SAFETY: `buf` has `size_of::<T>()` bytes, all initialised (by `zeroed`, or every byte
+        // written by `from_words`, then only ever overwritten with other bytes); `u8` has no alignment or validity requirement; the slice
         // borrows `self` mutably, so nothing else can observe the storage meanwhile.
         unsafe { std::slice::from_raw_parts_mut(self.buf.as_mut_ptr().cast::<u8>(), std::mem::size_of::<T>()) }
     }
 
     /// The value, if the bytes are a valid `T`.
+    #[inline(always)]
     pub(crate) fn into_value(mut self) -> Result<T, InvalidValue> {
         if NeedsValidation::<T>::VALUE {
             T::LAYOUT.validate(self.bytes_mut())?;

@@ -48,6 +48,9 @@ pub enum EntryKind {
     Object,
     /// A fixed-length array of values of a type.
     Array,
+    /// A fixed-length region of raw bytes: stored like an array of `u8` (one slot, `elem_size` 1),
+    /// but opened as bytes ([`Store::bytes`](crate::Store::bytes)) rather than as a typed array.
+    Bytes,
 }
 
 impl EntryKind {
@@ -55,6 +58,7 @@ impl EntryKind {
         match self {
             EntryKind::Object => 1,
             EntryKind::Array => 2,
+            EntryKind::Bytes => 3,
         }
     }
 
@@ -62,15 +66,17 @@ impl EntryKind {
         match code {
             1 => Some(EntryKind::Object),
             2 => Some(EntryKind::Array),
+            3 => Some(EntryKind::Bytes),
             _ => None,
         }
     }
 
-    /// `"object"` or `"array"`.
+    /// `"object"`, `"array"` or `"bytes"`.
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Object => "object",
             EntryKind::Array => "array",
+            EntryKind::Bytes => "bytes",
         }
     }
 }
@@ -186,11 +192,11 @@ pub fn lock_offset_for(slot: u32) -> u64 {
 }
 
 impl Entry {
-    /// Total bytes of data: every slot of an object, or every element of an array.
+    /// Total bytes of data: every slot of an object, or every element of an array or byte region.
     pub fn data_len(&self) -> u64 {
         match self.kind {
             EntryKind::Object => self.slot_stride.max(self.elem_size) * u64::from(self.slot_count),
-            EntryKind::Array => self.elem_size * self.count,
+            EntryKind::Array | EntryKind::Bytes => self.elem_size * self.count,
         }
     }
 
@@ -270,10 +276,14 @@ impl Entry {
         match (self.kind, self.slot_count) {
             (EntryKind::Object, 1 | 2) if self.count == 1 => {}
             (EntryKind::Array, 1) => {}
+            (EntryKind::Bytes, 1) if self.elem_size == 1 => {}
             _ => return Err(Invalid("slot count or element count does not fit the entry kind")),
         }
         if self.slot_count == 2 && self.slot_stride < self.elem_size {
             return Err(Invalid("object slots overlap"));
+        }
+        if self.slot_count == 2 && !self.slot_stride.is_multiple_of(64) {
+            return Err(Invalid("object slots are not whole cache lines"));
         }
         if self.slot_count == 1 && self.slot_stride != 0 {
             return Err(Invalid("single-slot entry has a slot stride"));
@@ -283,7 +293,7 @@ impl Entry {
         }
         let data_len = match self.kind {
             EntryKind::Object => self.slot_stride.max(self.elem_size).checked_mul(u64::from(self.slot_count)),
-            EntryKind::Array => self.elem_size.checked_mul(self.count),
+            EntryKind::Array | EntryKind::Bytes => self.elem_size.checked_mul(self.count),
         };
         let data_end = data_len.and_then(|len| self.data_offset.checked_add(len));
         let schema_end = self.schema_offset.checked_add(self.schema_len);
@@ -361,6 +371,34 @@ mod tests {
         let mut e = sample();
         e.data_offset = 8;
         assert!(Entry::decode(&e.encode(), &header(), 1 << 20).is_err());
+    }
+
+    #[test]
+    fn byte_regions() {
+        let mut e = sample();
+        e.kind = EntryKind::Bytes;
+        e.slot_count = 1;
+        e.slot_stride = 0;
+        e.elem_size = 1;
+        e.elem_align = 1;
+        e.count = 1000;
+        assert_eq!(Entry::decode(&e.encode(), &header(), 1 << 20), Ok(e.clone()));
+        assert_eq!(e.data_len(), 1000);
+        assert_eq!(e.encode()[0], 3);
+        assert_eq!(EntryKind::Bytes.as_str(), "bytes");
+        // Bytes are one byte each, in one slot.
+        let refused = Err(EntryError::Invalid("slot count or element count does not fit the entry kind"));
+        let mut wide = e.clone();
+        (wide.elem_size, wide.elem_align) = (2, 2);
+        assert_eq!(Entry::decode(&wide.encode(), &header(), 1 << 20), refused);
+        let mut two_slots = e.clone();
+        (two_slots.slot_count, two_slots.slot_stride) = (2, 1000);
+        assert_eq!(Entry::decode(&two_slots.encode(), &header(), 1 << 20), refused);
+        let mut unknown = e.encode();
+        unknown[0] = 4;
+        let sum = checksum(&unknown[..STATIC_SIZE - 8]).to_le_bytes();
+        unknown[STATIC_SIZE - 8..].copy_from_slice(&sum);
+        assert_eq!(Entry::decode(&unknown, &header(), 1 << 20), Err(EntryError::Invalid("unknown entry kind")));
     }
 
     #[test]

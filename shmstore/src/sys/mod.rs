@@ -8,7 +8,7 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{futex_wait, futex_wake, lock_range, unlock_range};
+pub(crate) use linux::{allocate, current_uid, futex_wait, futex_wake, lock_range, process_exists, unlock_range};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmstore supports Linux only for now: its locks are Linux open-file-description byte-range locks");

@@ -1,0 +1,65 @@
+//! Runs the example programs that have a checkable outcome, as a user would run them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use shmstore::Store;
+
+/// The example binary `name`, which `cargo test` builds into `target/<profile>/examples/` next to
+/// this test's `target/<profile>/deps/`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lies in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds the examples, but `cargo test --test examples` alone does not; \
+         run `cargo build --example {name}` first",
+        path.display()
+    );
+    path
+}
+
+fn run(exe: &Path, args: &[&str]) -> String {
+    let Output { status, stdout, stderr } = Command::new(exe).args(args).output().expect("run the example");
+    let (stdout, stderr) = (String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
+    assert!(status.success(), "{} {args:?} failed with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}", exe.display());
+    stdout.into_owned()
+}
+
+#[test]
+fn persistent_accessor_writes_at_offset_2_and_another_process_reads_it_back() {
+    let exe = example("persistent_accessor");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("global.shm");
+    let file = path.to_str().unwrap();
+
+    // First run: no file yet, so it creates the store, writes, and a second process reads.
+    let out = run(&exe, &[file, "Hello, persisted world"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("store: ") && lines[0].contains("(created"), "{out}");
+    assert!(!out.contains("previous message"), "{out}");
+    assert!(out.contains("wrote 22 bytes at offset 2 of `global_share_memory` (1024 bytes)"), "{out}");
+    assert!(out.contains("refused: write_at 1020..1028 is out of bounds"), "{out}");
+    let reader = lines.iter().find(|l| l.starts_with("reader (pid")).unwrap_or_else(|| panic!("{out}"));
+    assert!(!reader.contains(&format!("pid {})", std::process::id())), "{reader}");
+    // ReadArray(0, buf, 0, 1024): bytes 0 and 1 were never written; the message starts at 2.
+    assert!(
+        reader.ends_with("read 1024 bytes; the first 16: 00 00 48 65 6c 6c 6f 2c 20 70 65 72 73 69 73 74"),
+        "{reader}"
+    );
+    assert!(out.contains("reader: message at offset 2: \"Hello, persisted world\""), "{out}");
+
+    // Second run: the file exists (FileMode.Open), and still holds the first run's message.
+    let out = run(&exe, &[file, "again"]);
+    assert!(out.lines().next().unwrap().ends_with("(opened)"), "{out}");
+    assert!(out.contains("previous message: \"Hello, persisted world\""), "{out}");
+    assert!(out.contains("reader: message at offset 2: \"again\""), "{out}");
+
+    // And the store holds it for any other program.
+    let region = Store::open(&path).unwrap().bytes("global_share_memory").unwrap();
+    let mut head = [0u8; 8];
+    region.read_at(0, &mut head).unwrap();
+    assert_eq!(&head, b"\0\0again\0");
+    assert_eq!(region.len(), 1024);
+}
