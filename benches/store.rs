@@ -1,29 +1,40 @@
 //! Benchmarks of shmstore's hot paths, each paired with a raw baseline measured in the same run.
 //!
 //! ```text
-//! cargo bench --bench store -- --noplot           # everything, about a minute
+//! cargo bench --bench store -- --noplot           # everything, about 90 s
 //! cargo bench --bench store -- object/             # one group (a substring filter)
 //! ```
 //!
-//! | shmstore                              | baseline                                  |
-//! | ------------------------------------- | ----------------------------------------- |
-//! | `object/read_guard`, `object/load`    | `baseline/ofd_lock_pair/read`             |
-//! | `object/write_guard`, `object/update` | `baseline/ofd_lock_pair/write`            |
-//! | `object/load`, `object/update`        | `baseline/mmap_ofd_copy64/{load,update}`  |
-//! | `array/read_at_1MiB/*`                | `baseline/memcpy_1MiB/{vec,from_mmap}`    |
-//! | `array/write_at_1MiB/*`               | `baseline/memcpy_1MiB/{vec,to_mmap}`      |
+//! | shmstore                                       | baseline                                            |
+//! | ---------------------------------------------- | --------------------------------------------------- |
+//! | `object/load`                                  | `baseline/raw_seqlock_read64/uncontended`, `baseline/plain_copy64/from_mmap` |
+//! | `object/load_contended`                        | `baseline/raw_seqlock_read64/contended`             |
+//! | `object/read_guard`                            | `baseline/ofd_lock_pair/read`, `baseline/mmap_ofd_copy64/load` |
+//! | `object/{update,store,write_guard}`            | `baseline/ofd_lock_pair/write`, `baseline/mmap_ofd_commit64` |
+//! | `array/read_at_1MiB/*`                         | `baseline/memcpy_1MiB/{vec,from_mmap}`              |
+//! | `array/write_at_1MiB/*`                        | `baseline/memcpy_1MiB/{vec,to_mmap}`                |
 //!
 //! The baselines are what the library does, written by hand: a bare `fcntl(F_OFD_SETLKW)` lock and
-//! unlock of one byte (the kernel lock every guard takes), the same plus a 64-byte copy through a
-//! raw `memmap2` mapping, and a plain 1 MiB `memcpy`. `benches/README.md` has the targets and the
-//! last results.
+//! unlock of one byte (the kernel lock every guard takes); the same plus a 64-byte copy through a
+//! raw `memmap2` mapping; a double-buffered seqlock over a raw mapping (read: `seq`, 64 bytes of
+//! atomic loads, fence, `seq` again; commit: the lock pair around a copy out and a copy into the
+//! inactive slot and a `seq` bump); and a plain 1 MiB `memcpy`.
+//!
+//! The `*contended` cases run a **writer process** for their whole duration: this same bench
+//! binary, started with `SHMSTORE_BENCH_WRITER=store` (commits `update(|o| o.a[0] += 1)` to the
+//! store's object in a tight loop) or `SHMSTORE_BENCH_WRITER=raw` (the same commit by hand on the
+//! raw seqlock), and killed (`SIGKILL`) when the case ends. `benches/README.md` has the targets
+//! and the last results.
 
 use std::fs::File;
 use std::hint::black_box;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use memmap2::MmapRaw;
 use shmstore::{SharedLayout, Store};
 
@@ -39,6 +50,21 @@ const MIB: usize = 1 << 20;
 /// The byte the baselines lock: in the same far-away range as the library's entry locks
 /// (`2^62 + 1 + slot`, see docs/format.md), so that the kernel does the same work.
 const LOCK_OFFSET: i64 = (1 << 62) + 1;
+
+/// Where the raw seqlock lives in the raw mapping, laid out like a store entry: `seq` at byte 192
+/// of a 256-byte record (as `SEQ_OFFSET`), the two 64-byte slots next to each other on another
+/// page (as an object's data with `slot_stride` 64). Inside the first MiB, away from `raw_obj`.
+const SEQLOCK_AT: usize = 64 * 1024;
+const SEQLOCK_SEQ: usize = 192;
+const SEQLOCK_SLOTS: usize = 4096;
+
+/// Set (to `store` or `raw`) in the environment of a writer process: `main` runs the writer loop
+/// instead of the benchmarks.
+const WRITER_ENV: &str = "SHMSTORE_BENCH_WRITER";
+/// The file the writer process commits to.
+const WRITER_FILE_ENV: &str = "SHMSTORE_BENCH_WRITER_FILE";
+/// The pid of the bench process, so that a writer whose parent is already gone exits at once.
+const WRITER_PARENT_ENV: &str = "SHMSTORE_BENCH_WRITER_PARENT";
 
 /// One `fcntl(F_OFD_SETLKW)` call on the byte at `offset`: lock (`F_RDLCK`/`F_WRLCK`) or unlock
 /// (`F_UNLCK`). This is the whole cost floor of a guard: one call to lock, one to unlock.
@@ -57,7 +83,7 @@ fn ofd(file: &File, offset: i64, kind: libc::c_int) {
 }
 
 /// A file of `len` bytes in `dir`, mapped shared and read-write with `memmap2`.
-fn raw_mapping(dir: &std::path::Path, name: &str, len: usize) -> (File, MmapRaw) {
+fn raw_mapping(dir: &Path, name: &str, len: usize) -> (File, MmapRaw) {
     let file =
         std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.join(name)).unwrap();
     file.set_len(len as u64).unwrap();
@@ -66,6 +92,166 @@ fn raw_mapping(dir: &std::path::Path, name: &str, len: usize) -> (File, MmapRaw)
     // SAFETY: the mapping is `len` bytes long, writable, and nobody else uses it.
     unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 1, len) };
     (file, map)
+}
+
+/// A double-buffered seqlock over a raw mapping, written by hand: the floor of `Shared::load` and
+/// of a commit. Same protocol as `shmstore::commit`: the active slot is `seq & 1`.
+struct RawSeqlock<'a> {
+    seq: &'a AtomicU64,
+    slots: [&'a [AtomicU64; 8]; 2],
+}
+
+impl<'a> RawSeqlock<'a> {
+    fn new(map: &'a MmapRaw) -> Self {
+        assert!(SEQLOCK_AT + SEQLOCK_SLOTS + 128 <= map.len(), "the raw mapping is too small");
+        let base = map.as_mut_ptr().wrapping_add(SEQLOCK_AT);
+        // SAFETY: the three ranges are inside the mapping (asserted above), which lives as long
+        // as `'a`; they are 8-aligned (the mapping is page-aligned and the offsets are multiples
+        // of 64); `AtomicU64` has the layout of `u64` and any bits are valid; once this exists,
+        // every process of the bench touches these bytes only through these atomics.
+        unsafe {
+            RawSeqlock {
+                seq: AtomicU64::from_ptr(base.add(SEQLOCK_SEQ).cast()),
+                slots: [
+                    &*base.add(SEQLOCK_SLOTS).cast::<[AtomicU64; 8]>(),
+                    &*base.add(SEQLOCK_SLOTS + 64).cast::<[AtomicU64; 8]>(),
+                ],
+            }
+        }
+    }
+
+    /// An optimistic read: `seq` (acquire), the active slot with eight relaxed atomic loads, an
+    /// acquire fence, `seq` again; retried until `seq` did not move. Also returns the number of
+    /// retries.
+    #[inline(always)]
+    fn read(&self) -> (Obj64, u32) {
+        let mut retries = 0;
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            let slot = self.slots[(before & 1) as usize];
+            let a = std::array::from_fn(|i| slot[i].load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return (Obj64 { a }, retries);
+            }
+            retries += 1;
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A commit, as `EntryHandle::publish` does it: release fence, the value into the inactive
+    /// slot with relaxed atomic stores, then `seq + 1` with a release store. The caller holds the
+    /// exclusive lock.
+    #[inline(always)]
+    fn commit(&self, value: &Obj64) {
+        let current = self.seq.load(Ordering::Relaxed);
+        let slot = self.slots[((current + 1) & 1) as usize];
+        fence(Ordering::Release);
+        for (word, v) in slot.iter().zip(value.a) {
+            word.store(v, Ordering::Relaxed);
+        }
+        self.seq.store(current + 1, Ordering::Release);
+    }
+
+    /// What `update(|o| o.a[0] += 1)` does, by hand: exclusive kernel lock, copy the active slot
+    /// out, change it, commit it, unlock. One lock pair and two 64-byte copies.
+    #[inline(always)]
+    fn locked_increment(&self, lock_file: &File) {
+        ofd(lock_file, LOCK_OFFSET, libc::F_WRLCK);
+        let (mut value, _) = self.read();
+        value.a[0] = value.a[0].wrapping_add(1);
+        self.commit(&value);
+        ofd(lock_file, LOCK_OFFSET, libc::F_UNLCK);
+    }
+
+    fn version(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+}
+
+/// A writer process (this bench binary in writer mode), committing in a tight loop until it is
+/// dropped, which kills it.
+struct Writer {
+    child: Child,
+    kind: &'static str,
+    started: Instant,
+    version_at_start: u64,
+}
+
+impl Writer {
+    /// Starts a `kind` writer on `file` and waits until its commits show in `version()`.
+    fn spawn(kind: &'static str, file: &Path, version: impl Fn() -> u64) -> Writer {
+        let before = version();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .env(WRITER_ENV, kind)
+            .env(WRITER_FILE_ENV, file)
+            .env(WRITER_PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot start the writer process");
+        let mut writer = Writer { child, kind, started: Instant::now(), version_at_start: before };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while version() == before {
+            if let Some(status) = writer.child.try_wait().unwrap() {
+                panic!("the {kind} writer process exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "the {kind} writer process made no commit in 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        writer.started = Instant::now();
+        writer.version_at_start = version();
+        writer
+    }
+
+    /// Kills the writer and reports how fast it committed while it ran.
+    fn finish(self, version_now: u64) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let commits = version_now.wrapping_sub(self.version_at_start);
+        eprintln!(
+            "  ({} writer process: {commits} commits in {secs:.1} s, {:.0} k commits/s)",
+            self.kind,
+            commits as f64 / secs / 1e3
+        );
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The body of a writer process: commit to the object in a tight loop until killed.
+fn writer_main(kind: &str) {
+    let parent: libc::pid_t = std::env::var(WRITER_PARENT_ENV).unwrap().parse().unwrap();
+    // Die with the bench even if it crashes before it can kill us.
+    // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` takes two integers and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: `getppid` has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        return; // the bench died before `prctl` took effect
+    }
+    let path = std::env::var_os(WRITER_FILE_ENV).unwrap();
+    match kind {
+        "store" => {
+            let store = Store::open(&path).unwrap();
+            let obj = store.object::<Obj64>("obj64").unwrap();
+            loop {
+                obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap();
+            }
+        }
+        "raw" => {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let map = MmapRaw::map_raw(&file).unwrap();
+            let seqlock = RawSeqlock::new(&map);
+            loop {
+                seqlock.locked_increment(&file);
+            }
+        }
+        _ => panic!("{WRITER_ENV} must be `store` or `raw`, not `{kind}`"),
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -81,6 +267,7 @@ fn benches(c: &mut Criterion) {
     let (lock_file, raw) = raw_mapping(dir.path(), "raw.bin", 2 * MIB);
     let raw_obj = raw.as_mut_ptr().cast::<Obj64>(); // page-aligned, so aligned for Obj64
     let raw_bytes = raw.as_mut_ptr().wrapping_add(MIB); // the second MiB, for the memcpy baselines
+    let seqlock = RawSeqlock::new(&raw);
 
     let mut g = c.benchmark_group("baseline");
     g.bench_function("ofd_lock_pair/read", |b| {
@@ -95,7 +282,8 @@ fn benches(c: &mut Criterion) {
             ofd(&lock_file, black_box(LOCK_OFFSET), libc::F_UNLCK);
         })
     });
-    // What `Shared::load` does: shared lock, copy the value out, unlock.
+    // A locked copy: shared lock, copy the value out, unlock. (What `Shared::load` did before
+    // the optimistic read; now the floor of a `read()` guard that copies the value.)
     g.bench_function("mmap_ofd_copy64/load", |b| {
         b.iter(|| {
             ofd(&lock_file, LOCK_OFFSET, libc::F_RDLCK);
@@ -106,7 +294,8 @@ fn benches(c: &mut Criterion) {
             black_box(v)
         })
     });
-    // What `Shared::update` does: exclusive lock, read-modify-write in place, unlock.
+    // An in-place update: exclusive lock, read-modify-write in place, unlock. (What
+    // `Shared::update` did before double-buffered commits; arrays still work this way.)
     g.bench_function("mmap_ofd_copy64/update", |b| {
         b.iter(|| {
             ofd(&lock_file, LOCK_OFFSET, libc::F_WRLCK);
@@ -116,6 +305,61 @@ fn benches(c: &mut Criterion) {
             ofd(&lock_file, LOCK_OFFSET, libc::F_UNLCK);
         })
     });
+    // What a commit (`update`, `store`, a write guard's drop) must do at least: the exclusive lock
+    // pair around a 64-byte copy out of the active slot and a 64-byte copy into the other one.
+    g.bench_function("mmap_ofd_commit64", |b| b.iter(|| black_box(&seqlock).locked_increment(&lock_file)));
+    // The floors of `Shared::load`: a plain 64-byte copy out of a mapping, and the same copy as an
+    // optimistic seqlock read (`seq`, eight atomic loads, fence, `seq` again).
+    g.bench_function("plain_copy64/from_mmap", |b| {
+        // SAFETY: as for `mmap_ofd_copy64/load`; no lock is needed because nothing writes
+        // `raw_obj` during this case.
+        b.iter(|| unsafe { black_box(raw_obj).read() })
+    });
+    g.bench_function("raw_seqlock_read64/uncontended", |b| b.iter(|| seqlock.read().0));
+    let writer = Writer::spawn("raw", &dir.path().join("raw.bin"), || seqlock.version());
+    g.bench_function("raw_seqlock_read64/contended", |b| b.iter(|| seqlock.read().0));
+    // Outside the measurement: how often a read lost the race to the writer.
+    let (reads, retries) = (1_000_000u64, (0..1_000_000).map(|_| u64::from(seqlock.read().1)).sum::<u64>());
+    writer.finish(seqlock.version());
+    eprintln!("  (raw seqlock under the writer: {retries} retries in {reads} reads)");
+    g.finish();
+
+    // ---- Objects: every guard is one kernel lock pair plus in-process bookkeeping; `load` is an
+    // optimistic read with no lock and no system call. ----
+    let mut g = c.benchmark_group("object");
+    assert!(obj.is_double_buffered(), "Obj64 holds no atomics, so it must be double-buffered");
+    g.bench_function("load", |b| b.iter(|| obj.load().unwrap()));
+    let version = || obj.version().get();
+    let writer = Writer::spawn("store", &dir.path().join("bench.shm"), version);
+    g.bench_function("load_contended", |b| b.iter(|| obj.load().unwrap()));
+    writer.finish(version());
+    g.bench_function("read_guard", |b| {
+        b.iter(|| {
+            let guard = obj.read().unwrap();
+            black_box(guard.a[3]);
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("write_guard", |b| {
+        b.iter(|| {
+            let mut guard = obj.write().unwrap();
+            n = n.wrapping_add(1);
+            guard.a[3] = black_box(n);
+        })
+    });
+    g.bench_function("update", |b| b.iter(|| obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap()));
+    let mut value = Obj64::default();
+    g.bench_function("store", |b| {
+        b.iter(|| {
+            value.a[0] = value.a[0].wrapping_add(1);
+            obj.store(black_box(value)).unwrap();
+        })
+    });
+    g.finish();
+
+    // ---- The memcpy baselines of the arrays (after the objects, so that each object case runs
+    // close in time to its own baselines: noise on this VM comes in bursts). ----
+    let mut g = c.benchmark_group("baseline");
     g.throughput(Throughput::Bytes(MIB as u64));
     let src = vec![3u8; MIB];
     let mut dst = vec![0u8; MIB];
@@ -139,26 +383,6 @@ fn benches(c: &mut Criterion) {
             unsafe { std::ptr::copy_nonoverlapping(black_box(src.as_ptr()), black_box(raw_bytes), MIB) };
         })
     });
-    g.finish();
-
-    // ---- Objects: every guard is one kernel lock pair plus in-process bookkeeping. ----
-    let mut g = c.benchmark_group("object");
-    g.bench_function("load", |b| b.iter(|| black_box(obj.load().unwrap())));
-    g.bench_function("read_guard", |b| {
-        b.iter(|| {
-            let guard = obj.read().unwrap();
-            black_box(guard.a[3]);
-        })
-    });
-    let mut n = 0u64;
-    g.bench_function("write_guard", |b| {
-        b.iter(|| {
-            let mut guard = obj.write().unwrap();
-            n = n.wrapping_add(1);
-            guard.a[3] = black_box(n);
-        })
-    });
-    g.bench_function("update", |b| b.iter(|| obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap()));
     g.finish();
 
     // ---- Arrays: a 1 MiB copy under one lock pair; should run at memcpy speed. ----
@@ -194,8 +418,17 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = store;
-    // Short runs: the whole file takes about a minute on two cores.
+    // Short runs: the whole file takes about 90 s on two cores.
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
     targets = benches
 }
-criterion_main!(store);
+
+// `criterion_main!`, plus the writer mode: the contended cases run this binary as their writer.
+fn main() {
+    if let Ok(kind) = std::env::var(WRITER_ENV) {
+        writer_main(&kind);
+        return;
+    }
+    store();
+    Criterion::default().configure_from_args().final_summary();
+}
