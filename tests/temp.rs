@@ -288,6 +288,37 @@ fn open_temp_of_a_missing_name_says_there_is_no_shared_memory() {
 }
 
 #[test]
+fn open_options_apply_to_temporary_stores() {
+    let dir = temp_dir();
+    let name = unique("options");
+    let opts = || {
+        let mut o = Store::options();
+        o.create(true).capacity(CAPACITY).max_entries(300).max_capacity(2 * CAPACITY);
+        o
+    };
+    let store = in_dir(dir.path(), || opts().open_temp(&name)).unwrap();
+    assert_eq!(store.max_entries(), 300, "max_entries applies when the store is created");
+    assert_eq!(store.capacity(), CAPACITY);
+    // max_capacity applies to this opener: the store may grow, but only that far.
+    assert!(matches!(store.array_or_init::<u8>("big", (4 * CAPACITY) as usize, 0), Err(Error::StoreFull { .. })));
+    store.array_or_init::<u8>("fits", CAPACITY as usize, 0).unwrap();
+    assert!(store.capacity() > CAPACITY && store.capacity() <= 2 * CAPACITY);
+
+    // Without create(true) it only opens; a missing name is "no shared memory".
+    let opened = in_dir(dir.path(), || Store::options().open_temp(&name)).unwrap();
+    assert_eq!(opened.max_entries(), 300);
+    let err = in_dir(dir.path(), || Store::options().open_temp(&unique("absent"))).unwrap_err();
+    assert!(matches!(err, Error::TempNotFound { .. }), "{err}");
+    // Creating needs a capacity, and temporary stores are always read-write.
+    let err = in_dir(dir.path(), || Store::options().create(true).open_temp(&unique("nocap"))).unwrap_err();
+    assert!(matches!(err, Error::CapacityRequired { .. }), "{err}");
+    let err = in_dir(dir.path(), || Store::options().read_only(true).open_temp(&name)).unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
+    drop((store, opened));
+    assert_eq!(common::dir_listing(dir.path()).len(), 0, "the last close removed it");
+}
+
+#[test]
 fn capacity_rules_follow_file_stores() {
     let dir = temp_dir();
     let name = unique("capacity");

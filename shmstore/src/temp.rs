@@ -69,7 +69,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::store::{self, OpenOptions, Store, StoreInner, DEFAULT_MAX_ENTRIES};
+use crate::store::{self, OpenOptions, Store, StoreInner};
 use crate::sys;
 
 /// The environment variable naming the directory temporary stores live in (default:
@@ -167,7 +167,7 @@ impl Store {
     /// # Ok::<(), shmstore::Error>(())
     /// ```
     pub fn create_temp(name: &str, capacity: u64) -> Result<Store> {
-        open_in(&temp_dir()?, name, Mode::Create, Some(capacity))
+        open_in(&temp_dir()?, name, Mode::Create, Some(capacity), &OpenOptions::default())
     }
 
     /// Opens the temporary store `name` created by another process (or this one) with
@@ -178,7 +178,7 @@ impl Store {
     /// Fails with [`Error::TempNotFound`] ("no shared memory ...") if no process has it open. A
     /// leftover of processes that all died counts as missing, and is removed.
     pub fn open_temp(name: &str) -> Result<Store> {
-        open_in(&temp_dir()?, name, Mode::Open, None)
+        open_in(&temp_dir()?, name, Mode::Open, None, &OpenOptions::default())
     }
 
     /// Opens the temporary store `name`, creating it with `capacity` bytes if no process has it
@@ -186,7 +186,7 @@ impl Store {
     /// of .NET's `MemoryMappedFile.CreateOrOpen(name, capacity)`. An existing store opens at its
     /// own size. See [`Store::create_temp`] for how temporary stores live and go.
     pub fn open_or_create_temp(name: &str, capacity: u64) -> Result<Store> {
-        open_in(&temp_dir()?, name, Mode::OpenOrCreate, Some(capacity))
+        open_in(&temp_dir()?, name, Mode::OpenOrCreate, Some(capacity), &OpenOptions::default())
     }
 
     /// Removes every temporary store in the temporary-store directory that no process holds: the
@@ -198,6 +198,36 @@ impl Store {
     /// the start of a service or from the `shmstore clean-temp` command.
     pub fn clean_temp() -> Result<Vec<String>> {
         clean_in(&temp_dir()?)
+    }
+}
+
+impl OpenOptions {
+    /// Opens the temporary store `name` with these options: with [`create(true)`](Self::create)
+    /// and a capacity, like [`Store::open_or_create_temp`], otherwise like [`Store::open_temp`].
+    /// [`max_entries`](Self::max_entries) applies when the store is created; durability, maximum
+    /// capacity and allocation apply to this opener. Temporary stores are always opened read-write
+    /// (every opener may be the one that removes it), so `read_only(true)` is
+    /// [`Error::InvalidOptions`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # std::env::set_var("SHMSTORE_TEMP_DIR", dir.path());
+    /// use shmstore::Store;
+    ///
+    /// let store = Store::options().create(true).capacity(1 << 20).max_entries(512).open_temp("doc-options")?;
+    /// assert_eq!(store.max_entries(), 512);
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn open_temp(&self, name: &str) -> Result<Store> {
+        if self.read_only {
+            return Err(Error::InvalidOptions("temporary stores are always opened read-write: drop read_only(true)"));
+        }
+        let (mode, capacity) = match (self.create, self.capacity) {
+            (true, Some(capacity)) => (Mode::OpenOrCreate, Some(capacity)),
+            (true, None) => return Err(Error::CapacityRequired { path: temp_dir()?.join(format!("{PREFIX}{name}")) }),
+            (false, _) => (Mode::Open, None),
+        };
+        open_in(&temp_dir()?, name, mode, capacity, self)
     }
 }
 
@@ -239,7 +269,7 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 
 /// Opens (or creates) the temporary store `name` in `dir`, following the rules of the module
 /// documentation.
-fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>) -> Result<Store> {
+fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>, opts: &OpenOptions) -> Result<Store> {
     check_name(name)?;
     let path = dir.join(format!("{PREFIX}{name}"));
     let io = |op, source| Error::Io { op, path: path.clone(), source };
@@ -249,9 +279,9 @@ fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>) -> Result<
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let Some(capacity) = capacity.filter(|_| mode != Mode::Open) else { return Err(not_found()) };
-                match create_region(dir, &path, capacity)? {
+                match create_region(dir, &path, capacity, opts.max_entries)? {
                     // Locked and linked: nobody can remove it now (rules 1 and 4).
-                    Some(file) => return attach(&path, name, file),
+                    Some(file) => return attach(&path, name, file, opts),
                     // Another process created it first: open that one.
                     None => continue,
                 }
@@ -299,7 +329,7 @@ fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>) -> Result<
                 Err(TryLockError::Error(e)) => return Err(io("lock", e)),
             }
         }
-        return attach(&path, name, file);
+        return attach(&path, name, file, opts);
     }
     Err(io(
         "open",
@@ -309,12 +339,16 @@ fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>) -> Result<
 
 /// Turns `file`, holding its shared lock and still linked at `path`, into a [`Store`] that removes
 /// it on close.
-fn attach(path: &Path, name: &str, file: File) -> Result<Store> {
+fn attach(path: &Path, name: &str, file: File, opts: &OpenOptions) -> Result<Store> {
     // A second descriptor of the same open file shares its lock: if the store cannot be opened
     // (`from_file` consumes `file`), it still lets us remove the store if we were its last holder,
     // instead of leaving a leftover behind.
     let spare = file.try_clone();
-    match StoreInner::from_file(path, file, &OpenOptions::default()) {
+    // The store opens at its own size; everything else the caller chose applies.
+    let mut opts = opts.clone();
+    opts.capacity = None;
+    opts.create = false;
+    match StoreInner::from_file(path, file, &opts) {
         Ok(mut inner) => {
             inner.temp = Some(TempRegion { name: name.to_owned() });
             Ok(Store { inner: Arc::new(inner) })
@@ -409,7 +443,7 @@ fn remove(path: &Path) -> io::Result<()> {
 /// Creates a new store at `path` (rule 4): built with `store::create` in a private staging
 /// directory, given mode 0600, locked shared, and hard-linked to `path`. Returns the locked file,
 /// or `None` if another process linked its store to `path` first.
-fn create_region(dir: &Path, path: &Path, capacity: u64) -> Result<Option<File>> {
+fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32) -> Result<Option<File>> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     static ATTEMPT: AtomicU64 = AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
@@ -420,7 +454,7 @@ fn create_region(dir: &Path, path: &Path, capacity: u64) -> Result<Option<File>>
         // The umask can only remove permission bits, but make sure nobody else can get in.
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
-        store::create(&staged, capacity, DEFAULT_MAX_ENTRIES).map_err(|e| at_path(e, path))?;
+        store::create(&staged, capacity, max_entries).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;
@@ -549,9 +583,9 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) || rounds < 20 {
                         rounds += 1;
                         let store = if t % 2 == 0 {
-                            open_in(&dir, "race", Mode::OpenOrCreate, Some(1 << 16)).unwrap()
+                            open_in(&dir, "race", Mode::OpenOrCreate, Some(1 << 16), &OpenOptions::default()).unwrap()
                         } else {
-                            match open_in(&dir, "race", Mode::Open, None) {
+                            match open_in(&dir, "race", Mode::Open, None, &OpenOptions::default()) {
                                 Ok(store) => store,
                                 Err(Error::TempNotFound { .. }) => continue,
                                 Err(e) => panic!("{e}"),
@@ -561,7 +595,7 @@ mod tests {
                         let token = (t << 32) | rounds;
                         let cell = store.object_or_init(&format!("t{t}"), || 0u64).unwrap();
                         cell.store(token).unwrap();
-                        let fresh = open_in(&dir, "race", Mode::Open, None).unwrap();
+                        let fresh = open_in(&dir, "race", Mode::Open, None, &OpenOptions::default()).unwrap();
                         assert!(attached(&fresh));
                         assert_eq!(fresh.object::<u64>(&format!("t{t}")).unwrap().load().unwrap(), token);
                         drop((fresh, cell));
@@ -591,7 +625,7 @@ mod tests {
     #[test]
     fn a_failed_open_of_a_store_it_created_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let err = open_in(dir.path(), "tiny", Mode::Create, Some(10)).unwrap_err();
+        let err = open_in(dir.path(), "tiny", Mode::Create, Some(10), &OpenOptions::default()).unwrap_err();
         match err {
             Error::CapacityTooSmall { path, .. } => assert_eq!(path, dir.path().join("shmstore.tiny")),
             other => panic!("{other}"),
@@ -612,7 +646,7 @@ mod tests {
         assert!(clean_in(dir.path()).unwrap().is_empty());
         assert!(!stale.exists());
         assert!(live.exists());
-        let store = open_in(dir.path(), "owned", Mode::Create, Some(1 << 16)).unwrap();
+        let store = open_in(dir.path(), "owned", Mode::Create, Some(1 << 16), &OpenOptions::default()).unwrap();
         assert_eq!(fs::metadata(store.path()).unwrap().mode() & 0o777, 0o600);
         assert!(attached(&store));
     }
