@@ -134,10 +134,7 @@ impl<T: SharedLayout> SharedArray<T> {
     /// Runs `f` on elements `index..index + len` under the write lock and returns its result.
     pub fn update<R>(&self, index: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         self.handle.check_range("update", index, len)?;
-        let mut guard = self.handle.write::<T>(index, len, Wait::Forever, None)?;
-        let result = f(&mut guard);
-        guard.commit()?;
-        Ok(result)
+        self.handle.update_range(index, len, f)
     }
 
     /// The current [`Version`]: it changes with every write, in any process.

@@ -211,10 +211,7 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
     /// result.
     pub fn update<R>(&self, index: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> Result<R> {
         let at = self.check("update", index, len)?;
-        let mut guard = self.handle.write::<T>(at, len, Wait::Forever, None)?;
-        let result = f(&mut guard);
-        guard.commit()?;
-        Ok(result)
+        self.handle.update_range(at, len, f)
     }
 
     /// The array's current [`Version`]. Versions are per entry: a write anywhere in the array,

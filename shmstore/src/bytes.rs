@@ -79,14 +79,7 @@ impl Store {
 
 impl SharedBytes {
     fn open(store: &Store, slot: u32, entry: Arc<Entry>) -> Result<SharedBytes> {
-        if entry.kind != EntryKind::Bytes {
-            return Err(Error::KindMismatch {
-                name: entry.name.clone(),
-                expected: EntryKind::Bytes.as_str(),
-                found: entry.kind.as_str(),
-            });
-        }
-        EntryHandle::new::<u8>(store.inner_arc(), slot, entry).map(|handle| SharedBytes { handle })
+        store.typed::<u8>(slot, entry, EntryKind::Bytes).map(|handle| SharedBytes { handle })
     }
 
     /// The region's name in the store.

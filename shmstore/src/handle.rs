@@ -229,6 +229,20 @@ impl EntryHandle {
         Ok(unsafe { WriteGuard::in_place(ptr, self, hold) })
     }
 
+    /// Runs `f` on elements `start..start + count` (already bounds-checked by the caller) under
+    /// the write lock, and commits.
+    pub(crate) fn update_range<T: SharedLayout, R>(
+        &self,
+        start: usize,
+        count: usize,
+        f: impl FnOnce(&mut [T]) -> R,
+    ) -> Result<R> {
+        let mut guard = self.write::<T>(start, count, Wait::Forever, None)?;
+        let result = f(&mut guard);
+        guard.commit()?;
+        Ok(result)
+    }
+
     /// A write guard over an object's value: staged and committed atomically for double-buffered
     /// objects, in place for objects holding atomics.
     pub(crate) fn write_object<T: SharedLayout>(

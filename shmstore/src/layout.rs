@@ -251,6 +251,7 @@ pub(crate) const TAG_FIXED_STR: u8 = 6;
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// FNV-1a over `bytes`, continuing from `hash`.
 const fn fnv_bytes(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut i = 0;
     while i < bytes.len() {
@@ -273,6 +274,11 @@ const fn fnv_str(hash: u64, s: &str) -> u64 {
 // The steps of a fingerprint, shared with `format::schema`, which recomputes the fingerprints of
 // decoded schemas: both must hash exactly the same bytes in the same order, so the order is spelled
 // out only here. A fingerprint is `fp_begin`, then the steps for its kind.
+
+/// FNV-1a 64 of `bytes`: the fingerprints' hash, and the format's checksum.
+pub(crate) const fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv_bytes(FNV_OFFSET, bytes)
+}
 
 /// Starts a fingerprint with the type's size and alignment.
 pub(crate) const fn fp_begin(size: u64, align: u64) -> u64 {
@@ -478,7 +484,7 @@ impl Layout {
 }
 
 /// Reads an unsigned little- or big-endian (native) integer of the primitive's width.
-fn read_unsigned(bytes: &[u8], repr: Primitive) -> u64 {
+pub(crate) fn read_unsigned(bytes: &[u8], repr: Primitive) -> u64 {
     let mut buf = [0u8; 8];
     let n = repr.size().min(8).min(bytes.len());
     if cfg!(target_endian = "little") {

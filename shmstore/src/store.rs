@@ -268,7 +268,8 @@ impl Store {
         self.typed::<T>(slot, entry, EntryKind::Array).map(SharedArray::new)
     }
 
-    fn typed<T: SharedLayout>(&self, slot: u32, entry: Arc<Entry>, kind: EntryKind) -> Result<EntryHandle> {
+    /// A handle of `T` values on `entry`, which must be of `kind`.
+    pub(crate) fn typed<T: SharedLayout>(&self, slot: u32, entry: Arc<Entry>, kind: EntryKind) -> Result<EntryHandle> {
         if entry.kind != kind {
             return Err(Error::KindMismatch {
                 name: entry.name.clone(),

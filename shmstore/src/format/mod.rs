@@ -25,12 +25,7 @@ pub mod value;
 /// FNV-1a over `bytes`: the checksum of headers and records. It detects torn writes and stray
 /// bytes, which is all these small fixed-size blocks need.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    crate::layout::fnv1a(bytes)
 }
 
 /// Rounds `value` up to a multiple of `align` (a power of two), or `None` on overflow.

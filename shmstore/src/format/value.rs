@@ -31,7 +31,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use crate::format::schema::{Schema, SchemaKind, SchemaVariant};
-use crate::layout::{check_fixed_str, InvalidValue, Primitive};
+use crate::layout::{check_fixed_str, read_unsigned, InvalidValue, Primitive};
 
 /// The most elements an array of zero-sized elements may have for [`decode`] to expand it. Such
 /// arrays take no bytes, so their length is not bounded by the input; beyond this, [`decode`]
@@ -298,15 +298,7 @@ fn scalar_problem(schema: &Schema, bytes: &[u8]) -> Option<String> {
 /// [`Layout::validate`](crate::Layout::validate) reads it: the first `min(size, 8)` bytes, native
 /// order, zero-extended.
 fn variant_of<'a>(bytes: &[u8], repr: Primitive, variants: &'a [SchemaVariant]) -> Result<&'a SchemaVariant, u64> {
-    let mut buf = [0u8; 8];
-    let n = repr.size().min(8).min(bytes.len());
-    let value = if cfg!(target_endian = "little") {
-        buf[..n].copy_from_slice(&bytes[..n]);
-        u64::from_le_bytes(buf)
-    } else {
-        buf[8 - n..].copy_from_slice(&bytes[..n]);
-        u64::from_be_bytes(buf)
-    };
+    let value = read_unsigned(bytes, repr);
     variants.iter().find(|v| v.value == value).ok_or(value)
 }
 
