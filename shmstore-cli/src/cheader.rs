@@ -11,6 +11,7 @@ use std::path::Path;
 
 use shmstore::{EntryInfo, EntryKind, Primitive, Schema, SchemaField, SchemaKind, SchemaVariant};
 
+use crate::escape;
 use crate::failure::{self, Failure};
 use crate::inspect::SEQ_IN_RECORD;
 
@@ -169,9 +170,10 @@ fn macro_ident(raw: &str) -> String {
     s
 }
 
-/// Text that can go inside a C comment.
+/// Text that can go inside a C comment: it cannot end the comment, and holds no character a
+/// terminal would obey when the header is shown (see [`escape`]).
 fn comment_safe(s: &str) -> String {
-    s.replace("*/", "* /").replace("/*", "/ *")
+    escape::text(s).replace("*/", "* /").replace("/*", "/ *")
 }
 
 /// Makes `base` unique in `used` with a numeric suffix, and records it.

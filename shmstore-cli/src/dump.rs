@@ -1,29 +1,36 @@
-//! `shmstore dump`: values decoded from the stored schemas alone.
+//! `shmstore dump`: values decoded from the stored schemas alone, printed as they are read.
+//!
+//! Nothing is read whole: arrays are copied in chunks of about [`CHUNK_BYTES`], byte regions
+//! too (see [`region`](crate::region)), and values are printed straight from their bytes
+//! ([`render`](crate::render)). An object is one consistent snapshot, so it is copied in one
+//! piece: its size is that of its type.
 
 use std::io::Write;
 use std::path::Path;
 
-use shmstore::format::value::{self, Value};
 use shmstore::{EntryInfo, EntryKind, Schema, SchemaKind, Store};
 
+use crate::escape;
 use crate::failure::{self, Failure};
-use crate::json;
+use crate::json::{self, Ints};
+use crate::progress::Progress;
+use crate::region::{self, Chunks};
+use crate::render::{self, Style};
 
 /// How many array elements text output shows unless told otherwise.
 pub const DEFAULT_TEXT_LIMIT: u64 = 100;
 
 /// How many bytes of an array are copied out at a time.
-const CHUNK_BYTES: u64 = 1 << 20;
-
-/// How many bytes of a byte region the text preview shows; the hex dump shows them all.
-const PREVIEW_BYTES: usize = 256;
+const CHUNK_BYTES: u64 = region::CHUNK_BYTES;
 
 /// What to print.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// JSON instead of text.
     pub json: bool,
-    /// The first array element to print.
+    /// How JSON writes 64-bit integers.
+    pub ints: Ints,
+    /// The first array element (byte, for a byte region) to print.
     pub offset: u64,
     /// How many array elements to print at most; `None` for all.
     pub limit: Option<u64>,
@@ -39,7 +46,12 @@ pub fn run(path: &Path, name: Option<&str>, opts: &Options, out: &mut dyn Write)
         }
         None => entries.iter().collect(),
     };
-    let mut dumper = Dumper { store: &store, opts, invalid: 0, out };
+    // Every request is checked before anything is printed.
+    for e in &selected {
+        check_offset(e, opts.offset, name.is_some())?;
+    }
+    let planned = selected.iter().map(|e| planned_reads(e, opts)).fold(0, u64::saturating_add);
+    let mut dumper = Dumper { store: &store, opts, invalid: 0, out, progress: Progress::new("dumping", planned) };
     if opts.json {
         if name.is_some() {
             dumper.json_entry(selected[0])?;
@@ -49,7 +61,7 @@ pub fn run(path: &Path, name: Option<&str>, opts: &Options, out: &mut dyn Write)
                 if i > 0 {
                     dumper.out.write_all(b",")?;
                 }
-                serde_json::to_writer(&mut *dumper.out, &e.name).map_err(std::io::Error::from)?;
+                json::write_str(dumper.out, &e.name)?;
                 dumper.out.write_all(b":")?;
                 dumper.json_entry(e)?;
             }
@@ -61,19 +73,64 @@ pub fn run(path: &Path, name: Option<&str>, opts: &Options, out: &mut dyn Write)
             dumper.text_entry(e)?;
         }
     }
+    dumper.progress.finish();
+    let file = escape::path(path);
     match dumper.invalid {
         0 => Ok(()),
         1 => Err(Failure::invalid(format!(
-            "1 value in `{}` breaks its type's rules (shown as <invalid: ...>); `shmstore verify {}` checks them all",
-            path.display(),
-            path.display()
+            "1 value in `{file}` breaks its type's rules (shown as <invalid: ...>); `shmstore verify {file}` checks them all"
         ))),
         n => Err(Failure::invalid(format!(
-            "{n} values in `{}` break their types' rules (shown as <invalid: ...>); `shmstore verify {}` checks them all",
-            path.display(),
-            path.display()
+            "{n} values in `{file}` break their types' rules (shown as <invalid: ...>); `shmstore verify {file}` checks them all"
         ))),
     }
+}
+
+/// Refuses an `--offset` at or past the end of an array or byte region (an empty one takes only
+/// 0), and any `--offset` for an object named on the command line. Without a name, objects ignore
+/// the offset.
+fn check_offset(e: &EntryInfo, offset: u64, named: bool) -> Result<(), Failure> {
+    if offset == 0 {
+        return Ok(());
+    }
+    let name = escape::text(&e.name);
+    let unit = if e.kind == EntryKind::Bytes { "byte" } else { "element" };
+    match e.kind {
+        EntryKind::Array | EntryKind::Bytes if offset < e.len => Ok(()),
+        EntryKind::Array | EntryKind::Bytes => {
+            let valid = match e.len {
+                0 => "it is empty, so leave out --offset".to_owned(),
+                1 => "the only valid offset is 0".to_owned(),
+                n => format!("use an offset from 0 to {}", n - 1),
+            };
+            Err(Failure::usage(format!(
+                "--offset {offset} is out of range for `{name}`, which has {} {unit}{}: {valid}",
+                e.len,
+                if e.len == 1 { "" } else { "s" }
+            )))
+        }
+        _ if named => Err(Failure::usage(format!(
+            "`{name}` is an object, one value: --offset applies to arrays and byte regions; leave it out"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// How many bytes dumping `e` reads, for the progress bar.
+fn planned_reads(e: &EntryInfo, opts: &Options) -> u64 {
+    let (start, end) = range(e, opts);
+    match e.kind {
+        EntryKind::Bytes => region::planned_reads(end - start),
+        EntryKind::Array => (end - start).saturating_mul(e.elem_size),
+        _ => e.elem_size,
+    }
+}
+
+/// The elements of array or byte region `e` to print.
+fn range(e: &EntryInfo, opts: &Options) -> (u64, u64) {
+    let start = opts.offset.min(e.len);
+    let count = opts.limit.map_or(e.len - start, |limit| limit.min(e.len - start));
+    (start, start + count)
 }
 
 struct Dumper<'a> {
@@ -82,133 +139,150 @@ struct Dumper<'a> {
     /// How many printed values held invalid bytes.
     invalid: u64,
     out: &'a mut dyn Write,
+    progress: Progress,
 }
 
 impl Dumper<'_> {
-    /// The elements of array `e` to print.
-    fn range(&self, e: &EntryInfo) -> (u64, u64) {
-        let start = self.opts.offset.min(e.len);
-        let count = self.opts.limit.map_or(e.len - start, |limit| limit.min(e.len - start));
-        (start, start + count)
+    fn style(&self) -> Style {
+        if self.opts.json {
+            Style::Json(self.opts.ints)
+        } else {
+            Style::Text
+        }
     }
 
-    /// Decodes elements `start..end` of `e`, chunk by chunk, handing each to `each`.
+    /// The schema of `e`, which must agree with its record on the size of a value.
+    fn schema(&self, e: &EntryInfo) -> Result<Schema, Failure> {
+        let schema = self.store.schema(&e.name)?;
+        if schema.size != e.elem_size {
+            return Err(Failure::invalid(format!(
+                "entry `{}`: its record says {} bytes per value, but its schema `{}` says {}; `shmstore verify` checks the whole file",
+                escape::text(&e.name),
+                e.elem_size,
+                escape::text(&schema.display_name()),
+                schema.size
+            )));
+        }
+        Ok(schema)
+    }
+
+    /// Prints elements `start..end` of array `e`, copied chunk by chunk: for each, what `before`
+    /// writes (given the element's index), the element, then what `after` writes.
     fn elements(
         &mut self,
         e: &EntryInfo,
         schema: &Schema,
         (start, end): (u64, u64),
-        each: &mut dyn FnMut(&mut dyn Write, u64, &Value) -> std::io::Result<()>,
+        before: &mut dyn FnMut(&mut dyn Write, u64) -> std::io::Result<()>,
+        after: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), Failure> {
         let per_chunk = (CHUNK_BYTES / e.elem_size.max(1)).max(1);
         let size = usize::try_from(e.elem_size).map_err(|_| Failure::invalid("element size too large"))?;
+        let style = self.style();
         let mut at = start;
         while at < end {
             let count = per_chunk.min(end - at);
             let bytes = self.store.read_raw(&e.name, at, count)?;
+            self.progress.inc(count.saturating_mul(e.elem_size));
             for i in 0..count {
                 let offset = i as usize * size;
-                let chunk = bytes.get(offset..offset + size).unwrap_or(&[]);
-                let value = value::decode(schema, chunk)
-                    .map_err(|v| Failure::invalid(format!("entry `{}`: element {}: {v}", e.name, at + i)))?;
-                if value.has_invalid() {
+                let element = bytes.get(offset..offset + size).unwrap_or(&[]);
+                before(&mut *self.out, at + i)?;
+                if render::value(&mut *self.out, schema, element, style)? {
                     self.invalid += 1;
                 }
-                each(&mut *self.out, at + i, &value)?;
+                after(&mut *self.out)?;
             }
             at += count;
         }
         Ok(())
     }
 
-    fn object(&mut self, e: &EntryInfo, schema: &Schema) -> Result<Value, Failure> {
+    /// Prints object `e`, copied in one piece (one consistent snapshot).
+    fn object(&mut self, e: &EntryInfo, schema: &Schema) -> Result<(), Failure> {
         let bytes = self.store.read_raw(&e.name, 0, 1)?;
-        let value = value::decode(schema, &bytes).map_err(|v| Failure::invalid(format!("entry `{}`: {v}", e.name)))?;
-        if value.has_invalid() {
+        self.progress.inc(e.elem_size);
+        let style = self.style();
+        if render::value(&mut *self.out, schema, &bytes, style)? {
             self.invalid += 1;
         }
-        Ok(value)
+        Ok(())
+    }
+
+    fn chunks<'s>(&'s mut self, e: &'s EntryInfo) -> (&'s mut dyn Write, Chunks<'s>) {
+        (&mut *self.out, Chunks { store: self.store, name: &e.name, progress: &mut self.progress })
     }
 
     fn json_entry(&mut self, e: &EntryInfo) -> Result<(), Failure> {
+        self.progress.set_message(escape::text(&e.name).into_owned());
+        let (start, end) = range(e, self.opts);
         if e.kind == EntryKind::Bytes {
-            // A string if the selected bytes are UTF-8, else an array of numbers 0..=255.
-            let bytes = self.bytes(e)?;
-            let written = match std::str::from_utf8(&bytes) {
-                Ok(text) => serde_json::to_writer(&mut *self.out, text),
-                Err(_) => serde_json::to_writer(&mut *self.out, &bytes),
-            };
-            written.map_err(std::io::Error::from)?;
-            return Ok(());
+            let (out, mut chunks) = self.chunks(e);
+            return region::json(out, &mut chunks, start, end);
         }
-        let schema = self.store.schema(&e.name)?;
+        let schema = self.schema(e)?;
         if e.kind != EntryKind::Array {
-            let value = self.object(e, &schema)?;
-            serde_json::to_writer(&mut *self.out, &json::value(&value)).map_err(std::io::Error::from)?;
-            return Ok(());
+            return self.object(e, &schema);
         }
-        let range = self.range(e);
         self.out.write_all(b"[")?;
-        self.elements(e, &schema, range, &mut |out, i, value| {
-            if i > range.0 {
-                out.write_all(b",")?;
-            }
-            serde_json::to_writer(&mut *out, &json::value(value)).map_err(std::io::Error::from)
-        })?;
+        self.elements(
+            e,
+            &schema,
+            (start, end),
+            &mut |out, i| if i > start { out.write_all(b",") } else { Ok(()) },
+            &mut |_| Ok(()),
+        )?;
         self.out.write_all(b"]")?;
         Ok(())
     }
 
-    /// The selected bytes of byte region `e`, copied in one piece: one consistent snapshot.
-    fn bytes(&mut self, e: &EntryInfo) -> Result<Vec<u8>, Failure> {
-        let (start, end) = self.range(e);
-        Ok(self.store.read_raw(&e.name, start, end - start)?)
-    }
-
-    /// A byte region as text: a UTF-8-lossy preview, then a hex dump with offsets.
-    fn text_bytes(&mut self, e: &EntryInfo) -> Result<(), Failure> {
-        let (start, end) = self.range(e);
-        let bytes = self.bytes(e)?;
-        writeln!(self.out, "{}[{start}..{end}] = {}", e.name, preview(&bytes))?;
-        for (i, line) in bytes.chunks(16).enumerate() {
-            writeln!(self.out, "    {}", hex_line(start + i as u64 * 16, line))?;
-        }
-        if end < e.len {
-            self.out.flush()?;
-            eprintln!(
-                "shmstore: `{}`: showing bytes {start}..{end} of {}; see more with --offset {end}, --limit N or --all",
-                e.name, e.len
-            );
-        }
-        Ok(())
+    /// Tells on stderr which part of `e` was shown, and how to see the rest.
+    fn partial(&self, e: &EntryInfo, what: &str, (start, end): (u64, u64)) {
+        self.progress.note(&format!(
+            "shmstore: `{}`: showing {what} {start}..{end} of {}; see more with --offset {end}, --limit N or --all",
+            escape::text(&e.name),
+            e.len
+        ));
     }
 
     fn text_entry(&mut self, e: &EntryInfo) -> Result<(), Failure> {
+        self.progress.set_message(escape::text(&e.name).into_owned());
+        let name = escape::text(&e.name).into_owned();
+        let (start, end) = range(e, self.opts);
+        let more = end < e.len;
         if e.kind == EntryKind::Bytes {
-            return self.text_bytes(e);
-        }
-        let schema = self.store.schema(&e.name)?;
-        if e.kind != EntryKind::Array {
-            let value = self.object(e, &schema)?;
-            writeln!(self.out, "{} = {value}", e.name)?;
+            let (out, mut chunks) = self.chunks(e);
+            region::text(out, &mut chunks, start, end)?;
+            if more {
+                self.out.flush()?;
+                self.partial(e, "bytes", (start, end));
+            }
             return Ok(());
         }
-        let (start, end) = self.range(e);
-        let more = end < e.len;
+        let schema = self.schema(e)?;
+        if e.kind != EntryKind::Array {
+            write!(self.out, "{name} = ")?;
+            self.object(e, &schema)?;
+            writeln!(self.out)?;
+            return Ok(());
+        }
         let composite = matches!(schema.kind, SchemaKind::Struct { .. } | SchemaKind::Array { .. });
-        write!(self.out, "{}[{start}..{end}] = [", e.name)?;
+        write!(self.out, "{name}[{start}..{end}] = [")?;
         if composite && start < end {
             // One element per line.
             writeln!(self.out)?;
-            self.elements(e, &schema, (start, end), &mut |out, _, value| writeln!(out, "    {value},"))?;
+            self.elements(e, &schema, (start, end), &mut |out, _| out.write_all(b"    "), &mut |out| {
+                out.write_all(b",\n")
+            })?;
             writeln!(self.out, "{}]", if more { "    ...\n" } else { "" })?;
         } else {
-            self.elements(e, &schema, (start, end), &mut |out, i, value| {
-                if i > start {
-                    out.write_all(b", ")?;
-                }
-                write!(out, "{value}")
-            })?;
+            self.elements(
+                e,
+                &schema,
+                (start, end),
+                &mut |out, i| if i > start { out.write_all(b", ") } else { Ok(()) },
+                &mut |_| Ok(()),
+            )?;
             let ellipsis = match (more, start == end) {
                 (false, _) => "",
                 (true, true) => "...",
@@ -218,70 +292,8 @@ impl Dumper<'_> {
         }
         if more {
             self.out.flush()?;
-            eprintln!(
-                "shmstore: `{}`: showing elements {start}..{end} of {}; see more with --offset {end}, --limit N or --all",
-                e.name, e.len
-            );
+            self.partial(e, "elements", (start, end));
         }
         Ok(())
-    }
-}
-
-/// The bytes as a quoted, escaped UTF-8-lossy string: trailing zero bytes are counted instead of
-/// shown, and text past [`PREVIEW_BYTES`] is cut off (the hex dump has it all).
-fn preview(bytes: &[u8]) -> String {
-    let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
-    let shown = used.min(PREVIEW_BYTES);
-    let mut text = format!("{:?}", String::from_utf8_lossy(&bytes[..shown]));
-    if shown < used {
-        text.push_str(&format!(" ... ({} more bytes)", used - shown));
-    }
-    if used < bytes.len() {
-        let zeros = bytes.len() - used;
-        text.push_str(&format!(" + {zeros} zero byte{}", if zeros == 1 { "" } else { "s" }));
-    }
-    text
-}
-
-/// One line of a hex dump, like `hexdump -C`: the offset, up to 16 bytes in hex, and the printable
-/// ASCII ones (others as `.`).
-fn hex_line(offset: u64, bytes: &[u8]) -> String {
-    let mut line = format!("{offset:08x} ");
-    for i in 0..16 {
-        if i == 8 {
-            line.push(' ');
-        }
-        match bytes.get(i) {
-            Some(b) => line.push_str(&format!(" {b:02x}")),
-            None => line.push_str("   "),
-        }
-    }
-    let ascii: String =
-        bytes.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' }).collect();
-    line.push_str(&format!("  |{ascii}|"));
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn previews() {
-        assert_eq!(preview(b"hello\0\0\0"), "\"hello\" + 3 zero bytes");
-        assert_eq!(preview(b"a\nb\0c"), "\"a\\nb\\0c\"");
-        assert_eq!(preview(&[0xff, b'x', 0]), "\"\u{fffd}x\" + 1 zero byte");
-        assert_eq!(preview(b""), "\"\"");
-        let long = vec![b'z'; PREVIEW_BYTES + 4];
-        assert!(preview(&long).ends_with("\" ... (4 more bytes)"), "{}", preview(&long));
-    }
-
-    #[test]
-    fn hex_lines() {
-        assert_eq!(
-            hex_line(16, b"Hello, world!\0\x7f\xff"),
-            "00000010  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 00 7f ff  |Hello, world!...|"
-        );
-        assert_eq!(hex_line(0, b"ab"), format!("00000000  61 62{}  |ab|", " ".repeat(43)));
     }
 }

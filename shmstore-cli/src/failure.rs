@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use shmstore::{Error, Store};
 
+use crate::escape;
+
 /// Exit status for usage errors, missing files and entries, and files that cannot be read here.
 pub const EXIT_USAGE: u8 = 1;
 /// Exit status for invalid data: not a store, truncated, corrupt, or holding invalid values.
@@ -31,10 +33,11 @@ impl Failure {
         Failure { code: EXIT_INVALID, message: message.into() }
     }
 
-    /// Prints the message to stderr and gives the exit status.
+    /// Prints the message to stderr, on one line and [escaped](crate::escape), and gives the exit
+    /// status.
     pub fn report(self) -> ExitCode {
         if !self.message.is_empty() {
-            eprintln!("shmstore: {}", one_line(&self.message));
+            eprintln!("shmstore: {}", escape::text(&one_line(&self.message)));
         }
         ExitCode::from(self.code)
     }
@@ -59,7 +62,99 @@ pub fn exit_code(e: &Error) -> u8 {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure { code: exit_code(&e), message: e.to_string() }
+        Failure { code: exit_code(&e), message: message(&e) }
+    }
+}
+
+/// The message for a library error, in the command's words.
+///
+/// The library's messages end with advice in the words of its API (`create it with
+/// Store::open_or_create`, `convert it with Store::migrate`), which a shell user cannot follow.
+/// Every error whose advice names an API call gets the advice that fits this command instead (most
+/// of them concern writing, which the command never does, and cannot happen here; their message
+/// then just names the cause). The others keep the library's message, whose advice (check the path,
+/// restore the file from a backup, set SHMSTORE_TEMP_DIR) holds for a shell user too.
+pub fn message(e: &Error) -> String {
+    let p = |path: &Path| escape::path(path);
+    match e {
+        Error::FileNotFound { path } => match std::fs::read_link(path) {
+            Ok(target) => {
+                format!("`{}` is a symbolic link to `{}`, which does not exist: check the link", p(path), p(&target))
+            }
+            Err(_) => {
+                format!(
+                    "store file `{}` does not exist: check the path (shmstore commands never create a store)",
+                    p(path)
+                )
+            }
+        },
+        Error::UnsupportedFormat { path, found, supported } => format!(
+            "`{}` uses store format version {found}, but this shmstore command reads version {supported}: \
+             install a newer shmstore command to read it",
+            p(path)
+        ),
+        Error::Io { path, source, .. } if source.kind() == io::ErrorKind::IsADirectory => {
+            format!("`{}` is a directory: give the path of a store file", p(path))
+        }
+        Error::Io { op, path, source } if source.kind() == io::ErrorKind::PermissionDenied => {
+            format!("{op} `{}` failed: {source}: the command needs read permission on the store file", p(path))
+        }
+        Error::NotFound { name } => {
+            format!("no entry named `{name}` in the store: `shmstore inspect FILE` lists its entries")
+        }
+        Error::LayoutMismatch {
+            name,
+            expected_type,
+            found_type,
+            expected_version,
+            found_version,
+            expected_fingerprint,
+            found_fingerprint,
+            ..
+        } => format!(
+            "entry `{name}` holds {found_type} v{found_version} (fingerprint {found_fingerprint:016x}), not \
+             {expected_type} v{expected_version} (fingerprint {expected_fingerprint:016x}): \
+             `shmstore inspect FILE --json` shows the stored layout"
+        ),
+        Error::KindMismatch { name, expected, found } => {
+            format!(
+                "entry `{name}` is of kind {found}, not {expected}: `shmstore inspect FILE` shows each entry's kind"
+            )
+        }
+        Error::OutOfBounds { name, start, end, len, .. } => format!(
+            "elements {start}..{end} are out of range for `{name}`, which has {len}: \
+             keep --offset below {len}"
+        ),
+        Error::ReadOnly { path, action } => {
+            format!(
+                "`{}` is open read-only, as shmstore commands open every store: {action} is not possible here",
+                p(path)
+            )
+        }
+        Error::BeyondMapping { name, mapped } => format!(
+            "entry `{name}` lies beyond the {mapped} bytes mapped when the command started: another process grew \
+             the store meanwhile; run the command again"
+        ),
+        Error::WouldBlock { name } => format!("entry `{name}` is locked by another process: try again later"),
+        Error::Timeout { name, waited } => {
+            format!("entry `{name}` stayed locked by another process for {waited:?}: try again later")
+        }
+        Error::NoChange { name, waited } => format!("no change to entry `{name}` within {waited:?}"),
+        Error::CapacityRequired { path } => {
+            format!("`{}` does not exist, and shmstore commands never create a store", p(path))
+        }
+        Error::InvalidOptions(detail) => {
+            format!("shmstore passed the library an invalid option ({detail}): this is a bug; please report it")
+        }
+        Error::StoreFull { path, needed, available, capacity, .. } => {
+            format!("store `{}` is full: {needed} bytes were needed, {available} of {capacity} are free", p(path))
+        }
+        Error::CatalogFull { path, max_entries } => {
+            format!("store `{}` already holds its maximum of {max_entries} entries", p(path))
+        }
+        Error::TempNotFound { name } => format!("no process has the temporary store `{name}` open"),
+        Error::TempExists { name } => format!("temporary store `{name}` is in use by another process"),
+        _ => e.to_string(),
     }
 }
 
@@ -88,5 +183,131 @@ pub fn no_entry(path: &Path, name: &str, store: &Store) -> Failure {
     } else {
         format!("its entries are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
     };
-    Failure::usage(format!("no entry named `{name}` in `{}`: {have}", path.display()))
+    Failure::usage(format!("no entry named `{name}` in `{}`: {have}", escape::path(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Words of the library's API that a shell user cannot act on.
+    const API_WORDS: [&str; 10] = [
+        "Store::",
+        "options()",
+        "_or_init",
+        "read()",
+        "write()",
+        "read_only(",
+        "max_capacity(",
+        "max_entries(",
+        "wait_for_change",
+        "Store::entries",
+    ];
+
+    fn api_words(message: &str) -> Vec<&'static str> {
+        API_WORDS.into_iter().filter(|w| message.contains(w)).collect()
+    }
+
+    /// Every library error whose message gives advice in API words.
+    fn api_advice_errors() -> Vec<Error> {
+        let path = PathBuf::from("/data/app.shm");
+        let name = || "samples".to_owned();
+        vec![
+            Error::FileNotFound { path: path.clone() },
+            Error::CapacityRequired { path: path.clone() },
+            Error::NotFound { name: name() },
+            Error::LayoutMismatch {
+                name: name(),
+                expected_type: "Config".into(),
+                found_type: "OldConfig".into(),
+                expected_version: 2,
+                found_version: 1,
+                expected_fingerprint: 1,
+                found_fingerprint: 2,
+                diff: None,
+            },
+            Error::KindMismatch { name: name(), expected: "array", found: "object" },
+            Error::StoreFull { path: path.clone(), needed: 10, available: 5, capacity: 100, suggested: 200 },
+            Error::CatalogFull { path: path.clone(), max_entries: 64 },
+            Error::ReadOnly { path: path.clone(), action: "growing the store" },
+            Error::WouldBlock { name: name() },
+            Error::NoChange { name: name(), waited: Duration::from_secs(1) },
+            Error::BeyondMapping { name: name(), mapped: 4096 },
+            Error::TempNotFound { name: name() },
+            Error::TempExists { name: name() },
+        ]
+    }
+
+    #[test]
+    fn api_advice_becomes_command_advice() {
+        for e in api_advice_errors() {
+            let library = e.to_string();
+            assert!(
+                !api_words(&library).is_empty(),
+                "no API words in the library's {library:?}: drop it from the list"
+            );
+            let ours = message(&e);
+            assert!(api_words(&ours).is_empty(), "{:?} in {ours:?}", api_words(&ours));
+        }
+    }
+
+    #[test]
+    fn the_command_s_advice() {
+        let path = PathBuf::from("/nonexistent/dir/app.shm");
+        assert_eq!(
+            message(&Error::FileNotFound { path: path.clone() }),
+            "store file `/nonexistent/dir/app.shm` does not exist: check the path (shmstore commands never create a store)"
+        );
+        assert_eq!(
+            message(&Error::UnsupportedFormat { path, found: 9, supported: 1 }),
+            "`/nonexistent/dir/app.shm` uses store format version 9, but this shmstore command reads version 1: \
+             install a newer shmstore command to read it"
+        );
+        assert_eq!(
+            message(&Error::KindMismatch { name: "s".into(), expected: "array", found: "bytes" }),
+            "entry `s` is of kind bytes, not array: `shmstore inspect FILE` shows each entry's kind"
+        );
+        let mismatch = message(&Error::LayoutMismatch {
+            name: "cfg".into(),
+            expected_type: "Config".into(),
+            found_type: "OldConfig".into(),
+            expected_version: 2,
+            found_version: 1,
+            expected_fingerprint: 0xab,
+            found_fingerprint: 0xcd,
+            diff: None,
+        });
+        assert_eq!(
+            mismatch,
+            "entry `cfg` holds OldConfig v1 (fingerprint 00000000000000cd), not Config v2 (fingerprint \
+             00000000000000ab): `shmstore inspect FILE --json` shows the stored layout"
+        );
+    }
+
+    #[test]
+    fn invalid_options_are_the_command_s_bug() {
+        // The detail (API words) is kept, for the bug report.
+        let e = Error::InvalidOptions("temporary stores are always opened read-write: drop read_only(true)");
+        assert_eq!(
+            message(&e),
+            "shmstore passed the library an invalid option (temporary stores are always opened read-write: \
+             drop read_only(true)): this is a bug; please report it"
+        );
+    }
+
+    #[test]
+    fn other_messages_are_the_library_s() {
+        let e = Error::Corrupt { path: PathBuf::from("a.shm"), detail: "entry `x` lies outside the file".into() };
+        assert_eq!(message(&e), e.to_string());
+        assert!(e.to_string().contains("restore it from a backup"));
+    }
+
+    #[test]
+    fn reports_are_one_escaped_line() {
+        assert_eq!(one_line("a\nb\r\nc"), "a b c");
+        assert_eq!(escape::text(&one_line("bad \x1b[2J\nname")), "bad \\u{1b}[2J name");
+    }
 }

@@ -6,31 +6,92 @@ use std::path::Path;
 use serde_json::{json, Value as Json};
 use shmstore::{EntryInfo, StoreInfo};
 
+use crate::escape;
 use crate::failure::{self, Failure};
-use crate::json;
+use crate::json::{self, Ints};
 
-/// Runs `shmstore inspect FILE [--json]`.
-pub fn run(path: &Path, as_json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+/// Runs `shmstore inspect FILE [--json]`: a table, or JSON with 64-bit numbers written as `ints`
+/// says.
+pub fn run(path: &Path, as_json: Option<Ints>, out: &mut dyn Write) -> Result<(), Failure> {
     let store = failure::open(path)?;
     let info = store.info();
     let entries = store.entries()?;
-    if as_json {
-        let mut doc = header_json(&info);
+    let suspicious = suspicious(&info, entries.len() as u64);
+    if let Some(ints) = as_json {
+        let mut doc = header_json(&info, ints);
+        doc["suspicious"] =
+            suspicious.iter().map(|s| json!({ "field": s.field, "value": ints.u64(s.value), "why": s.why })).collect();
         let list = entries
             .iter()
             .map(|e| {
-                let mut j = entry_json(e);
-                j["schema"] = json::schema(&store.schema(&e.name)?);
+                let mut j = entry_json(e, ints);
+                j["schema"] = json::schema(&store.schema(&e.name)?, ints);
                 Ok(j)
             })
             .collect::<Result<Vec<_>, shmstore::Error>>()?;
         doc["entries"] = Json::Array(list);
-        serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+        json::write(out, &doc, true)?;
         writeln!(out)?;
     } else {
-        write_text(&info, &entries, out)?;
+        write_text(&info, &entries, &suspicious, out)?;
     }
     Ok(())
+}
+
+/// A header word holding a value no store could hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspicious {
+    /// The word, by its `inspect --json` name.
+    pub field: &'static str,
+    /// What it holds.
+    pub value: u64,
+    /// Why that is impossible, or what it disagrees with.
+    pub why: String,
+}
+
+/// The live header words that fail the checks a store always passes. The library checks the
+/// capacity and the allocation end when it opens a store (and refuses it if they fail); the
+/// entry count and the growth generation are not needed to read a store, so only these checks
+/// look at them:
+///
+/// - the entry count is at most the catalog's size, and equals the number of entries the catalog
+///   lists (each record is checksummed and checked at open). It is raised just after an entry is
+///   published, so it can trail the catalog by the entries being created at that moment, or left
+///   behind by a process that died in between; it can never exceed it.
+/// - the generation counts how often the capacity grew, and each growth adds at least one byte
+///   to a capacity that starts at least at the data area's offset: it is at most
+///   `capacity - data_offset`.
+pub fn suspicious(info: &StoreInfo, listed: u64) -> Vec<Suspicious> {
+    let mut found = Vec::new();
+    let count = u64::from(info.entries);
+    if count > u64::from(info.max_entries) {
+        found.push(Suspicious {
+            field: "entry_count",
+            value: count,
+            why: format!("impossible: more than the catalog holds; the catalog lists {listed}"),
+        });
+    } else if count > listed {
+        found.push(Suspicious {
+            field: "entry_count",
+            value: count,
+            why: format!("impossible: the catalog lists only {listed}"),
+        });
+    } else if count < listed {
+        found.push(Suspicious {
+            field: "entry_count",
+            value: count,
+            why: format!("the catalog lists {listed}: an entry is being created, or a process died while creating one"),
+        });
+    }
+    let growth_room = info.capacity.saturating_sub(info.data_offset);
+    if info.generation > growth_room {
+        found.push(Suspicious {
+            field: "generation",
+            value: info.generation,
+            why: format!("impossible: more growths than a capacity of {} bytes allows", info.capacity),
+        });
+    }
+    found
 }
 
 /// `"atomic"` for double-buffered objects, `"in-place"` for everything else.
@@ -42,53 +103,61 @@ pub fn commit_mode(e: &EntryInfo) -> &'static str {
     }
 }
 
-fn header_json(info: &StoreInfo) -> Json {
+fn header_json(info: &StoreInfo, ints: Ints) -> Json {
     json!({
-        "path": info.path.display().to_string(),
+        "path": info.path.to_string_lossy(),
         "format_version": info.format_version,
-        "capacity": info.capacity,
-        "used": info.used,
-        "generation": info.generation,
+        "capacity": ints.u64(info.capacity),
+        "used": ints.u64(info.used),
+        "generation": ints.u64(info.generation),
         "max_entries": info.max_entries,
         "entry_count": info.entries,
-        "created_unix_nanos": info.created_unix_nanos,
+        "created_unix_nanos": ints.u64(info.created_unix_nanos),
         "created": rfc3339(info.created_unix_nanos),
-        "data_offset": info.data_offset,
+        "data_offset": ints.u64(info.data_offset),
     })
 }
 
-fn entry_json(e: &EntryInfo) -> Json {
+fn entry_json(e: &EntryInfo, ints: Ints) -> Json {
     json!({
         "name": e.name,
         "kind": e.kind.as_str(),
         "type": e.type_name,
         "version": e.version,
         "fingerprint": format!("{:016x}", e.fingerprint),
-        "len": e.len,
-        "bytes": e.bytes,
+        "len": ints.u64(e.len),
+        "bytes": ints.u64(e.bytes),
         "commit": commit_mode(e),
         "slots": e.slots,
-        "elem_size": e.elem_size,
-        "align": e.align,
-        "data_offset": e.data_offset,
-        "slot_stride": e.slot_stride,
-        "record_offset": e.record_offset,
-        "seq_offset": e.record_offset + SEQ_IN_RECORD,
+        "elem_size": ints.u64(e.elem_size),
+        "align": ints.u64(e.align),
+        "data_offset": ints.u64(e.data_offset),
+        "slot_stride": ints.u64(e.slot_stride),
+        "record_offset": ints.u64(e.record_offset),
+        "seq_offset": ints.u64(e.record_offset + SEQ_IN_RECORD),
     })
 }
 
 /// Where a catalog record keeps its commit sequence word (`docs/format.md`): 192.
 pub const SEQ_IN_RECORD: u64 = shmstore::format::entry::SEQ_OFFSET;
 
-fn write_text(info: &StoreInfo, entries: &[EntryInfo], out: &mut dyn Write) -> std::io::Result<()> {
+fn write_text(
+    info: &StoreInfo,
+    entries: &[EntryInfo],
+    suspicious: &[Suspicious],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let percent = if info.capacity == 0 { 0.0 } else { info.used as f64 * 100.0 / info.capacity as f64 };
+    let note = |field: &str| {
+        suspicious.iter().find(|s| s.field == field).map_or_else(String::new, |s| format!(" ({})", s.why))
+    };
     let facts = [
-        ("file", info.path.display().to_string()),
+        ("file", escape::path(&info.path)),
         ("format", format!("version {}", info.format_version)),
         ("capacity", format!("{} bytes ({})", info.capacity, human_bytes(info.capacity))),
         ("used", format!("{} bytes ({}, {percent:.1}%)", info.used, human_bytes(info.used))),
-        ("generation", format!("{} (times grown)", info.generation)),
-        ("entries", format!("{} of at most {}", info.entries, info.max_entries)),
+        ("generation", format!("{} (times grown){}", info.generation, note("generation"))),
+        ("entries", format!("{} of at most {}{}", info.entries, info.max_entries, note("entry_count"))),
         ("created", rfc3339(info.created_unix_nanos)),
     ];
     for (key, value) in facts {
@@ -103,9 +172,9 @@ fn write_text(info: &StoreInfo, entries: &[EntryInfo], out: &mut dyn Write) -> s
         .iter()
         .map(|e| {
             [
-                e.name.clone(),
+                escape::text(&e.name).into_owned(),
                 e.kind.as_str().to_owned(),
-                e.type_name.clone(),
+                escape::text(&e.type_name).into_owned(),
                 e.version.to_string(),
                 format!("{:016x}", e.fingerprint),
                 e.len.to_string(),

@@ -7,9 +7,13 @@
 
 mod cheader;
 mod dump;
+mod escape;
 mod failure;
 mod inspect;
 mod json;
+mod progress;
+mod region;
+mod render;
 mod verify;
 
 use std::io::{self, BufWriter, Write};
@@ -31,7 +35,8 @@ Exit status:
   2  invalid data: the file is not a shmstore file, is truncated or corrupt (a checksum or a
      structure that does not add up), or holds a value that breaks its type's rules
 
-Errors are one line on stderr, starting with `shmstore: `."
+Errors are one line on stderr, starting with `shmstore: `. Text from the file (names, strings) is \
+printed with control characters and bidirectional controls escaped, as \\u{1b}."
     };
 }
 
@@ -66,13 +71,21 @@ enum Command {
         fingerprint (16 hex digits), length in elements, bytes occupied (all slots), and commit \
         mode: `atomic` for double-buffered objects (crash-atomic commits, lock-free loads), \
         `in-place` for arrays, byte regions and objects holding atomics.\n\n\
+        The entry count and the growth generation are words other processes update while the \
+        store is in use, so nothing checksums them; a value no store could hold is printed with a \
+        note, e.g. `entries: 4000000000 of at most 64 (impossible: more than the catalog holds; \
+        the catalog lists 4)`.\n\n\
         With --json the same facts come as one JSON object, with for each entry also the file \
         offsets a reader in another language needs (data_offset, slot_stride, record_offset, \
-        seq_offset, elem_size, align) and its full schema.",
+        seq_offset, elem_size, align) and its full schema, and a list `suspicious` of the header \
+        words that fail those checks (empty when all is well). Its 64-bit numbers (capacity, used, \
+        generation, created_unix_nanos, offsets, sizes, lengths) are JSON numbers, or decimal \
+        strings with --u64-as-string.",
         after_long_help = concat!(
             "Examples:\n  \
             shmstore inspect app.shm\n  \
-            shmstore inspect app.shm --json | jq '.entries[] | {name, data_offset, slot_stride}'\n\n",
+            shmstore inspect app.shm --json | jq '.entries[] | {name, data_offset, slot_stride}'\n  \
+            shmstore inspect app.shm --json --u64-as-string   # for JavaScript readers\n\n",
             exit_status!()
         ))]
     Inspect(InspectArgs),
@@ -85,33 +98,48 @@ enum Command {
         samples[0..4] = [1.0, 2.0, 3.0, 4.0, ...]\n\n\
         A byte region is printed as its bytes OFFSET..OFFSET+LIMIT: a UTF-8-lossy preview (escaped \
         like a Rust string, trailing zero bytes counted rather than shown, at most 256 bytes), then \
-        a hex dump of them all, 16 bytes a line, like `hexdump -C`:\n\n  \
+        a hex dump of them all, 16 bytes a line, like `hexdump -C`: a run of lines equal to the \
+        line before is shown as one `*` line, followed by the offset where the run ends.\n\n  \
         greeting[0..64] = \"hello\" + 59 zero bytes\n      \
-        00000000  68 65 6c 6c 6f 00 00 00  00 00 00 00 00 00 00 00  |hello...........|\n\n\
+        00000000  68 65 6c 6c 6f 00 00 00  00 00 00 00 00 00 00 00  |hello...........|\n      \
+        00000010  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|\n      \
+        *\n      \
+        00000040\n\n\
+        An OFFSET at or past the end of an array or byte region is an error (exit status 1), as is \
+        an OFFSET for an object named as NAME; a LIMIT reaching past the end shows what there is.\n\n\
         With --json the output is one compact JSON document (pipe it through `jq .` to read it): \
         with NAME the entry's value (an array's selected elements as a JSON array), without NAME \
         an object mapping each entry name to that. A byte region's selected bytes are a JSON string \
         if they are valid UTF-8 (zero bytes included, as \\u0000), and otherwise an array of \
         numbers 0..=255, so check the JSON type. Structs are JSON objects keyed by field name \
         (in declaration order), FixedStr text is a string, enums are their variant's name, arrays \
-        are arrays, bools and atomics are their plain value. Integers are JSON numbers when they \
-        lie within +-(2^53 - 1), the range a double holds exactly (JavaScript's \
-        Number.MAX_SAFE_INTEGER), and decimal strings otherwise, so that no reader rounds them \
-        silently; this can only happen to 64- and 128-bit integers. Floats are numbers, except \
-        NaN, Infinity and -Infinity, which are the strings \"NaN\", \"Infinity\" and \"-Infinity\"; \
-        an f32 is written with the shortest decimal that reads back as the same f32.\n\n\
+        are arrays, bools and atomics are their plain value.\n\n\
+        An integer's JSON type follows from its Rust type, never from its value. Integers of up \
+        to 32 bits are numbers. 64-bit integers (u64, i64 and their atomics) are numbers holding \
+        their exact value (u64::MAX is 18446744073709551615), which typed readers (serde_json, \
+        Python, Go into a uint64, Java into a long) read exactly; readers that parse every number as a double (JavaScript's \
+        JSON.parse, jq before 1.7) round them beyond 2^53, so for those, --u64-as-string writes \
+        every 64-bit integer as a decimal string, whatever its value. 128-bit integers are always \
+        decimal strings, since few JSON readers hold more than 64 bits. Floats are numbers, \
+        except NaN, Infinity and -Infinity, which JSON cannot hold: they are the strings \"NaN\", \
+        \"Infinity\" and \"-Infinity\". An f32 is written with the shortest decimal that reads \
+        back as the same f32.\n\n\
         A value that breaks its type's rules (a bool that is not 0 or 1, an enum value with no \
         variant, a FixedStr that is not UTF-8) is shown as <invalid: ...>, in JSON as \
         {\"$invalid\": \"...\"}; the dump then completes and exits with status 2.\n\n\
-        Arrays are read in chunks under the entry's shared lock, so a huge array is never copied \
-        whole; each chunk is a consistent snapshot, but a writer may change the array between \
-        chunks. A byte region's selected bytes are copied in one piece, one consistent snapshot.",
+        Nothing is read whole, so any size can be dumped in little memory: arrays and byte regions \
+        are copied in chunks of 1 MiB under the entry's shared lock, and values are printed as they \
+        are decoded. Each chunk is a consistent snapshot, but a writer may change the entry between \
+        chunks. An object is copied in one piece, one consistent snapshot. When stderr is a \
+        terminal and stdout is not, a dump that runs longer than a second shows a progress bar on \
+        stderr.",
         after_long_help = concat!(
             "Examples:\n  \
             shmstore dump app.shm                                  # every entry, arrays up to 100 elements\n  \
             shmstore dump app.shm config                           # one entry\n  \
             shmstore dump app.shm samples --offset 500 --limit 20  # elements 500..520\n  \
-            shmstore dump app.shm samples --json > samples.json    # the whole array\n\n",
+            shmstore dump app.shm samples --json > samples.json    # the whole array\n  \
+            shmstore dump app.shm --json --u64-as-string           # for JavaScript readers\n\n",
             exit_status!()
         ))]
     Dump(DumpArgs),
@@ -173,8 +201,8 @@ enum Command {
         last process using it closes it; a store whose processes all died, e.g. killed with \
         SIGKILL, stays behind until its name is opened again, or until this command removes it. \
         It looks in $SHMSTORE_TEMP_DIR, or /dev/shm, and removes every temporary store of this \
-        user that no process holds, printing the name of each one it removed, one per line. \
-        Stores in use are left alone.",
+        user that no process holds, printing the name of each one it removed on stdout, one per \
+        line; when there is none, it says so on stderr. Stores in use are left alone.",
         after_long_help = concat!(
             "Examples:\n  \
             shmstore clean-temp\n  \
@@ -192,6 +220,9 @@ struct InspectArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// With --json, write 64-bit numbers as decimal strings (for JavaScript readers).
+    #[arg(long, requires = "json")]
+    u64_as_string: bool,
 }
 
 /// Arguments of `shmstore dump`.
@@ -204,7 +235,11 @@ struct DumpArgs {
     /// Print one compact JSON document instead of Rust-like text.
     #[arg(long)]
     json: bool,
-    /// The first array element to print.
+    /// With --json, write every 64-bit integer as a decimal string (for JavaScript readers); by
+    /// default they are exact JSON numbers.
+    #[arg(long, requires = "json")]
+    u64_as_string: bool,
+    /// The first array element (or byte of a byte region) to print; past the end is an error.
     #[arg(long, value_name = "N", default_value_t = 0)]
     offset: u64,
     /// How many array elements to print at most [default: 100 for text, all for --json].
@@ -256,7 +291,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match cli.command {
-        Command::Inspect(a) => inspect::run(&a.file, a.json, &mut out)?,
+        Command::Inspect(a) => inspect::run(&a.file, a.json.then_some(ints(a.u64_as_string)), &mut out)?,
         Command::Dump(a) => {
             let limit = match (a.all, a.limit, a.json) {
                 (true, _, _) => None,
@@ -264,26 +299,42 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 (false, None, true) => None,
                 (false, None, false) => Some(dump::DEFAULT_TEXT_LIMIT),
             };
-            let opts = dump::Options { json: a.json, offset: a.offset, limit };
+            let opts = dump::Options { json: a.json, ints: ints(a.u64_as_string), offset: a.offset, limit };
             dump::run(&a.file, a.name.as_deref(), &opts, &mut out)?;
         }
         Command::Verify(a) => verify::run(&a.file, a.max_reports, &mut out)?,
         Command::CleanTemp => {
-            for name in shmstore::Store::clean_temp()? {
-                writeln!(out, "{name}")?;
+            let removed = shmstore::Store::clean_temp()?;
+            for name in &removed {
+                writeln!(out, "{}", escape::text(name))?;
+            }
+            if removed.is_empty() {
+                let dir = std::env::var_os(shmstore::TEMP_DIR_VAR)
+                    .filter(|d| !d.is_empty())
+                    .map_or_else(|| PathBuf::from(shmstore::DEFAULT_TEMP_DIR), PathBuf::from);
+                eprintln!("shmstore: nothing to clean: no leftover temporary stores in `{}`", escape::path(&dir));
             }
         }
         Command::Header(a) => {
             let text = cheader::run(&a.file, a.name.as_deref())?;
             match a.output {
                 Some(path) => std::fs::write(&path, text)
-                    .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", path.display())))?,
+                    .map_err(|e| Failure::usage(format!("cannot write `{}`: {e}", escape::path(&path))))?,
                 None => out.write_all(text.as_bytes())?,
             }
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// How JSON writes wide integers, from the `--u64-as-string` flag.
+fn ints(as_string: bool) -> json::Ints {
+    if as_string {
+        json::Ints::U64AsString
+    } else {
+        json::Ints::Numbers
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,13 @@ fn clean_temp_removes_leftovers_and_keeps_stores_in_use() {
     let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     left.sort();
     assert_eq!(left, ["other.txt", "shmstore.busy"]);
-    // Nothing more to do.
-    assert_eq!(run(&["clean-temp"]), (Some(0), String::new(), String::new()));
+    // Nothing more to do, and it says so, on stderr (stdout lists only what was removed).
+    let (code, stdout, stderr) = run(&["clean-temp"]);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""));
+    assert_eq!(
+        stderr,
+        format!("shmstore: nothing to clean: no leftover temporary stores in `{}`\n", dir.path().display())
+    );
     drop(busy);
 
     // A temporary-store directory that does not exist is an error that says what to do.

@@ -229,3 +229,55 @@ fn damaged_and_foreign_files_are_refused_with_one_clear_line() {
     assert_eq!(fs::read(&path).unwrap(), good);
     shmstore(["verify".as_ref(), path.as_os_str()]).ok();
 }
+
+#[test]
+fn inspect_marks_impossible_header_words() {
+    let (_dir, path) = temp_store("words.shm");
+    build(&path);
+    // A good store: no notes, and an empty list in JSON.
+    let text = shmstore(["inspect".as_ref(), path.as_os_str()]).ok().to_owned();
+    assert!(text.contains("\nentries:    4 of at most 64\n"), "{text}");
+    assert!(text.contains("\ngeneration: 0 (times grown)\n"), "{text}");
+    assert_eq!(inspect_json(&path)["suspicious"], serde_json::json!([]));
+
+    // The live words are not checksummed: anything can be written there.
+    let generation = shmstore::format::header::GENERATION_OFFSET;
+    let entry_count = shmstore::format::header::ENTRY_COUNT_OFFSET;
+    poke(&path, entry_count, &4_000_000_000u32.to_ne_bytes());
+    poke(&path, generation, &u64::MAX.to_ne_bytes());
+    let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
+    let text = run.ok();
+    assert!(
+        text.contains(
+            "\nentries:    4000000000 of at most 64 (impossible: more than the catalog holds; the catalog lists 4)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\ngeneration: {} (times grown) (impossible: more growths than a capacity of 1048576 bytes allows)\n",
+            u64::MAX
+        )),
+        "{text}"
+    );
+    let doc = inspect_json(&path);
+    assert_eq!(
+        doc["suspicious"],
+        serde_json::json!([
+            {"field": "entry_count", "value": 4_000_000_000u64, "why": "impossible: more than the catalog holds; the catalog lists 4"},
+            {"field": "generation", "value": u64::MAX, "why": "impossible: more growths than a capacity of 1048576 bytes allows"},
+        ])
+    );
+
+    // Within the catalog's size, but more than it lists; and fewer (a creation in progress, or
+    // one a process died in).
+    poke(&path, generation, &0u64.to_ne_bytes());
+    poke(&path, entry_count, &9u32.to_ne_bytes());
+    let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
+    assert!(run.ok().contains("\nentries:    9 of at most 64 (impossible: the catalog lists only 4)\n"), "{run:#?}");
+    assert!(run.ok().contains("\ngeneration: 0 (times grown)\n"), "{run:#?}");
+    poke(&path, entry_count, &3u32.to_ne_bytes());
+    let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
+    assert!(run.ok().contains("\nentries:    3 of at most 64 (the catalog lists 4: "), "{run:#?}");
+    assert_eq!(inspect_json(&path)["suspicious"][0]["field"], "entry_count");
+}
