@@ -204,7 +204,7 @@ impl StoreInner {
             count.fetch_add(1, Ordering::AcqRel);
         }
         if self.durability == crate::Durability::PowerLoss {
-            self.map().flush().map_err(|e| self.io("msync", e))?;
+            self.map().flush(&self.path).map_err(|e| self.io("msync", e))?;
         }
         let hit = (slot, Arc::new(entry));
         self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());

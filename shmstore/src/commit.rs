@@ -257,14 +257,14 @@ impl EntryHandle {
         }
         step(Step::SlotWritten);
         if durability == Durability::PowerLoss {
-            self.store.map().flush_range(target, bytes.len() as u64).map_err(|e| self.store.io("msync", e))?;
+            self.store.sync_range(target, bytes.len() as u64)?;
             step(Step::SlotSynced);
         }
         seq.store(current + 1, Ordering::Release);
         step(Step::Published);
         if durability == Durability::PowerLoss {
             let record = self.store.record_offset(self.slot);
-            self.store.map().flush_range(record, ENTRY_SIZE).map_err(|e| self.store.io("msync", e))?;
+            self.store.sync_range(record, ENTRY_SIZE)?;
             step(Step::RecordSynced);
         }
         self.wake();
@@ -285,10 +285,7 @@ impl EntryHandle {
     /// the entry's exclusive lock.
     pub(crate) fn changed_in_place(&self, _hold: &Hold<'_>, durability: Durability) -> Result<()> {
         let synced = if durability == Durability::PowerLoss {
-            self.store
-                .map()
-                .flush_range(self.entry.data_offset, self.entry.data_len())
-                .map_err(|e| self.store.io("msync", e))
+            self.store.sync_range(self.entry.data_offset, self.entry.data_len())
         } else {
             Ok(())
         };

@@ -120,7 +120,7 @@ impl Store {
             })?;
             if old.durability == Durability::PowerLoss {
                 // The new entry must be on disk before anything points to it.
-                inner.map().flush().map_err(|e| inner.io("msync", e))?;
+                inner.map().flush(&inner.path).map_err(|e| inner.io("msync", e))?;
             }
             let moved = inner
                 .map()
@@ -129,7 +129,10 @@ impl Store {
             // The commit point.
             moved.store(new_slot + 1, Ordering::Release);
             if old.durability == Durability::PowerLoss {
-                inner.map().flush_range(inner.record_offset(slot), ENTRY_SIZE).map_err(|e| inner.io("msync", e))?;
+                inner
+                    .map()
+                    .flush_range(&inner.path, inner.record_offset(slot), ENTRY_SIZE)
+                    .map_err(|e| inner.io("msync", e))?;
             }
             // Wake anyone waiting for a change of the old entry: their next access reports the
             // migration.

@@ -297,7 +297,7 @@ impl Store {
     /// Without it, changes are in the page cache: visible to every process at once and written
     /// back by the kernel in its own time; they survive the process, but not a power loss.
     pub fn flush(&self) -> Result<()> {
-        self.inner.map().flush().map_err(|source| self.inner.io("flush", source))
+        self.inner.map().flush(&self.inner.path).map_err(|source| self.inner.io("flush", source))
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -496,14 +496,21 @@ impl StoreInner {
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
         if len < capacity {
             if self.allocate {
-                crate::sys::allocate(&self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
+                crate::sys::sync::allocate(&self.path, &self.file, len, capacity - len)
+                    .map_err(|e| self.io("allocate", e))?;
             } else {
-                self.file.set_len(capacity).map_err(|e| self.io("grow", e))?;
+                crate::sys::sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
             }
         }
         self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
         self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Waits until bytes `offset..offset + len` of the file are on disk (`msync`; whole pages).
+    /// Does not cover the file's length: see [`sys::sync::fdatasync`](crate::sys::sync::fdatasync).
+    pub(crate) fn sync_range(&self, offset: u64, len: u64) -> Result<()> {
+        self.map().flush_range(&self.path, offset, len).map_err(|e| self.io("msync", e))
     }
 
     /// The capacity automatic growth would give a store that needs `end` bytes, or `None` if it
@@ -634,7 +641,7 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
     let result = (|| {
         let file =
             fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(|e| io("create", e))?;
-        file.set_len(capacity).map_err(|e| io("grow", e))?;
+        crate::sys::sync::set_len(&tmp, &file, capacity).map_err(|e| io("grow", e))?;
         let map = Mapping::new(&file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
         let written = map.write(0, &header.encode());
         debug_assert!(written, "the header fits in its own mapping");
@@ -642,7 +649,7 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
         live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
         live(header::GENERATION_OFFSET).store(0, Ordering::Release);
         live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
-        map.flush().map_err(|e| io("flush", e))?;
+        map.flush(&tmp).map_err(|e| io("flush", e))?;
         match fs::hard_link(&tmp, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
