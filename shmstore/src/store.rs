@@ -18,6 +18,7 @@ use crate::layout::SharedLayout;
 use crate::lock::{RangeLock, Wait};
 use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
+use crate::sys::sync;
 
 /// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
 pub const DEFAULT_MAX_ENTRIES: u32 = 64;
@@ -377,7 +378,7 @@ impl StoreInner {
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
                 let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
-                create(path, capacity, opts.max_entries)?;
+                create(path, capacity, opts.max_entries, opts.durability)?;
                 open()
             }
             other => other,
@@ -496,10 +497,9 @@ impl StoreInner {
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
         if len < capacity {
             if self.allocate {
-                crate::sys::sync::allocate(&self.path, &self.file, len, capacity - len)
-                    .map_err(|e| self.io("allocate", e))?;
+                sync::allocate(&self.path, &self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
             } else {
-                crate::sys::sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
+                sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
             }
         }
         self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
@@ -615,7 +615,13 @@ impl StoreInner {
 /// Creates a store at `path` if there is none, without ever exposing a half-written file: the
 /// store is built in a temporary file beside `path` and hard-linked into place, which fails if
 /// another process got there first (and then its store is the one everybody opens).
-pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()> {
+///
+/// With [`Durability::PowerLoss`], the new file (its header and its length) is synced before it
+/// is linked, and the directory after, so that once this returns a power loss can neither lose
+/// the store nor leave a name for a file that is empty or shorter than its header says. With
+/// [`Durability::Process`] nothing is synced: the page cache is shared by every process, so
+/// nobody needs the disk to see the new store.
+pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32, durability: Durability) -> Result<()> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     if max_entries == 0 || max_entries > header::MAX_SLOTS {
         return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
@@ -641,7 +647,7 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
     let result = (|| {
         let file =
             fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(|e| io("create", e))?;
-        crate::sys::sync::set_len(&tmp, &file, capacity).map_err(|e| io("grow", e))?;
+        sync::set_len(&tmp, &file, capacity).map_err(|e| io("grow", e))?;
         let map = Mapping::new(&file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
         let written = map.write(0, &header.encode());
         debug_assert!(written, "the header fits in its own mapping");
@@ -649,12 +655,28 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
         live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
         live(header::GENERATION_OFFSET).store(0, Ordering::Release);
         live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
-        map.flush(&tmp).map_err(|e| io("flush", e))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io("create", e)),
+        let power_loss = durability == Durability::PowerLoss;
+        if power_loss {
+            // The header was written through the mapping: msync it, then fsync for the length.
+            map.flush(&tmp).map_err(|e| io("msync", e))?;
+            sync::fsync(&tmp, &file).map_err(|e| io("fsync", e))?;
         }
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Another creator won: its store is the one to open (and to make durable, below).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("create", e)),
+        }
+        if power_loss {
+            // One directory sync covers the new name and the temporary one's removal.
+            let _ = fs::remove_file(&tmp);
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            sync::fsync_dir(dir).map_err(|e| io("fsync the directory of", e))?;
+        }
+        Ok(())
     })();
     let _ = fs::remove_file(&tmp);
     result
