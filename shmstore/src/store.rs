@@ -294,11 +294,18 @@ impl Store {
         self.inner.clone()
     }
 
-    /// Writes every change back to the file (`msync`), so that it survives a machine crash.
-    /// Without it, changes are in the page cache: visible to every process at once and written
-    /// back by the kernel in its own time; they survive the process, but not a power loss.
+    /// Writes every change back to the file and waits for the disk, so that everything done
+    /// before it survives an OS crash or a power loss. Without it (or
+    /// [`Durability::PowerLoss`]), changes are in the page cache: visible to every process at once
+    /// and written back by the kernel in its own time, in any order; they survive the process,
+    /// but not a power loss. See [`Durability`] for what a power loss *during* a flush leaves.
     pub fn flush(&self) -> Result<()> {
-        self.inner.map().flush(&self.inner.path).map_err(|source| self.inner.io("flush", source))
+        // `fdatasync` writes back every page dirtied through the mapping too (on Linux, `msync`
+        // with `MS_SYNC` is the same call restricted to a range), and it also covers the file's
+        // length, which `msync` does not: after growth, the length must be durable before the
+        // header that records it.
+        let inner = &self.inner;
+        sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -493,6 +500,10 @@ impl StoreInner {
     /// The file is extended *before* the capacity word rises, so no process ever maps or touches
     /// bytes past the end of the file. With [`OpenOptions::allocate`], the new blocks are reserved
     /// on disk now, so that a full disk is an error here rather than a `SIGBUS` on a later write.
+    ///
+    /// With [`Durability::PowerLoss`] the same order holds on disk: the new length is synced
+    /// (`fdatasync`, which covers the length) before the capacity word rises, and the header is
+    /// synced after, so no power loss leaves a capacity beyond the file's length.
     pub(crate) fn grow_to(&self, capacity: u64) -> Result<()> {
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
         if len < capacity {
@@ -502,8 +513,16 @@ impl StoreInner {
                 sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
             }
         }
+        let power_loss = self.durability == Durability::PowerLoss;
+        if power_loss {
+            // Even if the file was long enough already: whoever extended it may not have synced.
+            sync::fdatasync(&self.path, &self.file).map_err(|e| self.io("fdatasync", e))?;
+        }
         self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
         self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
+        if power_loss {
+            self.sync_range(0, HEADER_SIZE)?;
+        }
         Ok(())
     }
 
