@@ -219,11 +219,11 @@ impl StoreInner {
     /// starts, so that no power loss leaves a record that points at data, a schema or an
     /// allocation end that did not reach the disk:
     /// 1. growth, if needed: the file's new length, then the capacity word (see `grow_to`);
-    /// 2. the data and the schema;
-    /// 3. the header, whose `alloc_end` covers them;
-    /// 4. the record, with its `state` set (the publishing store).
+    /// 2. the data and the schema, then the header, whose `alloc_end` covers them, then the
+    ///    record's fields (its `state` still empty);
+    /// 3. the `state` word (the publishing store), synced.
     ///
-    /// A power loss before step 4 leaks the space (like a process killed there); after it, the
+    /// A power loss before step 3 leaks the space (like a process killed there); after it, the
     /// entry is complete. With [`Durability::Process`] nothing is synced.
     pub(crate) fn place(
         &self,
@@ -323,11 +323,6 @@ impl StoreInner {
         if !(self.map().write(schema_offset, &schema_bytes) && write_data(data_offset)) {
             return Err(self.corrupt("the allocation end points outside the file".into()));
         }
-        let power_loss = self.durability == Durability::PowerLoss;
-        if power_loss {
-            self.sync_range(data_offset, end - data_offset)?;
-            self.sync_range(0, header::HEADER_SIZE)?;
-        }
         let entry = Entry {
             name: name.to_owned(),
             kind,
@@ -346,6 +341,16 @@ impl StoreInner {
         let at = self.record_offset(slot);
         let state_word = self.map().atomic_u32(at).ok_or_else(|| self.corrupt("catalog outside the file".into()))?;
         self.map().write(at + entry::STATIC_OFFSET, &entry.encode());
+        let power_loss = self.durability == Durability::PowerLoss;
+        if power_loss {
+            // Everything the record points to, the allocation end that covers it, and the
+            // record's own fields reach the disk before the state word that publishes them: a
+            // power loss then leaves an empty slot (and leaked space) or the complete entry, and
+            // never relies on the record's bytes and its state word being written together.
+            self.sync_range(data_offset, end - data_offset)?;
+            self.sync_range(0, header::HEADER_SIZE)?;
+            self.sync_range(at, ENTRY_SIZE)?;
+        }
         // Publish: everything above happens-before any reader that sees the slot in use.
         state_word.store(state, Ordering::Release);
         if power_loss {
