@@ -95,6 +95,8 @@ fn upgrade(old: CfgV1) -> CfgV2 {
 
 const SAMPLES: usize = 2048;
 const BLOB: usize = 6000;
+/// 1.2 MB of zeros: more than the store has left after its first growth.
+const SPARSE: usize = 150_000;
 
 // ---------------------------------------------------------------------------------------------
 // What every crash image must show: updated by the operations as they start and return.
@@ -133,6 +135,8 @@ struct Expect {
     store_created: bool,
     /// The operation under way, for reports.
     op: String,
+    /// The capacity of the last growth that returned.
+    capacity: u64,
     objects: BTreeMap<&'static str, ObjExpect>,
     arrays: BTreeMap<&'static str, ArrExpect>,
 }
@@ -363,6 +367,7 @@ impl Sim {
         let d = self.durable.get(&ino).cloned().unwrap_or_default();
         let pages = current.len().max(d.len).div_ceil(PAGE);
         let differing: Vec<usize> = (0..pages).filter(|&p| !same_page(&d.bytes, &current, p)).collect();
+        let nonzero: Vec<usize> = (0..pages).filter(|&p| page_of(&d.bytes, p).iter().any(|&b| b != 0)).collect();
         let mut lens = vec![d.len];
         if current.len() != d.len {
             lens.push(current.len());
@@ -383,7 +388,7 @@ impl Sim {
         for len in &lens {
             for subset in &subsets {
                 let taken: Vec<usize> = differing.iter().zip(subset).filter(|(_, &t)| t).map(|(&p, _)| p).collect();
-                let image = self.write_image(&d, &current, *len, &taken);
+                let image = self.write_image(&d, &nonzero, &current, *len, &taken);
                 self.stats.images += 1;
                 if let Err((kind, detail)) = check_image(&image, &expect) {
                     self.fail(
@@ -398,19 +403,18 @@ impl Sim {
         }
     }
 
-    /// Writes `d` with the pages `taken` from `current`, cut or extended to `len`, sparsely.
-    fn write_image(&mut self, d: &Durable, current: &[u8], len: usize, taken: &[usize]) -> PathBuf {
+    /// Writes `d` with the pages `taken` from `current`, cut or extended to `len`, sparsely:
+    /// only `d`'s pages `nonzero` (those not all zero) and the pages taken are written.
+    fn write_image(&mut self, d: &Durable, nonzero: &[usize], current: &[u8], len: usize, taken: &[usize]) -> PathBuf {
         self.next_image += 1;
         let path = self.image_dir.join(format!("image{}.shm", self.next_image));
         let file = fs::File::create(&path).unwrap();
         file.set_len(len as u64).unwrap();
-        for p in 0..len.div_ceil(PAGE) {
-            let source = if taken.contains(&p) { current } else { &d.bytes };
+        let from_d = nonzero.iter().filter(|p| !taken.contains(p)).map(|&p| (p, &d.bytes[..]));
+        for (p, source) in from_d.chain(taken.iter().map(|&p| (p, current))) {
             let page = page_of(source, p);
-            let page = &page[..page.len().min(len - p * PAGE)];
-            if page.iter().any(|&b| b != 0) {
-                file.write_all_at(page, (p * PAGE) as u64).unwrap();
-            }
+            let page = &page[..page.len().min(len.saturating_sub(p * PAGE))];
+            file.write_all_at(page, (p * PAGE) as u64).unwrap();
         }
         path
     }
@@ -442,21 +446,22 @@ fn check_image(image: &Path, expect: &Expect) -> Result<(), Failure> {
             .read_only(true)
             .open(image)
             .map_err(|e| failure(format!("read-only open refused: {}", kind_of(&e)), e.to_string()))?;
+        verify(&store).map_err(|(k, d)| (format!("read-only: {k}"), d))?;
         check_store(&store, expect).map_err(|(k, d)| (format!("read-only: {k}"), d))?;
     }
     let store = Store::open(image).map_err(|e| failure(format!("open refused: {}", kind_of(&e)), e.to_string()))?;
-    check_store(&store, expect).map_err(|(k, d)| (format!("read-write: {k}"), d))?;
-    // The allocator must go on from a point past everything that is there.
+    // The allocator must go on from a point past everything that is there: a new entry, made
+    // first, must not disturb anything.
     let probe = store
         .array_or_init::<u64>("probe", 600, 0xabab_abab)
         .map_err(|e| failure(format!("creating an entry refused: {}", kind_of(&e)), e.to_string()))?;
     drop(probe);
-    check_store(&store, expect).map_err(|(k, d)| (format!("after creating an entry: {k}"), d))?;
+    check_store(&store, expect).map_err(|(k, d)| (format!("read-write, after creating an entry: {k}"), d))?;
     Ok(())
 }
 
-fn check_store(store: &Store, expect: &Expect) -> Result<(), Failure> {
-    // What `shmstore verify` checks: every schema readable, every value valid for it.
+/// What `shmstore verify` checks: every schema readable, every value valid for it.
+fn verify(store: &Store) -> Result<(), Failure> {
     let entries = store.entries().map_err(|e| failure("listing refused", e.to_string()))?;
     for e in &entries {
         let schema = store.schema(&e.name).map_err(|err| failure("schema unreadable", err.to_string()))?;
@@ -474,6 +479,16 @@ fn check_store(store: &Store, expect: &Expect) -> Result<(), Failure> {
         if !invalid.is_empty() {
             return Err(failure("invalid value", format!("{invalid:?}")));
         }
+    }
+    Ok(())
+}
+
+fn check_store(store: &Store, expect: &Expect) -> Result<(), Failure> {
+    if store.capacity() < expect.capacity {
+        return Err(failure(
+            "growth lost",
+            format!("the store has {} bytes, but grew to {} before", store.capacity(), expect.capacity),
+        ));
     }
     for (name, obj) in &expect.objects {
         check_object(store, name, obj)?;
@@ -559,14 +574,22 @@ fn check_array(store: &Store, name: &str, arr: &ArrExpect) -> Result<(), Failure
     if values.len() != arr.committed.len() {
         return Err(failure("wrong length", format!("`{name}` has {} elements", values.len())));
     }
-    for (i, (&seen, &committed)) in values.iter().zip(&arr.committed).enumerate() {
-        let pending = arr.pending.as_ref().and_then(|(at, v)| i.checked_sub(*at).and_then(|k| v.get(k)));
-        if seen != committed && Some(&seen) != pending {
-            return Err(failure(
-                "wrong value",
-                format!("`{name}`[{i}] holds {seen}, but only {committed} or {pending:?} may be there"),
-            ));
-        }
+    // Elements outside the write under way must hold their last written values; inside it, either
+    // those or the new ones.
+    let (at, pending) = arr.pending.as_ref().map_or((0, &[][..]), |(at, v)| (*at, &v[..]));
+    let end = at + pending.len();
+    let allowed = |i: usize| values[i] == arr.committed[i] || (at..end).contains(&i) && values[i] == pending[i - at];
+    // Slices compare fast; the element by element check runs over the write under way only.
+    let outside_ok = values[..at] == arr.committed[..at] && values[end..] == arr.committed[end..];
+    if !(outside_ok && (at..end).all(allowed)) {
+        let i = (0..values.len()).find(|&i| !allowed(i)).unwrap_or_default();
+        return Err(failure(
+            "wrong value",
+            format!(
+                "`{name}`[{i}] holds {}, but only {} or the write under way ({pending:?} from {at}) may be there",
+                values[i], arr.committed[i]
+            ),
+        ));
     }
     Ok(())
 }
@@ -620,6 +643,7 @@ fn run_operations(path: &Path, durability: Durability, model: &Model) {
         .create_array("samples", false, vec![7; SAMPLES], || store.array_or_init::<u64>("samples", SAMPLES, 7))
         .unwrap();
     assert!(store.capacity() > before, "the samples array was meant to make the store grow");
+    model.with(|e| e.capacity = store.capacity());
     model.write("samples", 100, vec![1, 2, 3], || samples.write_at(100, &[1, 2, 3])).unwrap();
     // Elements 500..600 cross the page boundary at element 512.
     let run: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
@@ -637,6 +661,23 @@ fn run_operations(path: &Path, durability: Durability, model: &Model) {
     model.commit("plain", Val::U64(3), || plain.store(3)).unwrap();
     model.commit("big", Val::Big(102), || big.store(Big::new(102))).unwrap();
     model.write("samples", 0, vec![9], || samples.set(0, 9)).unwrap();
+
+    // Growth by a zero-filled array, which writes no data, and by an explicit capacity.
+    let before = store.capacity();
+    let sparse = model
+        .create_array("sparse", false, vec![0; SPARSE], || store.array_or_init::<u64>("sparse", SPARSE, 0))
+        .unwrap();
+    assert!(store.capacity() > before, "the sparse array was meant to make the store grow");
+    model.with(|e| e.capacity = store.capacity());
+    model.write("sparse", SPARSE - 1, vec![42], || sparse.set(SPARSE - 1, 42)).unwrap();
+    // 13 pages in one write: more than can be tried in every combination.
+    let wide: Vec<u64> = (0..6000).map(|i| 50_000 + i).collect();
+    model.write("sparse", 1000, wide.clone(), || sparse.write_at(1000, &wide)).unwrap();
+    let bigger = store.capacity() + (1 << 20);
+    let reopened = Store::options().capacity(bigger).durability(durability).open(path).unwrap();
+    model.with(|e| e.capacity = bigger);
+    let plain = reopened.object::<u64>("plain").unwrap();
+    model.commit("plain", Val::U64(4), || plain.store(4)).unwrap();
     model
         .commit("counter", Val::Counter(7), || {
             counter.update(|c| {
