@@ -45,7 +45,7 @@ const PAGE: usize = 4096;
 const ALL_SUBSETS_UP_TO: usize = 10;
 /// Beyond it, this many random subsets (plus the empty and the full set).
 const RANDOM_SUBSETS: usize = 1000;
-const SEED: u64 = 0x5eed_0f_c0ffee;
+const SEED: u64 = 0x5eed_0fc0_ffee;
 
 // ---------------------------------------------------------------------------------------------
 // The types stored.
@@ -298,6 +298,8 @@ struct Sim {
     rng: Rng,
     stats: Stats,
     next_image: u64,
+    /// Whether sync events are crash points (else they only update the durable images).
+    checking: bool,
 }
 
 fn inode(path: &Path) -> Option<(u64, u64)> {
@@ -312,7 +314,9 @@ impl Sim {
         if event.phase == SyncPhase::After {
             self.synced(event);
         }
-        self.crash_point(&what);
+        if self.checking {
+            self.crash_point(&what);
+        }
     }
 
     /// Updates the durable images for a sync that returned.
@@ -688,41 +692,90 @@ fn run_operations(path: &Path, durability: Durability, model: &Model) {
         .unwrap();
 }
 
+/// Simulates power losses on the store `store.shm` in `dir` while `operations` run.
+struct Simulation {
+    dir: tempfile::TempDir,
+    _images: tempfile::TempDir,
+    sim: Arc<Mutex<Sim>>,
+    model: Model,
+}
+
+impl Simulation {
+    /// A simulation whose sync events are crash points if `checking`.
+    fn new(checking: bool) -> Simulation {
+        let dir = tempfile::tempdir().unwrap();
+        let images = image_dir();
+        let model = Model::default();
+        let sim = Arc::new(Mutex::new(Sim {
+            store_path: dir.path().join("store.shm"),
+            image_dir: images.path().to_owned(),
+            durable: HashMap::new(),
+            durable_name: None,
+            model: model.clone(),
+            rng: Rng(SEED),
+            stats: Stats::default(),
+            next_image: 0,
+            checking,
+        }));
+        Simulation { dir, _images: images, sim, model }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("store.shm")
+    }
+
+    /// Runs `operations` with the hook observing the store's directory.
+    fn run(&self, operations: impl FnOnce(&Path, &Model)) {
+        let observer = self.sim.clone();
+        let registered = observe(self.dir.path(), Arc::new(move |event| observer.lock().unwrap().on_event(event)));
+        operations(&self.path(), &self.model);
+        drop(registered);
+    }
+
+    /// A crash point now, with every operation returned.
+    fn crash_point(&self, what: &str) {
+        let mut sim = self.sim.lock().unwrap();
+        sim.checking = true;
+        sim.crash_point(what);
+    }
+
+    /// Reports the figures and every kind of failure, and fails if there was any.
+    fn assert_sound(&self, at_least_images: u64) {
+        let sim = self.sim.lock().unwrap();
+        let s = &sim.stats;
+        eprintln!(
+            "power-loss simulator: {} sync events, {} crash points ({} before the store's name was durable), \
+             {} images checked; at most {} differing pages at one point, {} points sampled at random",
+            s.events, s.crash_points, s.absent, s.images, s.most_pages, s.capped_points
+        );
+        for (kind, (count, example)) in &s.failures {
+            eprintln!("FAILED {count} x {kind}\n    e.g. {example}");
+        }
+        assert!(s.failures.is_empty(), "{} kinds of crash image break the store (listed above)", s.failures.len());
+        assert!(s.images >= at_least_images, "the simulator checked too few images to mean anything");
+    }
+}
+
 #[test]
 fn every_power_loss_image_opens_and_keeps_what_was_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = image_dir();
-    let path = dir.path().join("sim.shm");
-    let model = Model::default();
-    let sim = Arc::new(Mutex::new(Sim {
-        store_path: path.clone(),
-        image_dir: images.path().to_owned(),
-        durable: HashMap::new(),
-        durable_name: None,
-        model: model.clone(),
-        rng: Rng(SEED),
-        stats: Stats::default(),
-        next_image: 0,
-    }));
-    let observer = sim.clone();
-    let registered = observe(dir.path(), Arc::new(move |event| observer.lock().unwrap().on_event(event)));
-    run_operations(&path, Durability::PowerLoss, &model);
+    let sim = Simulation::new(true);
+    sim.run(|path, model| run_operations(path, Durability::PowerLoss, model));
     // One last point, after everything: the state at rest.
-    sim.lock().unwrap().crash_point("the end");
-    drop(registered);
+    sim.crash_point("the end");
+    sim.assert_sound(1000);
+}
 
-    let sim = sim.lock().unwrap();
-    let s = &sim.stats;
-    eprintln!(
-        "power-loss simulator: {} sync events, {} crash points ({} before the store's name was durable), \
-         {} images checked; at most {} differing pages at one point, {} points sampled at random",
-        s.events, s.crash_points, s.absent, s.images, s.most_pages, s.capped_points
-    );
-    for (kind, (count, example)) in &s.failures {
-        eprintln!("FAILED {count} x {kind}\n    e.g. {example}");
-    }
-    assert!(s.failures.is_empty(), "{} kinds of crash image break the store (listed above)", s.failures.len());
-    assert!(s.images > 100, "the simulator checked too few images to mean anything");
+/// `Store::flush` makes everything before it durable, even on a store used (and created) with
+/// `Durability::Process`: its data, the length it grew to, and its name.
+#[test]
+fn flush_makes_a_process_store_survive_a_power_loss() {
+    let sim = Simulation::new(false);
+    sim.run(|path, model| {
+        run_operations(path, Durability::Process, model);
+        Store::open(path).unwrap().flush().unwrap();
+    });
+    sim.crash_point("after Store::flush");
+    sim.assert_sound(1);
 }
 
 /// `Durability::Process` promises nothing across a power loss, and pays for nothing: the same

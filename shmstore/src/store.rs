@@ -303,9 +303,11 @@ impl Store {
         // `fdatasync` writes back every page dirtied through the mapping too (on Linux, `msync`
         // with `MS_SYNC` is the same call restricted to a range), and it also covers the file's
         // length, which `msync` does not: after growth, the length must be durable before the
-        // header that records it.
+        // header that records it. The directory sync makes the store's name durable, which a
+        // store created with `Durability::Process` was not.
         let inner = &self.inner;
-        sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))
+        sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))?;
+        sync::fsync_dir(parent_dir(&inner.path)).map_err(|source| inner.io("flush the directory of", source))
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -689,16 +691,20 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32, durability: D
         if power_loss {
             // One directory sync covers the new name and the temporary one's removal.
             let _ = fs::remove_file(&tmp);
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            sync::fsync_dir(dir).map_err(|e| io("fsync the directory of", e))?;
+            sync::fsync_dir(parent_dir(path)).map_err(|e| io("fsync the directory of", e))?;
         }
         Ok(())
     })();
     let _ = fs::remove_file(&tmp);
     result
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Reads up to `buf.len()` bytes from the start of the file.
