@@ -149,11 +149,12 @@ pub const OPTIMISTIC_TRIES: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// A change is atomic (commits) and immediately visible to every process, and survives the
+    /// A change is immediately visible to every process (a commit all at once), and survives the
     /// death of any process, including the writer, at any instant. It lives in the kernel's page
     /// cache and reaches the disk when the kernel writes it back, in any order (or at
     /// [`Store::flush`](crate::Store::flush)), so an OS crash or a power loss can lose recent
-    /// changes, or mix them, and may leave a store that does not open. No sync calls. The default.
+    /// changes, or mix them, and may leave a store that does not open. Makes no sync call of its
+    /// own. The default.
     #[default]
     Process,
     /// Additionally, every change is on disk, in an order that keeps the store consistent, before

@@ -684,7 +684,8 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32, durability: D
         }
         match fs::hard_link(&tmp, path) {
             Ok(()) => {}
-            // Another creator won: its store is the one to open (and to make durable, below).
+            // Another creator won: its store is the one to open; the directory sync below still
+            // makes its name durable (its contents are its creator's to sync).
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(io("create", e)),
         }
