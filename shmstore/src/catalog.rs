@@ -12,8 +12,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::commit::Durability;
 use crate::error::{Error, Result};
-use crate::format::entry::{self, check_name, home_slot, Entry, EntryKind, NameError, STATE_EMPTY, STATE_LIVE};
+use crate::format::entry::{
+    self, check_name, home_slot, Entry, EntryKind, NameError, ENTRY_SIZE, STATE_EMPTY, STATE_LIVE,
+};
 use crate::format::header;
 use crate::format::schema::{self, Schema};
 use crate::format::{align_up, entry::MAX_NAME_LEN};
@@ -203,9 +206,6 @@ impl StoreInner {
         if let Some(count) = self.map().atomic_u32(header::ENTRY_COUNT_OFFSET) {
             count.fetch_add(1, Ordering::AcqRel);
         }
-        if self.durability == crate::Durability::PowerLoss {
-            self.map().flush().map_err(|e| self.io("msync", e))?;
-        }
         let hit = (slot, Arc::new(entry));
         self.names.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), hit.clone());
         Ok(hit)
@@ -214,6 +214,17 @@ impl StoreInner {
     /// Allocates space for a new record of `count` values of `layout`, lets `write_data` fill it
     /// (given the data offset), and publishes the record in a free slot with `state`. The caller
     /// holds the catalog lock.
+    ///
+    /// With the store's [`Durability::PowerLoss`], every step is on disk before the next one
+    /// starts, so that no power loss leaves a record that points at data, a schema or an
+    /// allocation end that did not reach the disk:
+    /// 1. growth, if needed: the file's new length, then the capacity word (see `grow_to`);
+    /// 2. the data and the schema, then the header, whose `alloc_end` covers them, then the
+    ///    record's fields (its `state` still empty);
+    /// 3. the `state` word (the publishing store), synced.
+    ///
+    /// A power loss before step 3 leaks the space (like a process killed there); after it, the
+    /// entry is complete. With [`Durability::Process`] nothing is synced.
     pub(crate) fn place(
         &self,
         name: &str,
@@ -330,8 +341,21 @@ impl StoreInner {
         let at = self.record_offset(slot);
         let state_word = self.map().atomic_u32(at).ok_or_else(|| self.corrupt("catalog outside the file".into()))?;
         self.map().write(at + entry::STATIC_OFFSET, &entry.encode());
+        let power_loss = self.durability == Durability::PowerLoss;
+        if power_loss {
+            // Everything the record points to, the allocation end that covers it, and the
+            // record's own fields reach the disk before the state word that publishes them: a
+            // power loss then leaves an empty slot (and leaked space) or the complete entry, and
+            // never relies on the record's bytes and its state word being written together.
+            self.sync_range(data_offset, end - data_offset)?;
+            self.sync_range(0, header::HEADER_SIZE)?;
+            self.sync_range(at, ENTRY_SIZE)?;
+        }
         // Publish: everything above happens-before any reader that sees the slot in use.
         state_word.store(state, Ordering::Release);
+        if power_loss {
+            self.sync_range(at, ENTRY_SIZE)?;
+        }
         Ok((slot, entry))
     }
 

@@ -17,11 +17,14 @@
 
 use std::fs::File;
 use std::io;
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::sys::{self, sync::SyncOp};
 
 /// A shared mapping of the first `len` bytes of a store file.
 #[derive(Debug)]
@@ -117,17 +120,22 @@ impl Mapping {
         Some(unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<AtomicU64>(), words) })
     }
 
-    /// Writes dirty pages of `offset..offset + len` back to the file (`msync(MS_SYNC)`).
-    pub(crate) fn flush_range(&self, offset: u64, len: u64) -> io::Result<()> {
-        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+    /// Writes dirty pages of `offset..offset + len` back to the file found at `path`, and waits
+    /// until they are on disk (`msync(MS_SYNC)`, widened to whole pages). The file's length is not
+    /// covered: after growth, use [`sys::sync::fdatasync`].
+    ///
+    /// `path` is only reported to the sync hook (see `sys/sync.rs`).
+    pub(crate) fn flush_range(&self, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(start), Ok(count)) = (usize::try_from(offset), usize::try_from(len)) else {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         };
-        self.raw.flush_range(offset, len)
+        sys::sync::around(path, SyncOp::Msync { offset, len }, || self.raw.flush_range(start, count))
     }
 
-    /// Writes every dirty page back to the file.
-    pub(crate) fn flush(&self) -> io::Result<()> {
-        self.raw.flush()
+    /// Writes every dirty page of the mapping back to the file found at `path`; see
+    /// [`flush_range`](Self::flush_range).
+    pub(crate) fn flush(&self, path: &Path) -> io::Result<()> {
+        sys::sync::around(path, SyncOp::Msync { offset: 0, len: self.len() }, || self.raw.flush())
     }
 }
 

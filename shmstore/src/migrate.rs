@@ -115,21 +115,20 @@ impl Store {
             }
 
             let _catalog = inner.catalog_lock.write(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
+            // With PowerLoss, `place` puts the converted data, its schema, the allocation end and
+            // the shadow record on disk, in that order, before it returns: the new entry is
+            // durable before anything points to it.
             let (new_slot, _) = inner.place(name, entry.kind, &New::LAYOUT, count, STATE_SHADOW, |data_offset| {
                 inner.map().write(data_offset, &converted)
             })?;
-            if old.durability == Durability::PowerLoss {
-                // The new entry must be on disk before anything points to it.
-                inner.map().flush().map_err(|e| inner.io("msync", e))?;
-            }
             let moved = inner
                 .map()
                 .atomic_u32(inner.record_offset(slot) + MOVED_TO_OFFSET)
                 .ok_or_else(|| inner.corrupt(format!("catalog slot {slot} lies outside the file")))?;
             // The commit point.
             moved.store(new_slot + 1, Ordering::Release);
-            if old.durability == Durability::PowerLoss {
-                inner.map().flush_range(inner.record_offset(slot), ENTRY_SIZE).map_err(|e| inner.io("msync", e))?;
+            if inner.durability == Durability::PowerLoss {
+                inner.sync_range(inner.record_offset(slot), ENTRY_SIZE)?;
             }
             // Wake anyone waiting for a change of the old entry: their next access reports the
             // migration.

@@ -43,3 +43,6 @@ pub const fn assert_no_padding_after<S, Gap: NoPaddingAfter<S>>() {}
 pub const fn padding(next: usize, end: usize) -> usize {
     next.saturating_sub(end)
 }
+
+// The power-loss simulator's hook (`tests/power_loss.rs`): see `sys/sync.rs`.
+pub use crate::sys::sync::{set_sync_hook, SyncEvent, SyncHook, SyncOp, SyncPhase};

@@ -18,6 +18,7 @@ use crate::layout::SharedLayout;
 use crate::lock::{RangeLock, Wait};
 use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
+use crate::sys::sync;
 
 /// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
 pub const DEFAULT_MAX_ENTRIES: u32 = 64;
@@ -293,11 +294,20 @@ impl Store {
         self.inner.clone()
     }
 
-    /// Writes every change back to the file (`msync`), so that it survives a machine crash.
-    /// Without it, changes are in the page cache: visible to every process at once and written
-    /// back by the kernel in its own time; they survive the process, but not a power loss.
+    /// Writes every change back to the file and waits for the disk, so that everything done
+    /// before it survives an OS crash or a power loss. Without it (or
+    /// [`Durability::PowerLoss`]), changes are in the page cache: visible to every process at once
+    /// and written back by the kernel in its own time, in any order; they survive the process,
+    /// but not a power loss. See [`Durability`] for what a power loss *during* a flush leaves.
     pub fn flush(&self) -> Result<()> {
-        self.inner.map().flush().map_err(|source| self.inner.io("flush", source))
+        // `fdatasync` writes back every page dirtied through the mapping too (on Linux, `msync`
+        // with `MS_SYNC` is the same call restricted to a range), and it also covers the file's
+        // length, which `msync` does not: after growth, the length must be durable before the
+        // header that records it. The directory sync makes the store's name durable, which a
+        // store created with `Durability::Process` was not.
+        let inner = &self.inner;
+        sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))?;
+        sync::fsync_dir(parent_dir(&inner.path)).map_err(|source| inner.io("flush the directory of", source))
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -377,7 +387,7 @@ impl StoreInner {
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
                 let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
-                create(path, capacity, opts.max_entries)?;
+                create(path, capacity, opts.max_entries, opts.durability)?;
                 open()
             }
             other => other,
@@ -492,18 +502,36 @@ impl StoreInner {
     /// The file is extended *before* the capacity word rises, so no process ever maps or touches
     /// bytes past the end of the file. With [`OpenOptions::allocate`], the new blocks are reserved
     /// on disk now, so that a full disk is an error here rather than a `SIGBUS` on a later write.
+    ///
+    /// With [`Durability::PowerLoss`] the same order holds on disk: the new length is synced
+    /// (`fdatasync`, which covers the length) before the capacity word rises, and the header is
+    /// synced after, so no power loss leaves a capacity beyond the file's length.
     pub(crate) fn grow_to(&self, capacity: u64) -> Result<()> {
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
         if len < capacity {
             if self.allocate {
-                crate::sys::allocate(&self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
+                sync::allocate(&self.path, &self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
             } else {
-                self.file.set_len(capacity).map_err(|e| self.io("grow", e))?;
+                sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
             }
+        }
+        let power_loss = self.durability == Durability::PowerLoss;
+        if power_loss {
+            // Even if the file was long enough already: whoever extended it may not have synced.
+            sync::fdatasync(&self.path, &self.file).map_err(|e| self.io("fdatasync", e))?;
         }
         self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
         self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
+        if power_loss {
+            self.sync_range(0, HEADER_SIZE)?;
+        }
         Ok(())
+    }
+
+    /// Waits until bytes `offset..offset + len` of the file are on disk (`msync`; whole pages).
+    /// Does not cover the file's length: see [`sys::sync::fdatasync`](crate::sys::sync::fdatasync).
+    pub(crate) fn sync_range(&self, offset: u64, len: u64) -> Result<()> {
+        self.map().flush_range(&self.path, offset, len).map_err(|e| self.io("msync", e))
     }
 
     /// The capacity automatic growth would give a store that needs `end` bytes, or `None` if it
@@ -608,7 +636,13 @@ impl StoreInner {
 /// Creates a store at `path` if there is none, without ever exposing a half-written file: the
 /// store is built in a temporary file beside `path` and hard-linked into place, which fails if
 /// another process got there first (and then its store is the one everybody opens).
-pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()> {
+///
+/// With [`Durability::PowerLoss`], the new file (its header and its length) is synced before it
+/// is linked, and the directory after, so that once this returns a power loss can neither lose
+/// the store nor leave a name for a file that is empty or shorter than its header says. With
+/// [`Durability::Process`] nothing is synced: the page cache is shared by every process, so
+/// nobody needs the disk to see the new store.
+pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32, durability: Durability) -> Result<()> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     if max_entries == 0 || max_entries > header::MAX_SLOTS {
         return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
@@ -634,7 +668,7 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
     let result = (|| {
         let file =
             fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(|e| io("create", e))?;
-        file.set_len(capacity).map_err(|e| io("grow", e))?;
+        sync::set_len(&tmp, &file, capacity).map_err(|e| io("grow", e))?;
         let map = Mapping::new(&file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
         let written = map.write(0, &header.encode());
         debug_assert!(written, "the header fits in its own mapping");
@@ -642,15 +676,36 @@ pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32) -> Result<()>
         live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
         live(header::GENERATION_OFFSET).store(0, Ordering::Release);
         live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
-        map.flush().map_err(|e| io("flush", e))?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(io("create", e)),
+        let power_loss = durability == Durability::PowerLoss;
+        if power_loss {
+            // The header was written through the mapping: msync it, then fsync for the length.
+            map.flush(&tmp).map_err(|e| io("msync", e))?;
+            sync::fsync(&tmp, &file).map_err(|e| io("fsync", e))?;
         }
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Another creator won: its store is the one to open; the directory sync below still
+            // makes its name durable (its contents are its creator's to sync).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("create", e)),
+        }
+        if power_loss {
+            // One directory sync covers the new name and the temporary one's removal.
+            let _ = fs::remove_file(&tmp);
+            sync::fsync_dir(parent_dir(path)).map_err(|e| io("fsync the directory of", e))?;
+        }
+        Ok(())
     })();
     let _ = fs::remove_file(&tmp);
     result
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Reads up to `buf.len()` bytes from the start of the file.

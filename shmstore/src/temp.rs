@@ -454,7 +454,8 @@ fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32) -> Re
         // The umask can only remove permission bits, but make sure nobody else can get in.
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
-        store::create(&staged, capacity, max_entries).map_err(|e| at_path(e, path))?;
+        // A temporary store is not meant to outlive a reboot: its creation syncs nothing.
+        store::create(&staged, capacity, max_entries, crate::Durability::Process).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;

@@ -10,6 +10,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{allocate, current_uid, futex_wait, futex_wake, lock_range, process_exists, unlock_range};
 
+/// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
+pub(crate) mod sync;
+
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmstore supports Linux only for now: its locks are Linux open-file-description byte-range locks");
 
