@@ -18,7 +18,6 @@ use crate::format::header;
 use crate::format::schema::{self, Schema};
 use crate::format::{align_up, entry::MAX_NAME_LEN};
 use crate::layout::Layout;
-use crate::lock::Wait;
 use crate::store::StoreInner;
 
 /// Objects start on their own cache line, and each of their slots takes whole cache lines, so that
@@ -38,6 +37,8 @@ impl StoreInner {
     /// The published entry `name`, if any, at the end of its migration chain. The chain's first
     /// record comes from this process's cache, else from probing the file.
     fn lookup(&self, name: &str) -> Result<Option<(u32, Arc<Entry>)>> {
+        // The cache's mutex may have been held by a parent thread at the instant of a fork.
+        self.check_not_forked()?;
         let cached = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         let root = match cached {
             Some(hit) => hit,
@@ -189,7 +190,7 @@ impl StoreInner {
         if self.read_only {
             return Err(self.read_only_error("creating a new entry"));
         }
-        let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
+        let _held = self.lock_catalog("creating", name)?;
         // Another process may have created it while we waited for the lock.
         if let Some(hit) = self.lookup(name)? {
             return Ok(hit);

@@ -114,7 +114,7 @@ impl Store {
                 converted.extend_from_slice(view::value_bytes(&convert(value)));
             }
 
-            let _catalog = inner.catalog_lock.write(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
+            let _catalog = inner.lock_catalog("migrating", name)?;
             let (new_slot, _) = inner.place(name, entry.kind, &New::LAYOUT, count, STATE_SHADOW, |data_offset| {
                 inner.map().write(data_offset, &converted)
             })?;
