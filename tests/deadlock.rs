@@ -409,6 +409,61 @@ fn two_stores_of_one_file_in_one_thread_never_wait_for_each_other() {
     });
 }
 
+/// The one re-entrant read that cannot be granted: through a second `Store` whose own writer is
+/// already asking the kernel for the lock, which it gets only once this thread lets go of its
+/// read through the first `Store` (that `Store`'s readers cannot share a kernel lock it does not
+/// hold yet). Refused at once rather than waiting forever.
+#[test]
+fn a_reentrant_read_behind_a_kernel_waiting_writer_of_the_other_store_fails_at_once() {
+    let (_dir, path, store) = store_with_entries();
+    let a = store.object::<Counter>("counter").unwrap();
+    let other = Store::open(&path).unwrap();
+    let b = other.object::<Counter>("counter").unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let holder = a.clone();
+    let reader = b.clone();
+    std::thread::spawn(move || {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            let guard = holder.read().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let again = reader.read().map(drop);
+            drop(guard);
+            again
+        }));
+        let _ = done_tx.send(result);
+    });
+    held_rx.recv_timeout(PATIENCE).unwrap();
+    let writer = b.clone();
+    let (written_tx, written_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = written_tx.send(writer.update(|c| c.n += 1));
+    });
+    // The writer of the second store is in the kernel's queue once a reader of that store, holding
+    // nothing, is refused (before, it would take the kernel lock shared itself).
+    let start = Instant::now();
+    loop {
+        match b.try_read() {
+            Err(Error::WouldBlock { .. }) => break,
+            Ok(_) => {
+                assert!(start.elapsed() < PATIENCE, "the writer never queued");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("probe: {e}"),
+        }
+    }
+    go_tx.send(()).unwrap();
+    match done_rx.recv_timeout(PATIENCE) {
+        Ok(Ok(again)) => assert_deadlock(again, "counter", READ_HELD, WANT_READ),
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("the re-entrant read through the other store hung behind its writer"),
+    }
+    written_rx.recv_timeout(PATIENCE).expect("the writer got the lock once the holder let go").unwrap();
+    assert_eq!(a.load().unwrap().n, 8);
+}
+
 /// The registry is per thread: another thread's request for an entry this thread holds waits (or
 /// is refused with `WouldBlock`), as it always did.
 #[test]

@@ -133,8 +133,9 @@ fn role_inherited_locks(args: &ChildArgs) {
     let samples = store.array::<u64>("samples").unwrap();
     let mut guard = counter.write().unwrap();
     guard.n = 100;
-    // Non-blocking requests first: against the old code they return at once (granted, since the
-    // child shares the parent's lock), so the child ends instead of hanging.
+    // Non-blocking requests first: against the old code they return at once (with `WouldBlock`, the
+    // state the child copied from its parent, or granted: the child shares the parent's kernel
+    // lock), so the child ends instead of hanging in the blocking ones.
     let checks: Vec<(&'static str, Check<'_>)> = vec![
         ("try_write", Box::new(|| counter.try_write().map(std::mem::forget))),
         ("try_read", Box::new(|| counter.try_read().map(std::mem::forget))),

@@ -96,7 +96,7 @@ impl EntryHandle {
     /// [`Error::WouldDeadlock`] if this thread holds the entry in a mode the request would wait
     /// for forever (a read of an entry this thread reads is granted).
     pub(crate) fn hold(&self, exclusive: bool, wait: Wait, timeout: Option<Duration>) -> Result<Hold<'_>> {
-        self.store.check_not_forked()?;
+        // (The fork check is the lock's first step; the read-only check touches nothing.)
         if exclusive && self.store.read_only {
             return Err(self.store.read_only_error("writing an entry"));
         }

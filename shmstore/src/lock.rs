@@ -33,6 +33,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,8 +69,7 @@ pub(crate) enum LockError {
     Io(io::Error),
     /// The store was opened by the parent of this process, before a `fork`.
     Forked,
-    /// This thread holds the lock in a mode that the request would wait for forever: shared
-    /// (`exclusive == false`) or exclusive.
+    /// This thread holds the lock in a mode that the request would wait for forever.
     WouldDeadlock {
         /// Whether the lock this thread holds is exclusive.
         held_exclusive: bool,
@@ -101,12 +101,14 @@ impl LockScope {
     }
 }
 
-/// A lock's identity in the file: what the per-thread registry counts holds of.
+/// A lock's identity in the file: what the per-thread registry counts holds of. Made only in the
+/// process generation that opened the file, which it carries along for the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     dev: u64,
     ino: u64,
     offset: u64,
+    generation: u64,
 }
 
 /// How often this thread holds one lock.
@@ -116,8 +118,9 @@ struct Holds {
     exclusive: u32,
 }
 
-/// The locks this thread holds, by [`Key`]. A guard never leaves its thread (guards are neither
-/// `Send` nor `Sync`), so a hold is added and removed by the same thread.
+/// The locks this thread holds, by [`Key`]. A [`Held`] never leaves its thread (it is neither
+/// `Send` nor `Sync`, and so is every guard holding one), so a hold is added and removed by the
+/// same thread.
 #[derive(Debug)]
 struct Registry {
     /// The [`sys::fork_generation`] the holds were taken in: a forked child starts empty, since
@@ -131,14 +134,14 @@ thread_local! {
     static REGISTRY: RefCell<Registry> = const { RefCell::new(Registry { generation: 0, held: Vec::new() }) };
 }
 
-/// Runs `f` on this thread's registry, emptied first if this is a forked child of the process that
-/// filled it. `None` while the thread is being torn down (its registry is gone; nothing waits
-/// then, so nothing is lost by not checking).
-fn with_registry<R>(f: impl FnOnce(&mut Vec<(Key, Holds)>) -> R) -> Option<R> {
+/// Runs `f` on this thread's registry, emptied first if it was filled in another process
+/// generation than `generation` (the current one, which the caller just read): in the parent of
+/// this forked child. `None` while the thread is being torn down (its registry is gone; nothing
+/// waits then, so nothing is lost by not checking).
+fn with_registry<R>(generation: u64, f: impl FnOnce(&mut Vec<(Key, Holds)>) -> R) -> Option<R> {
     REGISTRY
         .try_with(|registry| {
             let mut registry = registry.borrow_mut();
-            let generation = sys::fork_generation();
             if registry.generation != generation {
                 registry.generation = generation;
                 registry.held.clear();
@@ -150,12 +153,14 @@ fn with_registry<R>(f: impl FnOnce(&mut Vec<(Key, Holds)>) -> R) -> Option<R> {
 
 /// What this thread holds of `key`.
 fn holds(key: Key) -> Holds {
-    with_registry(|held| held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h)).flatten().unwrap_or_default()
+    with_registry(key.generation, |held| held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h))
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Records that this thread took `key`.
 fn add_hold(key: Key, exclusive: bool) {
-    with_registry(|held| {
+    with_registry(key.generation, |held| {
         let holds = match held.iter_mut().find(|(k, _)| *k == key) {
             Some((_, holds)) => holds,
             None => {
@@ -173,7 +178,7 @@ fn add_hold(key: Key, exclusive: bool) {
 
 /// Records that this thread released `key`.
 fn remove_hold(key: Key, exclusive: bool) {
-    with_registry(|held| {
+    with_registry(key.generation, |held| {
         if let Some(i) = held.iter().position(|(k, _)| *k == key) {
             let holds = &mut held[i].1;
             let count = if exclusive { &mut holds.exclusive } else { &mut holds.shared };
@@ -251,8 +256,9 @@ impl RangeLock {
         }
     }
 
+    /// The key of this lock in `scope`; only for a scope that is not [`forked`](LockScope::forked).
     fn key(&self, scope: &LockScope) -> Key {
-        Key { dev: scope.dev, ino: scope.ino, offset: self.offset }
+        Key { dev: scope.dev, ino: scope.ino, offset: self.offset, generation: scope.generation }
     }
 
     /// Takes the lock shared on `file` (whose scope is `scope`), until the returned hold drops.
@@ -269,7 +275,7 @@ impl RangeLock {
         }
         self.lock_shared(file, wait, mine.shared > 0)?;
         add_hold(key, false);
-        Ok(Held { lock: self, file, scope, exclusive: false })
+        Ok(Held { lock: self, file, scope, exclusive: false, _this_thread: PhantomData })
     }
 
     /// Takes the lock exclusively on `file` (whose scope is `scope`), until the returned hold
@@ -285,7 +291,7 @@ impl RangeLock {
         }
         self.lock_exclusive(file, wait)?;
         add_hold(key, true);
-        Ok(Held { lock: self, file, scope, exclusive: true })
+        Ok(Held { lock: self, file, scope, exclusive: true, _this_thread: PhantomData })
     }
 
     /// `reentrant`: this thread already holds the kernel lock shared (through this `RangeLock`
@@ -376,6 +382,9 @@ pub(crate) struct Held<'a> {
     file: &'a File,
     scope: &'a LockScope,
     exclusive: bool,
+    /// Not `Send`: the hold is recorded in the registry of the thread that took it, and must be
+    /// released by that thread.
+    _this_thread: PhantomData<*const ()>,
 }
 
 impl Held<'_> {
@@ -501,7 +510,7 @@ mod tests {
         // The refusals changed nothing: another thread can take it, and so can this one.
         elsewhere(|| drop(lock.write(&file, &scope, Wait::Never).unwrap()));
         drop(lock.write(&file, &scope, Wait::Never).unwrap());
-        assert!(with_registry(|held| held.is_empty()).unwrap(), "every hold was removed");
+        assert!(with_registry(scope.generation, |held| held.is_empty()).unwrap(), "every hold was removed");
     }
 
     /// A queued writer holds off new readers, but not a thread that already reads: the writer is

@@ -177,7 +177,9 @@ impl OpenOptions {
 /// `*_timeout` included): a write (a guard, `store`, `update`, `write_at`, [`Store::migrate`]) of
 /// an entry it holds a guard on, and a read of an entry it holds a write guard on (a write guard
 /// reads too). This holds across two `Store`s of the same file in one process, which lock the same
-/// bytes of the file through two open file descriptions.
+/// bytes of the file through two open file descriptions. (One re-entrant read is refused too: one
+/// through a second `Store` of the file while a writer of that second `Store` is already waiting
+/// for the kernel lock, which it gets only once this thread lets go of its first read.)
 ///
 /// # Processes and fork
 ///
