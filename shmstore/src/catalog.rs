@@ -173,8 +173,11 @@ impl StoreInner {
     }
 
     /// The entry `name`, created if absent. `init` gives the bytes of one value, which fill the
-    /// new entry's first slot (every element, for arrays); it runs under the catalog lock, only
-    /// when the entry is created.
+    /// new entry's first slot (every element, for arrays); it runs only if the entry was missing,
+    /// and *before* the catalog lock is taken, since it may be the caller's code: code that takes
+    /// a guard (which may wait for a thread that waits for the catalog lock: a migration, or a
+    /// writer creating an entry) or creates an entry must not run under that lock. If another
+    /// thread or process creates the entry meanwhile, its value is dropped.
     pub(crate) fn find_or_create(
         &self,
         name: &str,
@@ -190,12 +193,12 @@ impl StoreInner {
         if self.read_only {
             return Err(self.read_only_error("creating a new entry"));
         }
+        let value = init();
         let _held = self.lock_catalog("creating", name)?;
-        // Another process may have created it while we waited for the lock.
+        // Another thread or process may have created it meanwhile (even `init` itself).
         if let Some(hit) = self.lookup(name)? {
             return Ok(hit);
         }
-        let value = init();
         debug_assert_eq!(value.len(), layout.size);
         let (slot, entry) = self.place(name, kind, layout, count, STATE_LIVE, |data_offset| match kind {
             EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data_offset, &value, count),

@@ -334,17 +334,15 @@ pub enum Error {
 
     /// The calling thread asked for a lock that it could never get, because it holds a
     /// conflicting one on the same entry itself (through this [`Store`](crate::Store) or another
-    /// one of the same file): a write while it reads or writes the entry, a read while it writes
-    /// it, or a new entry or migration inside the `init` closure of
-    /// [`Store::object_or_init`](crate::Store::object_or_init), which runs under the store's
-    /// catalog lock. Waiting would wait forever. (A thread that reads an entry may read it again:
+    /// one of the same file): a write while it reads or writes the entry, or a read while it
+    /// writes it. Waiting would wait forever. (A thread that reads an entry may read it again:
     /// re-entrant reads are granted, even while a writer waits.)
     #[error("{requested} `{name}` would wait forever for {held}, which this same thread holds: {}", deadlock_fix(.held))]
     WouldDeadlock {
         /// The entry (or, for growing the store, its path).
         name: String,
-        /// What this thread holds: `a read guard on it`, `a write guard on it`, or `the store's
-        /// catalog lock`.
+        /// What this thread holds: `a read guard on it`, `a write guard on it` (or `the store's
+        /// catalog lock`, which no caller's code runs under, so this would be a bug in shmstore).
         held: &'static str,
         /// What it asked for: `a read lock on`, `a write lock on`, `creating`, `migrating` or
         /// `growing`.
@@ -355,7 +353,7 @@ pub enum Error {
 /// What to do about an [`Error::WouldDeadlock`], given what the thread holds.
 fn deadlock_fix(held: &str) -> &'static str {
     if held.contains("catalog") {
-        "create or migrate entries, and open stores, outside the init closure of object_or_init"
+        "this thread is creating an entry, migrating one or growing the store; this is a bug in shmstore, please report it"
     } else {
         "release the guard you hold on this entry first (drop it, or use it: a write guard reads too)"
     }

@@ -268,7 +268,9 @@ impl Store {
 
     /// The object `name`, created with `init()` if it does not exist yet. An existing entry is
     /// opened as it is: `init` is not called, and a different layout is
-    /// [`Error::LayoutMismatch`].
+    /// [`Error::LayoutMismatch`]. `init` runs without any lock held, so it may use the store
+    /// (read other entries, create entries); if another thread or process creates `name` while it
+    /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
         let (slot, entry) = self
             .inner
@@ -637,7 +639,8 @@ impl StoreInner {
     /// `name`.
     pub(crate) fn lock_catalog(&self, requested: &'static str, name: &str) -> Result<Held<'_>> {
         self.catalog_lock.write(&self.file, &self.scope, Wait::Forever).map_err(|e| match e {
-            // Only this thread's own catalog hold can deadlock it: an `init` closure is running.
+            // This thread already holds the catalog lock. No caller's code runs under it (an
+            // `init` closure runs before it is taken), so this is a bug; report it, never hang.
             LockError::WouldDeadlock { .. } => {
                 Error::WouldDeadlock { name: name.to_owned(), held: "the store's catalog lock", requested }
             }
