@@ -348,8 +348,15 @@ fn guards_versions_and_change_notification() {
     assert_eq!(&region.read().unwrap()[..5], b"guard");
     {
         let reader = region.read().unwrap();
-        assert!(matches!(region.try_write(), Err(Error::WouldBlock { .. })));
-        assert!(matches!(region.write_timeout(Duration::from_millis(20)), Err(Error::Timeout { .. })));
+        // Another thread's writes wait (this thread's own would deadlock, and are refused).
+        let probe = region.clone();
+        std::thread::spawn(move || {
+            assert!(matches!(probe.try_write(), Err(Error::WouldBlock { .. })));
+            assert!(matches!(probe.write_timeout(Duration::from_millis(20)), Err(Error::Timeout { .. })));
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(region.try_write(), Err(Error::WouldDeadlock { .. })));
         assert!(region.try_read().is_ok());
         // A stream's write takes the same lock.
         let other = store.bytes("region").unwrap();

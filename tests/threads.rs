@@ -173,9 +173,10 @@ fn a_writer_thread_blocks_readers_and_writers() {
         })
         .join()
         .unwrap();
-        // The same handle, on this thread, is excluded too: a second guard would alias `&mut`.
-        assert!(matches!(counter.try_read(), Err(Error::WouldBlock { .. })));
-        assert!(matches!(counter.try_write(), Err(Error::WouldBlock { .. })));
+        // The same handle, on this thread, is excluded too: a second guard would alias `&mut`, and
+        // waiting for it would wait forever, so it is refused at once.
+        assert!(matches!(counter.try_read(), Err(Error::WouldDeadlock { .. })));
+        assert!(matches!(counter.try_write(), Err(Error::WouldDeadlock { .. })));
     });
     guard.shadow = 10;
     drop(guard);
@@ -203,14 +204,25 @@ fn separately_opened_stores_in_one_process_exclude_each_other() {
     let a = first.object_or_init("counter", Counter::default).unwrap();
     let b = second.object::<Counter>("counter").unwrap();
 
+    // Another thread waits; this thread, which holds the guard, is refused at once (it would wait
+    // for itself).
+    let elsewhere = |check: &(dyn Fn() + Sync)| thread::scope(|s| s.spawn(check).join().unwrap());
     let guard = a.write().unwrap();
-    assert!(matches!(b.try_write(), Err(Error::WouldBlock { .. })));
-    assert!(matches!(b.try_read(), Err(Error::WouldBlock { .. })));
+    elsewhere(&|| {
+        assert!(matches!(b.try_write(), Err(Error::WouldBlock { .. })));
+        assert!(matches!(b.try_read(), Err(Error::WouldBlock { .. })));
+    });
+    assert!(matches!(b.try_write(), Err(Error::WouldDeadlock { .. })));
+    assert!(matches!(b.try_read(), Err(Error::WouldDeadlock { .. })));
     drop(guard);
 
     let r = a.read().unwrap();
-    assert!(b.try_read().is_ok(), "readers share across two opens");
-    assert!(matches!(b.try_write(), Err(Error::WouldBlock { .. })));
+    elsewhere(&|| {
+        assert!(b.try_read().is_ok(), "readers share across two opens");
+        assert!(matches!(b.try_write(), Err(Error::WouldBlock { .. })));
+    });
+    assert!(b.try_read().is_ok(), "a second read by the same thread is re-entrant");
+    assert!(matches!(b.try_write(), Err(Error::WouldDeadlock { .. })));
     drop(r);
     b.store(Counter { n: 5, shadow: 5 }).unwrap();
     assert_eq!(a.load().unwrap().n, 5, "both opens map the same bytes");

@@ -201,8 +201,16 @@ fn guards_over_a_view_see_only_its_elements_and_versions_bump() {
     let other = arr.view(0..10).unwrap();
     {
         let _held = view.read().unwrap();
-        assert!(matches!(other.try_write(), Err(Error::WouldBlock { .. })));
-        assert!(matches!(other.write_timeout(Duration::from_millis(10)), Err(Error::Timeout { .. })));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(other.try_write(), Err(Error::WouldBlock { .. })));
+                assert!(matches!(other.write_timeout(Duration::from_millis(10)), Err(Error::Timeout { .. })));
+            })
+            .join()
+            .unwrap()
+        });
+        // This thread holds it: its own write would wait for itself, and is refused at once.
+        assert!(matches!(other.try_write(), Err(Error::WouldDeadlock { .. })));
         assert!(other.try_read().is_ok());
         assert!(other.read_timeout(Duration::from_millis(10)).is_ok());
     }

@@ -21,7 +21,6 @@ use crate::format::header;
 use crate::format::schema::{self, Schema};
 use crate::format::{align_up, entry::MAX_NAME_LEN};
 use crate::layout::Layout;
-use crate::lock::Wait;
 use crate::store::StoreInner;
 
 /// Objects start on their own cache line, and each of their slots takes whole cache lines, so that
@@ -41,6 +40,8 @@ impl StoreInner {
     /// The published entry `name`, if any, at the end of its migration chain. The chain's first
     /// record comes from this process's cache, else from probing the file.
     fn lookup(&self, name: &str) -> Result<Option<(u32, Arc<Entry>)>> {
+        // The cache's mutex may have been held by a parent thread at the instant of a fork.
+        self.check_not_forked()?;
         let cached = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned();
         let root = match cached {
             Some(hit) => hit,
@@ -175,8 +176,11 @@ impl StoreInner {
     }
 
     /// The entry `name`, created if absent. `init` gives the bytes of one value, which fill the
-    /// new entry's first slot (every element, for arrays); it runs under the catalog lock, only
-    /// when the entry is created.
+    /// new entry's first slot (every element, for arrays); it runs only if the entry was missing,
+    /// and *before* the catalog lock is taken, since it may be the caller's code: code that takes
+    /// a guard (which may wait for a thread that waits for the catalog lock: a migration, or a
+    /// writer creating an entry) or creates an entry must not run under that lock. If another
+    /// thread or process creates the entry meanwhile, its value is dropped.
     pub(crate) fn find_or_create(
         &self,
         name: &str,
@@ -192,12 +196,12 @@ impl StoreInner {
         if self.read_only {
             return Err(self.read_only_error("creating a new entry"));
         }
-        let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
-        // Another process may have created it while we waited for the lock.
+        let value = init();
+        let _held = self.lock_catalog("creating", name)?;
+        // Another thread or process may have created it meanwhile (even `init` itself).
         if let Some(hit) = self.lookup(name)? {
             return Ok(hit);
         }
-        let value = init();
         debug_assert_eq!(value.len(), layout.size);
         let (slot, entry) = self.place(name, kind, layout, count, STATE_LIVE, |data_offset| match kind {
             EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data_offset, &value, count),

@@ -322,6 +322,41 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// The store was opened before this process was forked from the one that opened it. A forked
+    /// child shares its parent's open file, and with it the parent's locks, so it would not be
+    /// excluded from the parent: the child must open the store again.
+    #[error("`{path}` was opened before fork(), by the parent of this process, and a child shares the parent's locks: open the store again in the child (Store::open, Store::open_temp, ...) and use that")]
+    Forked {
+        /// The store file.
+        path: PathBuf,
+    },
+
+    /// The calling thread asked for a lock that it could never get, because it holds a
+    /// conflicting one on the same entry itself (through this [`Store`](crate::Store) or another
+    /// one of the same file): a write while it reads or writes the entry, or a read while it
+    /// writes it. Waiting would wait forever. (A thread that reads an entry may read it again:
+    /// re-entrant reads are granted, even while a writer waits.)
+    #[error("{requested} `{name}` would wait forever for {held}, which this same thread holds: {}", deadlock_fix(.held))]
+    WouldDeadlock {
+        /// The entry (or, for growing the store, its path).
+        name: String,
+        /// What this thread holds: `a read guard on it`, `a write guard on it` (or `the store's
+        /// catalog lock`, which no caller's code runs under, so this would be a bug in shmstore).
+        held: &'static str,
+        /// What it asked for: `a read lock on`, `a write lock on`, `creating`, `migrating` or
+        /// `growing`.
+        requested: &'static str,
+    },
+}
+
+/// What to do about an [`Error::WouldDeadlock`], given what the thread holds.
+fn deadlock_fix(held: &str) -> &'static str {
+    if held.contains("catalog") {
+        "this thread is creating an entry, migrating one or growing the store; this is a bug in shmstore, please report it"
+    } else {
+        "release the guard you hold on this entry first (drop it, or use it: a write guard reads too)"
+    }
 }
 
 fn diff_text(diff: &Option<LayoutDiff>) -> String {

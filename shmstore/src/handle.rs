@@ -12,7 +12,7 @@ use crate::commit::Durability;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, MOVED_TO_OFFSET, SEQ_OFFSET};
 use crate::layout::{Layout, SharedLayout};
-use crate::lock::{LockError, RangeLock, Wait};
+use crate::lock::{RangeLock, Wait};
 use crate::map::Located;
 use crate::store::StoreInner;
 use crate::view::{self, ReadGuard, WriteGuard};
@@ -61,7 +61,7 @@ impl EntryHandle {
         if end > store.map().len() {
             return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map().len() });
         }
-        let lock = store.entry_lock(slot, entry.lock_offset);
+        let lock = store.entry_lock(slot, entry.lock_offset)?;
         let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
         if entry.kind == EntryKind::Object && entry.slot_count != if atomics { 1 } else { 2 } {
             return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
@@ -92,18 +92,17 @@ impl EntryHandle {
         &self.entry.name
     }
 
-    /// Takes the entry's lock.
+    /// Takes the entry's lock: [`Error::Forked`] in a forked child (checked before anything else),
+    /// [`Error::WouldDeadlock`] if this thread holds the entry in a mode the request would wait
+    /// for forever (a read of an entry this thread reads is granted).
     pub(crate) fn hold(&self, exclusive: bool, wait: Wait, timeout: Option<Duration>) -> Result<Hold<'_>> {
+        // (The fork check is the lock's first step; the read-only check touches nothing.)
         if exclusive && self.store.read_only {
             return Err(self.store.read_only_error("writing an entry"));
         }
-        let file = &self.store.file;
-        let res = if exclusive { self.lock.write(file, wait) } else { self.lock.read(file, wait) };
-        let held = res.map_err(|e| match e {
-            LockError::WouldBlock => Error::WouldBlock { name: self.entry.name.clone() },
-            LockError::Timeout => Error::Timeout { name: self.entry.name.clone(), waited: timeout.unwrap_or_default() },
-            LockError::Io(source) => Error::Io { op: "lock", path: self.store.path.clone(), source },
-        })?;
+        let (file, scope) = (&self.store.file, &self.store.scope);
+        let res = if exclusive { self.lock.write(file, scope, wait) } else { self.lock.read(file, scope, wait) };
+        let held = res.map_err(|e| self.store.entry_lock_error(e, &self.entry.name, exclusive, timeout))?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
         self.check_current()?;
         Ok(held)

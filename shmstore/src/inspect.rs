@@ -86,8 +86,10 @@ impl Store {
         };
         let len = usize::try_from((end - start) * entry.elem_size)
             .map_err(|_| inner.corrupt(format!("entry `{name}` is too large to copy")))?;
-        let lock = inner.entry_lock(slot, entry.lock_offset);
-        let _held = lock.read(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
+        let lock = inner.entry_lock(slot, entry.lock_offset)?;
+        let _held = lock
+            .read(&inner.file, &inner.scope, Wait::Forever)
+            .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
         let mut bytes = vec![0u8; len];
         let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
         if !inner.map().read(offset, &mut bytes) {

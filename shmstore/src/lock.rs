@@ -7,9 +7,34 @@
 //! for both. A [`RangeLock`] therefore keeps in-process state: the first local reader takes the
 //! kernel lock and the last one releases it, a local writer excludes everyone, and waiting writers
 //! hold off new local readers so that they cannot starve.
+//!
+//! # Requests a thread can never get
+//!
+//! Each thread keeps a registry of the locks it holds, keyed by the lock's identity in the *file*
+//! (device, inode, lock byte), not by the [`RangeLock`] object: two [`Store`](crate::Store)s of one
+//! file in one process have two open file descriptions and two `RangeLock`s per entry, but one
+//! byte to fight over, and the kernel (`F_OFD_SETLKW`) detects no deadlock between descriptions.
+//! Before it waits, a request consults the registry:
+//! - a read by a thread that already reads the entry is *re-entrant*: it is granted even if a
+//!   writer is queued (the writer waits for this thread's first read anyway, so it could never go
+//!   first);
+//! - a write by a thread that holds the entry in any mode, and a read by a thread that writes it,
+//!   can never be granted while that thread holds what it holds: they fail at once with
+//!   [`LockError::WouldDeadlock`].
+//!
+//! # Processes and fork
+//!
+//! A forked child shares its parent's open file descriptions, hence its kernel locks, and inherits
+//! a copy of this in-process state, possibly mid-acquisition. Every [`LockScope`] remembers the
+//! [`sys::fork_generation`] of the process that opened the store: in a child, acquisitions fail
+//! with [`LockError::Forked`] before they touch anything, and a [`Held`] dropped there does
+//! nothing, so that it never releases the parent's lock.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
+use std::marker::PhantomData;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,12 +67,134 @@ pub(crate) enum LockError {
     Timeout,
     /// The kernel refused.
     Io(io::Error),
+    /// The store was opened by the parent of this process, before a `fork`.
+    Forked,
+    /// This thread holds the lock in a mode that the request would wait for forever.
+    WouldDeadlock {
+        /// Whether the lock this thread holds is exclusive.
+        held_exclusive: bool,
+    },
+}
+
+/// The open store file that locks are taken on, as the registry and the fork check know it: its
+/// identity in the file system, and the process generation that opened it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LockScope {
+    dev: u64,
+    ino: u64,
+    generation: u64,
+}
+
+impl LockScope {
+    /// The scope of `file`, just opened by this process. Installs the `fork` handler first, so
+    /// that every later `fork` is counted.
+    pub(crate) fn of(file: &File) -> io::Result<LockScope> {
+        sys::watch_forks()?;
+        let meta = file.metadata()?;
+        Ok(LockScope { dev: meta.dev(), ino: meta.ino(), generation: sys::fork_generation() })
+    }
+
+    /// Whether this process is a forked child of the one that opened the file: one atomic load.
+    #[inline(always)]
+    pub(crate) fn forked(&self) -> bool {
+        sys::fork_generation() != self.generation
+    }
+}
+
+/// A lock's identity in the file: what the per-thread registry counts holds of. Made only in the
+/// process generation that opened the file, which it carries along for the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+    generation: u64,
+}
+
+/// How often this thread holds one lock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Holds {
+    shared: u32,
+    exclusive: u32,
+}
+
+/// The locks this thread holds, by [`Key`]. A [`Held`] never leaves its thread (it is neither
+/// `Send` nor `Sync`, and so is every guard holding one), so a hold is added and removed by the
+/// same thread.
+#[derive(Debug)]
+struct Registry {
+    /// The [`sys::fork_generation`] the holds were taken in: a forked child starts empty, since
+    /// what its parent's thread held at the `fork` is not held by the child.
+    generation: u64,
+    /// A thread holds a handful of locks at most, so a vector beats a map.
+    held: Vec<(Key, Holds)>,
+}
+
+thread_local! {
+    static REGISTRY: RefCell<Registry> = const { RefCell::new(Registry { generation: 0, held: Vec::new() }) };
+}
+
+/// Runs `f` on this thread's registry, emptied first if it was filled in another process
+/// generation than `generation` (the current one, which the caller just read): in the parent of
+/// this forked child. `None` while the thread is being torn down (its registry is gone; nothing
+/// waits then, so nothing is lost by not checking).
+fn with_registry<R>(generation: u64, f: impl FnOnce(&mut Vec<(Key, Holds)>) -> R) -> Option<R> {
+    REGISTRY
+        .try_with(|registry| {
+            let mut registry = registry.borrow_mut();
+            if registry.generation != generation {
+                registry.generation = generation;
+                registry.held.clear();
+            }
+            f(&mut registry.held)
+        })
+        .ok()
+}
+
+/// What this thread holds of `key`.
+fn holds(key: Key) -> Holds {
+    with_registry(key.generation, |held| held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h))
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Records that this thread took `key`.
+fn add_hold(key: Key, exclusive: bool) {
+    with_registry(key.generation, |held| {
+        let holds = match held.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, holds)) => holds,
+            None => {
+                held.push((key, Holds::default()));
+                &mut held.last_mut().expect("just pushed").1
+            }
+        };
+        if exclusive {
+            holds.exclusive += 1;
+        } else {
+            holds.shared += 1;
+        }
+    });
+}
+
+/// Records that this thread released `key`.
+fn remove_hold(key: Key, exclusive: bool) {
+    with_registry(key.generation, |held| {
+        if let Some(i) = held.iter().position(|(k, _)| *k == key) {
+            let holds = &mut held[i].1;
+            let count = if exclusive { &mut holds.exclusive } else { &mut holds.shared };
+            *count = count.saturating_sub(1);
+            if holds.shared == 0 && holds.exclusive == 0 {
+                held.swap_remove(i);
+            }
+        }
+    });
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     Unlocked,
-    Acquiring,
+    /// A thread is taking the kernel lock, shared or exclusive, with the state mutex released.
+    Acquiring(LockKind),
     Shared,
     Exclusive,
 }
@@ -109,29 +256,66 @@ impl RangeLock {
         }
     }
 
-    /// Takes the lock shared, until the returned hold drops.
-    pub(crate) fn read<'a>(&'a self, file: &'a File, wait: Wait) -> Result<Held<'a>, LockError> {
-        self.lock_shared(file, wait).map(|()| Held { lock: self, file, exclusive: false })
+    /// The key of this lock in `scope`; only for a scope that is not [`forked`](LockScope::forked).
+    fn key(&self, scope: &LockScope) -> Key {
+        Key { dev: scope.dev, ino: scope.ino, offset: self.offset, generation: scope.generation }
     }
 
-    /// Takes the lock exclusively, until the returned hold drops.
-    pub(crate) fn write<'a>(&'a self, file: &'a File, wait: Wait) -> Result<Held<'a>, LockError> {
-        self.lock_exclusive(file, wait).map(|()| Held { lock: self, file, exclusive: true })
+    /// Takes the lock shared on `file` (whose scope is `scope`), until the returned hold drops.
+    /// Re-entrant: a thread that already holds it shared gets it again at once, even with writers
+    /// queued; one that holds it exclusively gets [`LockError::WouldDeadlock`].
+    pub(crate) fn read<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+        if scope.forked() {
+            return Err(LockError::Forked);
+        }
+        let key = self.key(scope);
+        let mine = holds(key);
+        if mine.exclusive > 0 {
+            return Err(LockError::WouldDeadlock { held_exclusive: true });
+        }
+        self.lock_shared(file, wait, mine.shared > 0)?;
+        add_hold(key, false);
+        Ok(Held { lock: self, file, scope, exclusive: false, _this_thread: PhantomData })
     }
 
-    fn lock_shared(&self, file: &File, wait: Wait) -> Result<(), LockError> {
+    /// Takes the lock exclusively on `file` (whose scope is `scope`), until the returned hold
+    /// drops. A thread that already holds it, in either mode, gets [`LockError::WouldDeadlock`].
+    pub(crate) fn write<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+        if scope.forked() {
+            return Err(LockError::Forked);
+        }
+        let key = self.key(scope);
+        let mine = holds(key);
+        if mine.exclusive > 0 || mine.shared > 0 {
+            return Err(LockError::WouldDeadlock { held_exclusive: mine.exclusive > 0 });
+        }
+        self.lock_exclusive(file, wait)?;
+        add_hold(key, true);
+        Ok(Held { lock: self, file, scope, exclusive: true, _this_thread: PhantomData })
+    }
+
+    /// `reentrant`: this thread already holds the kernel lock shared (through this `RangeLock`
+    /// or another description of the same file), so no writer anywhere can get it before this
+    /// thread lets go: queued writers must not hold this request off.
+    fn lock_shared(&self, file: &File, wait: Wait, reentrant: bool) -> Result<(), LockError> {
         let mut st = self.state();
         loop {
             match st.kernel {
-                Kernel::Shared if st.writers_waiting == 0 => {
+                Kernel::Shared if st.writers_waiting == 0 || reentrant => {
                     st.readers += 1;
                     return Ok(());
                 }
                 Kernel::Unlocked => break,
+                // Only through another description: a writer of this one is asking the kernel
+                // for the lock this thread holds shared elsewhere, and this description can give
+                // no reader the lock before that writer is through.
+                Kernel::Acquiring(LockKind::Exclusive) if reentrant => {
+                    return Err(LockError::WouldDeadlock { held_exclusive: false })
+                }
                 _ => st = self.sleep(st, wait)?,
             }
         }
-        st.kernel = Kernel::Acquiring;
+        st.kernel = Kernel::Acquiring(LockKind::Shared);
         drop(st);
         let res = kernel_lock(file, self.offset, LockKind::Shared, wait);
         let mut st = self.state();
@@ -161,7 +345,7 @@ impl RangeLock {
             }
         }
         st.writers_waiting -= 1;
-        st.kernel = Kernel::Acquiring;
+        st.kernel = Kernel::Acquiring(LockKind::Exclusive);
         drop(st);
         let res = kernel_lock(file, self.offset, LockKind::Exclusive, wait);
         let mut st = self.state();
@@ -190,16 +374,38 @@ impl RangeLock {
     }
 }
 
-/// A held [`RangeLock`], released when dropped (also when a panic unwinds past it).
+/// A held [`RangeLock`], released when dropped (also when a panic unwinds past it), except in a
+/// forked child.
 #[derive(Debug)]
 pub(crate) struct Held<'a> {
     lock: &'a RangeLock,
     file: &'a File,
+    scope: &'a LockScope,
     exclusive: bool,
+    /// Not `Send`: the hold is recorded in the registry of the thread that took it, and must be
+    /// released by that thread.
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl Held<'_> {
+    /// Whether this process is a forked child of the one that took the lock: the lock is then the
+    /// parent's, not this process's.
+    #[inline]
+    pub(crate) fn forked(&self) -> bool {
+        self.scope.forked()
+    }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        if self.scope.forked() {
+            // Inherited by a forked child: the kernel lock belongs to the open file description
+            // the child shares with its parent, so unlocking it here would unlock the parent's
+            // hold; and the in-process state may have been locked by a parent thread at the
+            // instant of the fork, never to be unlocked here. Touch neither.
+            return;
+        }
+        remove_hold(self.lock.key(self.scope), self.exclusive);
         if self.exclusive {
             self.lock.unlock_exclusive(self.file);
         } else {
@@ -249,33 +455,142 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
+    fn open(path: &std::path::Path) -> (File, LockScope) {
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).unwrap();
+        let scope = LockScope::of(&file).unwrap();
+        (file, scope)
+    }
+
+    /// Runs `f` on another thread (one that holds nothing) and returns its result.
+    fn elsewhere<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|s| s.spawn(f).join().unwrap())
+    }
+
     #[test]
     fn local_readers_share_and_writers_exclude() {
-        let file = tempfile::tempfile().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, scope) = open(&dir.path().join("f"));
         let lock = RangeLock::new(100);
-        let r1 = lock.read(&file, Wait::Never).unwrap();
-        let r2 = lock.read(&file, Wait::Never).unwrap();
-        assert!(matches!(lock.write(&file, Wait::Never), Err(LockError::WouldBlock)));
+        let r1 = lock.read(&file, &scope, Wait::Never).unwrap();
+        elsewhere(|| {
+            drop(lock.read(&file, &scope, Wait::Never).unwrap());
+            assert!(matches!(lock.write(&file, &scope, Wait::Never), Err(LockError::WouldBlock)));
+            let timed = lock.write(&file, &scope, Wait::timeout(Duration::from_millis(20)));
+            assert!(matches!(timed, Err(LockError::Timeout)));
+        });
         drop(r1);
-        assert!(matches!(lock.write(&file, Wait::timeout(Duration::from_millis(20))), Err(LockError::Timeout)));
-        drop(r2);
-        let w = lock.write(&file, Wait::Never).unwrap();
-        assert!(matches!(lock.read(&file, Wait::Never), Err(LockError::WouldBlock)));
+        let w = lock.write(&file, &scope, Wait::Never).unwrap();
+        elsewhere(|| assert!(matches!(lock.read(&file, &scope, Wait::Never), Err(LockError::WouldBlock))));
         drop(w);
-        drop(lock.read(&file, Wait::Never).unwrap());
+        drop(lock.read(&file, &scope, Wait::Never).unwrap());
+    }
+
+    /// What a thread asks for while it holds the lock: reads again are granted, everything else is
+    /// refused at once, whatever the wait, and nothing is left behind once the holds drop.
+    #[test]
+    fn a_thread_never_waits_for_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, scope) = open(&dir.path().join("f"));
+        let lock = RangeLock::new(100);
+        let r1 = lock.read(&file, &scope, Wait::Never).unwrap();
+        let r2 = lock.read(&file, &scope, Wait::Forever).unwrap();
+        for wait in [Wait::Never, Wait::Forever, Wait::timeout(Duration::from_secs(3600))] {
+            let refused = lock.write(&file, &scope, wait);
+            assert!(matches!(refused, Err(LockError::WouldDeadlock { held_exclusive: false })), "{refused:?}");
+        }
+        drop((r1, r2));
+        let w = lock.write(&file, &scope, Wait::Forever).unwrap();
+        for wait in [Wait::Never, Wait::Forever] {
+            let read = lock.read(&file, &scope, wait);
+            assert!(matches!(read, Err(LockError::WouldDeadlock { held_exclusive: true })), "{read:?}");
+            let write = lock.write(&file, &scope, wait);
+            assert!(matches!(write, Err(LockError::WouldDeadlock { held_exclusive: true })), "{write:?}");
+        }
+        drop(w);
+        // The refusals changed nothing: another thread can take it, and so can this one.
+        elsewhere(|| drop(lock.write(&file, &scope, Wait::Never).unwrap()));
+        drop(lock.write(&file, &scope, Wait::Never).unwrap());
+        assert!(with_registry(scope.generation, |held| held.is_empty()).unwrap(), "every hold was removed");
+    }
+
+    /// A queued writer holds off new readers, but not a thread that already reads: the writer is
+    /// waiting for that thread anyway.
+    #[test]
+    fn a_reentrant_read_passes_a_queued_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, scope) = open(&dir.path().join("f"));
+        let lock = RangeLock::new(100);
+        let r1 = lock.read(&file, &scope, Wait::Never).unwrap();
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| drop(lock.write(&file, &scope, Wait::Forever).unwrap()));
+            // Wait for the writer to queue (a state this test then exercises, not a timing).
+            while lock.state().writers_waiting == 0 {
+                std::thread::yield_now();
+            }
+            // A new reader on another thread waits behind the writer...
+            elsewhere(|| assert!(matches!(lock.read(&file, &scope, Wait::Never), Err(LockError::WouldBlock))));
+            // ...but this thread's second read does not, with any wait.
+            let r2 = lock.read(&file, &scope, Wait::Never).unwrap();
+            let r3 = lock.read(&file, &scope, Wait::Forever).unwrap();
+            drop((r1, r2, r3));
+            writer.join().unwrap();
+        });
+    }
+
+    /// Two opens of one file have two descriptions and two `RangeLock`s per byte, and the kernel
+    /// would let a thread wait on one for what it holds through the other: the registry knows
+    /// them as one lock. Other bytes and other files are other locks.
+    #[test]
+    fn holds_are_keyed_by_the_file_not_the_description() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, scope_a) = open(&dir.path().join("f"));
+        let (b, scope_b) = open(&dir.path().join("f"));
+        let (c, scope_c) = open(&dir.path().join("g"));
+        let (lock_a, lock_b, lock_c) = (RangeLock::new(100), RangeLock::new(100), RangeLock::new(100));
+        let r = lock_a.read(&a, &scope_a, Wait::Never).unwrap();
+        let refused = lock_b.write(&b, &scope_b, Wait::Forever);
+        assert!(matches!(refused, Err(LockError::WouldDeadlock { held_exclusive: false })), "{refused:?}");
+        drop(lock_b.read(&b, &scope_b, Wait::Forever).unwrap());
+        assert!(matches!(lock_b.write(&b, &scope_b, Wait::Never), Err(LockError::WouldDeadlock { .. })));
+        let other_byte = RangeLock::new(101);
+        drop(other_byte.write(&b, &scope_b, Wait::Never).unwrap());
+        drop(lock_c.write(&c, &scope_c, Wait::Never).unwrap());
+        drop(r);
+        let w = lock_b.write(&b, &scope_b, Wait::Never).unwrap();
+        let refused = lock_a.read(&a, &scope_a, Wait::Forever);
+        assert!(matches!(refused, Err(LockError::WouldDeadlock { held_exclusive: true })), "{refused:?}");
+        drop(w);
+        drop(lock_a.write(&a, &scope_a, Wait::Never).unwrap());
+    }
+
+    /// A scope opened in another process generation (what a forked child sees) refuses every
+    /// acquisition before touching the lock's state.
+    #[test]
+    fn a_scope_of_the_parent_refuses_to_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, scope) = open(&dir.path().join("f"));
+        let parent = LockScope { generation: scope.generation.wrapping_sub(1), ..scope };
+        assert!(parent.forked() && !scope.forked());
+        let lock = RangeLock::new(100);
+        let w = lock.write(&file, &scope, Wait::Never).unwrap();
+        assert!(matches!(lock.read(&file, &parent, Wait::Forever), Err(LockError::Forked)));
+        assert!(matches!(lock.write(&file, &parent, Wait::Forever), Err(LockError::Forked)));
+        drop(w);
     }
 
     #[test]
     fn writers_exclude_threads() {
-        let file = Arc::new(tempfile::tempfile().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let (file, scope) = open(&dir.path().join("f"));
+        let (file, scope) = (Arc::new(file), Arc::new(scope));
         let lock = Arc::new(RangeLock::new(7));
         let inside = Arc::new(AtomicU32::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let (file, lock, inside) = (file.clone(), lock.clone(), inside.clone());
+                let (file, scope, lock, inside) = (file.clone(), scope.clone(), lock.clone(), inside.clone());
                 std::thread::spawn(move || {
                     for _ in 0..500 {
-                        let held = lock.write(&file, Wait::Forever).unwrap();
+                        let held = lock.write(&file, &scope, Wait::Forever).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                         inside.fetch_sub(1, Ordering::SeqCst);
                         drop(held);

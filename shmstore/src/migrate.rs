@@ -114,7 +114,7 @@ impl Store {
                 converted.extend_from_slice(view::value_bytes(&convert(value)));
             }
 
-            let _catalog = inner.catalog_lock.write(&inner.file, Wait::Forever).map_err(|e| inner.lock_error(e))?;
+            let _catalog = inner.lock_catalog("migrating", name)?;
             // With PowerLoss, `place` puts the converted data, its schema, the allocation end and
             // the shadow record on disk, in that order, before it returns: the new entry is
             // durable before anything points to it.

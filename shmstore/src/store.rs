@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::array::SharedArray;
 use crate::commit::Durability;
@@ -15,7 +15,7 @@ use crate::format::entry::{Entry, EntryKind, ENTRY_SIZE};
 use crate::format::header::{self, Header, HeaderError, LiveError, HEADER_SIZE, LOCK_BASE};
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
-use crate::lock::{RangeLock, Wait};
+use crate::lock::{Held, LockError, LockScope, RangeLock, Wait};
 use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
 use crate::sys::sync;
@@ -168,6 +168,39 @@ impl OpenOptions {
 /// store.flush()?;
 /// # Ok::<(), shmstore::Error>(())
 /// ```
+///
+/// # Locks held by one thread
+///
+/// A thread never waits for itself. It may take a read guard on an entry it already reads, even
+/// while a writer is queued for it (directly, or through `load()` of an object holding atomics,
+/// [`SharedArray::get`], [`SharedArray::read_at`], ...). A request it could never get fails at
+/// once with [`Error::WouldDeadlock`] instead of waiting, whatever the wait (`try_*` and
+/// `*_timeout` included): a write (a guard, `store`, `update`, `write_at`, [`Store::migrate`]) of
+/// an entry it holds a guard on, and a read of an entry it holds a write guard on (a write guard
+/// reads too). This holds across two `Store`s of the same file in one process, which lock the same
+/// bytes of the file through two open file descriptions. (One re-entrant read is refused too: one
+/// through a second `Store` of the file while a writer of that second `Store` is already waiting
+/// for the kernel lock, which it gets only once this thread lets go of its first read.)
+///
+/// # Processes and fork
+///
+/// A `Store` belongs to the process that opened it. A child made by `fork()` (without `exec`)
+/// shares its parent's open file description, and with it the parent's kernel locks, so the child
+/// would not be excluded from its parent: every operation on an inherited `Store`, or on a handle
+/// or guard made from it, that would take a lock, look an entry up or create one fails in the child
+/// with [`Error::Forked`], before it touches any lock or in-process state. Open the store again in
+/// the child ([`Store::open`], [`Store::open_temp`], ...): that gives the child its own open file
+/// description, and it is then excluded from its parent like any other process. Only lock-free
+/// [`Shared::load`] of a double-buffered object keeps working on the inherited handle (if it loses
+/// [`OPTIMISTIC_TRIES`](crate::OPTIMISTIC_TRIES) races in a row, it needs the shared lock and
+/// returns [`Error::Forked`] instead).
+///
+/// Dropping inherited values in the child never touches the parent's locks: a guard the parent
+/// held at the `fork` is neither committed nor released by the child, and a temporary store is not
+/// removed. A guard held at the `fork` must not be used in the child at all: the lock that makes
+/// its reference safe is the parent's, which the parent may release at any time. `fork` is
+/// detected with a `pthread_atfork` handler, installed when the first store is opened; a child made
+/// by a raw `clone` or `syscall(SYS_fork)`, which bypasses libc's `fork`, is not detected.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) inner: Arc<StoreInner>,
@@ -236,7 +269,9 @@ impl Store {
 
     /// The object `name`, created with `init()` if it does not exist yet. An existing entry is
     /// opened as it is: `init` is not called, and a different layout is
-    /// [`Error::LayoutMismatch`].
+    /// [`Error::LayoutMismatch`]. `init` runs without any lock held, so it may use the store
+    /// (read other entries, create entries); if another thread or process creates `name` while it
+    /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
         let (slot, entry) = self
             .inner
@@ -357,8 +392,11 @@ pub(crate) struct StoreInner {
     pub(crate) read_only: bool,
     /// The default durability of commits.
     pub(crate) durability: Durability,
-    /// Serialises catalog changes (entry creation, growth) across threads and processes.
-    pub(crate) catalog_lock: RangeLock,
+    /// The file's identity and the process generation that opened it, for every lock taken on it.
+    pub(crate) scope: LockScope,
+    /// Serialises catalog changes (entry creation, growth) across threads and processes; taken
+    /// through [`StoreInner::lock_catalog`].
+    catalog_lock: RangeLock,
     /// Entries this process has seen, by name. Records never change once published.
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
     /// One lock per entry slot, shared by every handle of this process.
@@ -369,7 +407,9 @@ pub(crate) struct StoreInner {
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
-        if let Some(temp) = &self.temp {
+        // A forked child's copy shares the parent's open file, and with it the parent's `flock`:
+        // releasing would take it exclusively and remove the store under the parent.
+        if let (Some(temp), false) = (&self.temp, self.scope.forked()) {
             temp.release(&self.path, &self.file);
         }
     }
@@ -435,6 +475,7 @@ impl StoreInner {
             path: path.to_owned(),
             source: e,
         })?;
+        let scope = LockScope::of(&file).map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?;
         let store = StoreInner {
             path: path.to_owned(),
             file,
@@ -444,6 +485,7 @@ impl StoreInner {
             allocate: false,
             read_only,
             durability: Durability::Process,
+            scope,
             catalog_lock: RangeLock::new(LOCK_BASE),
             names: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -491,7 +533,7 @@ impl StoreInner {
         if self.read_only {
             return Err(self.read_only_error("growing the store"));
         }
-        let _held = self.catalog_lock.write(&self.file, Wait::Forever).map_err(|e| self.lock_error(e))?;
+        let _held = self.lock_catalog("growing", &self.path.display().to_string())?;
         self.grow_to(capacity)?;
         Ok(true)
     }
@@ -564,6 +606,12 @@ impl StoreInner {
 
     #[cold]
     fn remap(&self, capacity: u64) -> &Mapping {
+        // A forked child's list of mappings may have been locked by another thread of its parent
+        // at the instant of the fork, and would stay locked forever: the child keeps the mappings
+        // it inherited, and what lies beyond them reports `BeyondMapping` ("reopen the store").
+        if self.scope.forked() {
+            return self.maps.current();
+        }
         // Growers extend the file before they raise the capacity, so the file is long enough;
         // check anyway, since mapping past the end of a (truncated) file would turn accesses into
         // SIGBUS. If remapping fails, the old mapping stays, and entries beyond it report
@@ -607,10 +655,34 @@ impl StoreInner {
         }
     }
 
-    /// The process-wide lock of the entry in `slot`.
-    pub(crate) fn entry_lock(&self, slot: u32, offset: u64) -> Arc<RangeLock> {
+    /// The process-wide lock of the entry in `slot`; [`Error::Forked`] in a forked child, whose
+    /// copy of the lock table may have been locked by a parent thread at the instant of the fork.
+    pub(crate) fn entry_lock(&self, slot: u32, offset: u64) -> Result<Arc<RangeLock>> {
+        self.check_not_forked()?;
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(slot).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone()
+        Ok(locks.entry(slot).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone())
+    }
+
+    /// Takes the catalog lock exclusively, for `requested` (`creating`, `migrating`, `growing`)
+    /// `name`.
+    pub(crate) fn lock_catalog(&self, requested: &'static str, name: &str) -> Result<Held<'_>> {
+        self.catalog_lock.write(&self.file, &self.scope, Wait::Forever).map_err(|e| match e {
+            // This thread already holds the catalog lock. No caller's code runs under it (an
+            // `init` closure runs before it is taken), so this is a bug; report it, never hang.
+            LockError::WouldDeadlock { .. } => {
+                Error::WouldDeadlock { name: name.to_owned(), held: "the store's catalog lock", requested }
+            }
+            other => self.entry_lock_error(other, name, true, None),
+        })
+    }
+
+    /// [`Error::Forked`] if this process is a forked child of the one that opened the store.
+    #[inline]
+    pub(crate) fn check_not_forked(&self) -> Result<()> {
+        if self.scope.forked() {
+            return Err(Error::Forked { path: self.path.clone() });
+        }
+        Ok(())
     }
 
     pub(crate) fn io(&self, op: &'static str, source: io::Error) -> Error {
@@ -625,10 +697,25 @@ impl StoreInner {
         Error::ReadOnly { path: self.path.clone(), action }
     }
 
-    pub(crate) fn lock_error(&self, e: crate::lock::LockError) -> Error {
+    /// The error for a failed acquisition of the lock of entry `name`, for a write (`exclusive`) or
+    /// a read, that waited at most `timeout`.
+    pub(crate) fn entry_lock_error(
+        &self,
+        e: LockError,
+        name: &str,
+        exclusive: bool,
+        timeout: Option<Duration>,
+    ) -> Error {
         match e {
-            crate::lock::LockError::Io(source) => self.io("lock", source),
-            _ => self.io("lock", io::Error::from(io::ErrorKind::WouldBlock)),
+            LockError::Io(source) => self.io("lock", source),
+            LockError::WouldBlock => Error::WouldBlock { name: name.to_owned() },
+            LockError::Timeout => Error::Timeout { name: name.to_owned(), waited: timeout.unwrap_or_default() },
+            LockError::Forked => Error::Forked { path: self.path.clone() },
+            LockError::WouldDeadlock { held_exclusive } => Error::WouldDeadlock {
+                name: name.to_owned(),
+                held: if held_exclusive { "a write guard on it" } else { "a read guard on it" },
+                requested: if exclusive { "a write lock on" } else { "a read lock on" },
+            },
         }
     }
 }

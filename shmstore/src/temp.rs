@@ -55,10 +55,13 @@
 //!
 //! Tools that open the file by its path ([`Store::open`], the `shmstore` CLI) hold the shared lock
 //! too, so the store is not removed under them, but they do not remove it when they close it; a
-//! store they were the last to hold is a leftover for the next opener or `clean_temp`. A process
-//! that `fork`s shares its open stores' locks with the child (they belong to the open file, not
-//! to the process), so a temporary store must not be used on both sides of a `fork` without
-//! `exec`.
+//! store they were the last to hold is a leftover for the next opener or `clean_temp`.
+//!
+//! A child made by `fork` shares its parent's open file description, and with it the parent's
+//! `flock`: a [`Store`] it inherits fails with [`Error::Forked`] (see "Processes and fork" on
+//! [`Store`]), and dropping it in the child does *not* close the store as rule 2 says, since taking
+//! the shared description's lock exclusively would remove the store under the parent. The child
+//! opens the store by name again to use it, with a description (and a shared `flock`) of its own.
 
 use std::fs::{self, File, TryLockError};
 use std::io;
@@ -143,9 +146,9 @@ impl Store {
     /// bytes, without control characters ([`Error::InvalidTempName`]).
     ///
     /// Tools that open the file by its path ([`Store::open`], the `shmstore` command) keep it from
-    /// being removed while they have it open, but do not remove it when they close it. Do not use
-    /// a temporary store on both sides of a `fork` without `exec`: the two processes share its
-    /// lock.
+    /// being removed while they have it open, but do not remove it when they close it. A child
+    /// made by `fork` must open it again by name to use it: the store it inherits fails with
+    /// [`Error::Forked`], and dropping that one in the child leaves the store alone.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

@@ -124,6 +124,11 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
 
     fn finish(&mut self, commit: bool) -> Result<()> {
         self.finished = true;
+        // A guard inherited by a forked child: the lock is its parent's, not the child's, so
+        // nothing may be published or recorded under it.
+        if self.hold.forked() {
+            return Err(Error::Forked { path: self.handle.store.path.clone() });
+        }
         let durability = self.handle.durability;
         match &self.target {
             Target::Staged { value, publish } if commit => publish(self.handle, &self.hold, value, durability),
@@ -153,7 +158,8 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
 
 impl<T: ?Sized> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.finished {
+        // In a forked child, do nothing at all (see `finish`): not even build the error.
+        if !self.finished && !self.hold.forked() {
             // A panic inside the guard rolls back; otherwise commit. Errors can only be reported by
             // `commit()`; here the change is at least published to every process.
             let panic_while_held = std::thread::panicking() && !self.panicking_at_start;

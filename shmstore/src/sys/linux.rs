@@ -9,7 +9,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::LockKind;
@@ -39,6 +40,47 @@ fn set(file: &File, offset: u64, kind: libc::c_short, wait: bool) -> io::Result<
             _ => return Err(err),
         }
     }
+}
+
+/// How many times this process is a `fork` away from the process that started the program: bumped
+/// by the `pthread_atfork` child handler that [`watch_forks`] installs.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs in the child of every `fork`, in its only thread, before `fork` returns there. It must be
+/// async-signal-safe: one lock-free atomic increment is.
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the `fork` child handler that [`fork_generation`] counts with, once per process; later
+/// calls return the first call's outcome.
+///
+/// libc runs `pthread_atfork` handlers for `fork()` (and so for everything built on it), but not
+/// for `vfork()`, `posix_spawn()` (whose child only `exec`s), glibc's `_Fork()`, or a raw
+/// `clone`/`syscall(SYS_fork)`: a child made by those last two, and then used without `exec`, is
+/// not detected.
+pub(crate) fn watch_forks() -> io::Result<()> {
+    static WATCHING: OnceLock<i32> = OnceLock::new();
+    // SAFETY: `pthread_atfork` only records the three function pointers (two null); `forked_child`
+    // is an `extern "C" fn()` that lives for the whole program and is async-signal-safe, as a
+    // child handler of a multi-threaded process must be.
+    let rc = *WATCHING.get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(forked_child)) });
+    match rc {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// How many `fork`s separate this process from the one that started the program, counted since
+/// [`watch_forks`] first ran: a value read before a `fork` differs from every value read in the
+/// child. One relaxed load (a plain load on x86-64 and AArch64), cheap enough for every lock.
+///
+/// Relaxed suffices: the handler runs in the child's only thread before `fork` returns there, so
+/// that thread sees the increment by program order, and threads it starts later see it through
+/// the thread spawn.
+#[inline(always)]
+pub(crate) fn fork_generation() -> u64 {
+    FORKS.load(Ordering::Relaxed)
 }
 
 /// Takes the one-byte lock at `offset`. With `wait`, blocks until it is granted and returns

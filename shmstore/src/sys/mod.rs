@@ -1,5 +1,6 @@
 //! Platform code, behind one small interface: byte-range locks that the kernel releases when the
-//! process dies, and a wait/wake primitive on a word of shared memory.
+//! process dies, a wait/wake primitive on a word of shared memory, and a count of the `fork`s that
+//! made this process (see [`fork_generation`]).
 //!
 //! Only Linux is implemented today (open-file-description locks, `F_OFD_SETLK[W]`). A port adds a
 //! sibling module with the same functions: on macOS, per-range `flock`-style emulation or
@@ -8,7 +9,10 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{allocate, current_uid, futex_wait, futex_wake, lock_range, process_exists, unlock_range};
+pub(crate) use linux::{
+    allocate, current_uid, fork_generation, futex_wait, futex_wake, lock_range, process_exists, unlock_range,
+    watch_forks,
+};
 
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
 pub(crate) mod sync;
