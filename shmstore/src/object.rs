@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
-use crate::view::{ReadGuard, WriteGuard};
+use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A typed handle to a named object in a [`Store`](crate::Store).
 ///
@@ -177,8 +177,8 @@ impl<T: SharedLayout> Shared<T> {
 
     /// Replaces the value, as one commit. The old value is not read, so this also repairs an
     /// object whose bytes are not a valid `T` ([`Error::InvalidValue`](crate::Error::InvalidValue)).
-    pub fn store(&self, value: T) -> Result<()> {
-        self.handle.overwrite(0, std::slice::from_ref(&value))
+    pub fn store(&self, mut value: T) -> Result<()> {
+        self.handle.overwrite(0, view::owned_bytes(&mut value))
     }
 
     /// Runs `f` on the value under the write lock and commits the result, returning what `f`

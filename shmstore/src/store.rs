@@ -237,9 +237,9 @@ impl Store {
     /// opened as it is: `init` is not called, and a different layout is
     /// [`Error::LayoutMismatch`].
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
-        let (slot, entry) = self
-            .inner
-            .find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || crate::view::value_bytes(&init()).to_vec())?;
+        let (slot, entry) = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
+            crate::view::owned_bytes(&mut init()).to_vec()
+        })?;
         self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
     }
 
