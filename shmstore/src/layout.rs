@@ -14,18 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
 /// A type whose values can live in a shared, memory-mapped file.
 ///
 /// Implementors are plain old data: a fixed size, no padding, no pointers, and a [`Layout`] that says
-/// exactly which byte patterns are valid values. Derive it with `#[derive(SharedLayout)]` on a
-/// `#[repr(C)]` struct or a fieldless `#[repr(u8|u16|u32)]` enum; the derive proves all of this at
-/// compile time.
-///
-/// # Safety
-///
-/// An implementation promises that:
-/// - `LAYOUT.size == size_of::<Self>()` and `LAYOUT.align == align_of::<Self>()`;
-/// - the type has no padding bytes and holds no pointers, references or handles to process-local
-///   resources (its bytes mean the same thing in every process);
-/// - every byte pattern for which [`Layout::validate`] returns `Ok` is a valid value of `Self`;
-/// - the type has no drop glue that matters (values in the file are never dropped).
+/// exactly which byte patterns are valid values and which bytes are atomics. Derive it with
+/// `#[derive(SharedLayout)]` on a `#[repr(C)]` struct or a fieldless `#[repr(u8|u16|u32|u64)]` enum;
+/// the derive proves all of this at compile time. Writing an impl by hand is rarely needed, and
+/// `unsafe`: the store trusts the layout completely.
 ///
 /// ```
 /// use shmstore::{SharedLayout, layout::TypeKind};
@@ -42,6 +34,74 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
 /// assert_eq!(fields[1].name, "y");
 /// assert_eq!(fields[1].offset, 4);
 /// ```
+///
+/// # Safety
+///
+/// The store copies values in and out of the file as bytes, hands out `&Self` and `&mut Self` into
+/// the mapping after checking nothing but `LAYOUT`, and lets other threads and processes use the
+/// same bytes at the same time. An implementation therefore promises all of the following:
+///
+/// 1. **Size and alignment are exact**: `LAYOUT.size == size_of::<Self>()` and
+///    `LAYOUT.align == align_of::<Self>()`.
+/// 2. **No padding**: every byte of `Self` is part of a field (or element) that `LAYOUT`
+///    describes, so every byte of every value is initialised and a byte copy is a value copy.
+/// 3. **No pointers**: `Self` holds no pointers, references, or handles to process-local resources
+///    (file descriptors, thread ids, ...), so its bytes mean the same in every process.
+/// 4. **Validation is sufficient**: every byte pattern for which [`Layout::validate`] returns `Ok`
+///    is a valid value of `Self`. (Patterns it rejects may be valid too; they are just refused.)
+/// 5. **Interior mutability only through the described atomics**: every byte that can change
+///    through a shared reference `&Self` belongs to a std atomic (`AtomicU32`, `AtomicU64`,
+///    `AtomicI32`, `AtomicI64`, `AtomicBool`, or a `#[repr(transparent)]` wrapper of one), is only
+///    ever changed through that atomic's methods, and is described by `LAYOUT` as a
+///    [`TypeKind::Atomic`] of that atomic's primitive at that atomic's offset, nested as the type
+///    is. Nothing else may be interior-mutable: no `Cell`, `RefCell`, `UnsafeCell`, `Mutex`, and
+///    no wrapper around an atomic that `LAYOUT` describes as a plain integer. Conversely, bytes
+///    described as an atomic belong to such an atomic. The store relies on this to read, under a
+///    shared lock (while holders of read guards may be storing to the atomics), the atomics with
+///    atomic loads of their own width and every other byte with plain reads; and, since atomics are
+///    not `Copy`, a `Copy` implementor has no atomics at all.
+/// 6. **No drop glue**: `std::mem::needs_drop::<Self>()` is `false`; values in the file are never
+///    dropped.
+/// 7. `Self: Send + Sync + 'static` (the supertraits; the compiler checks these).
+///
+/// # What the contract forbids, by example
+///
+/// This impl compiles, and breaks rule 5. `Hits` holds an `AtomicU64` that every holder of a read
+/// guard may `fetch_add` through `&Hits`, but its layout calls it a plain `u64`. The store would then
+/// copy those bytes with plain reads while another thread (or process) stores to them: a data race,
+/// which is undefined behaviour, even though each rule about size, padding, pointers and validity
+/// holds.
+///
+/// ```no_run
+/// use std::sync::atomic::AtomicU64;
+/// use shmstore::{Layout, Primitive, SharedLayout, TypeKind};
+///
+/// #[repr(transparent)]
+/// struct Hits(AtomicU64);
+///
+/// // UNSOUND: do not do this. The layout must say `TypeKind::Atomic(Primitive::U64)`.
+/// unsafe impl SharedLayout for Hits {
+///     const LAYOUT: Layout = Layout::new("Hits", 8, 8, 1, TypeKind::Primitive(Primitive::U64));
+/// }
+/// ```
+///
+/// Derive it instead: the derive describes the field as the atomic it is.
+///
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// use shmstore::{Primitive, SharedLayout, TypeKind};
+///
+/// #[derive(SharedLayout)]
+/// #[repr(transparent)]
+/// struct Hits(AtomicU64);
+///
+/// let TypeKind::Struct { fields } = Hits::LAYOUT.kind else { unreachable!() };
+/// assert_eq!(fields[0].layout.kind, TypeKind::Atomic(Primitive::U64));
+/// assert!(Hits::LAYOUT.contains_atomics());
+/// ```
+///
+/// The derive refuses `Cell`, `UnsafeCell`, locks and every other field type without a
+/// `SharedLayout` impl, so derived types meet rule 5 by construction.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory",
     label = "`{Self}` does not implement `SharedLayout`",
@@ -542,9 +602,9 @@ impl std::error::Error for InvalidValue {}
 
 macro_rules! primitive_impls {
     ($($t:ty => $p:ident),* $(,)?) => {$(
-        // SAFETY: a primitive has no padding and no pointers; its size and align are taken from the
-        // compiler; every byte pattern is valid except for `bool`, which `Layout::validate` checks
-        // (only 0 and 1 pass).
+        // SAFETY: a primitive has no padding, no pointers, no drop glue and no interior
+        // mutability; its size and align are taken from the compiler; every byte pattern is valid
+        // except for `bool`, which `Layout::validate` checks (only 0 and 1 pass).
         unsafe impl SharedLayout for $t {
             const LAYOUT: Layout = Layout::new(
                 Primitive::$p.name(),
@@ -566,7 +626,9 @@ primitive_impls!(
 macro_rules! atomic_impls {
     ($($t:ident => $p:ident),* $(,)?) => {$(
         // SAFETY: the std atomics have the same size and bit validity as their integer (or bool)
-        // counterpart, no padding and no pointers. `AtomicBool` is validated like `bool`.
+        // counterpart, no padding, no pointers and no drop glue. `AtomicBool` is validated like
+        // `bool`. All their bytes can change through `&Self`, only through their own methods, and
+        // the layout describes them as exactly this atomic (rule 5 of the contract).
         unsafe impl SharedLayout for $t {
             const LAYOUT: Layout = Layout::new(
                 stringify!($t),
@@ -582,8 +644,9 @@ macro_rules! atomic_impls {
 atomic_impls!(AtomicU32 => U32, AtomicU64 => U64, AtomicI32 => I32, AtomicI64 => I64, AtomicBool => Bool);
 
 // SAFETY: an array has no padding between its elements (its size is `N * size_of::<T>()`), holds no
-// pointers because `T` holds none, and is valid when each element is, which is what
-// `Layout::validate` checks for `TypeKind::Array`.
+// pointers and has no drop glue because `T` has none, is valid when each element is, which is what
+// `Layout::validate` checks for `TypeKind::Array`, and is interior-mutable exactly where its
+// elements are, each described by the element layout at its own offset.
 unsafe impl<T: SharedLayout, const N: usize> SharedLayout for [T; N] {
     const LAYOUT: Layout = Layout::array(&T::LAYOUT, N, std::mem::size_of::<[T; N]>(), std::mem::align_of::<[T; N]>());
 }
