@@ -105,6 +105,9 @@ impl<T: SharedLayout> SharedArray<T> {
         T: Copy,
     {
         self.handle.check_range("read_at", index, out.len())?;
+        // A plain copy out of the mapping is race-free here: the guard holds the shared lock, so
+        // no cooperating writer changes these elements, and `T: Copy` means they hold no atomics
+        // (nor any other `UnsafeCell`), the only bytes other readers may change meanwhile.
         out.copy_from_slice(&self.handle.read::<T>(index, out.len(), Wait::Forever, None)?);
         Ok(())
     }
@@ -130,6 +133,7 @@ impl<T: SharedLayout> SharedArray<T> {
         T: Copy,
     {
         self.handle.check_range("index", index, 1)?;
+        // Race-free for the reasons given in `read_at`.
         Ok(self.handle.read::<T>(index, 1, Wait::Forever, None)?[0])
     }
 

@@ -181,6 +181,7 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
         T: Copy,
     {
         let at = self.check("read_at", index, out.len())?;
+        // Race-free as in `SharedArray::read_at`: shared lock held, and `T: Copy` holds no atomics.
         out.copy_from_slice(&self.handle.read::<T>(at, out.len(), Wait::Forever, None)?);
         Ok(())
     }
@@ -202,6 +203,7 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
         T: Copy,
     {
         let at = self.check("index", index, 1)?;
+        // Race-free as in `SharedArray::read_at`.
         Ok(self.handle.read::<T>(at, 1, Wait::Forever, None)?[0])
     }
 

@@ -136,6 +136,8 @@ impl<T: SharedLayout> Shared<T> {
         if self.handle.entry.slot_count == 2 {
             return self.handle.load_optimistic::<T>();
         }
+        // Only objects holding atomics have one slot, and a `Copy` type holds none (see the
+        // `SharedLayout` contract), so this copy under the shared lock races with nothing.
         let guard = self.read()?;
         Ok((*guard, self.handle.version()))
     }
