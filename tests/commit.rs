@@ -404,14 +404,17 @@ impl HuntStats {
     }
 }
 
-/// Reads `obj` as fast as it can until `deadline` (through `load_versioned()`, or a `read()` guard
-/// if `guards`), checking every value's invariant, that `counter == version - v0`, and that
-/// versions never go backwards.
-fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, deadline: Instant) -> HuntStats {
+/// Reads `obj` as fast as it can (through `load_versioned()`, or a `read()` guard if `guards`)
+/// until it has seen the version change `changes` times, checking every value's invariant, that
+/// `counter == version - v0`, and that versions never go backwards. Gives up after
+/// [`HUNT_PATIENCE`] (a safety net against a writer that stopped: the caller then sees too few
+/// changes and fails).
+fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, changes: u64) -> HuntStats {
+    let give_up = Instant::now() + HUNT_PATIENCE;
     let mut stats = HuntStats::default();
     let mut last = 0u64;
     loop {
-        if stats.loads % 64 == 0 && Instant::now() >= deadline {
+        if stats.changes >= changes || (stats.loads % 64 == 0 && Instant::now() >= give_up) {
             return stats;
         }
         let (value, version) = if guards {
@@ -438,22 +441,28 @@ fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, deadline: Instant) -> HuntSta
     }
 }
 
-/// `arg` is `load|read:MILLIS:V0`. Waits for `go`, hunts for MILLIS ms, reports `done STATS`.
+/// `arg` is `load|read:CHANGES:V0`. Waits for `go`, hunts until it has seen CHANGES version
+/// changes, reports `done STATS`.
 fn role_hunt_reader(args: &ChildArgs) {
     let mut parts = args.arg.split(':');
     let guards = parts.next().unwrap() == "read";
-    let millis: u64 = parts.next().unwrap().parse().unwrap();
+    let changes: u64 = parts.next().unwrap().parse().unwrap();
     let v0: u64 = parts.next().unwrap().parse().unwrap();
     let store = Store::open(&args.path).unwrap();
     let obj = store.object::<Tied>("hunt").unwrap();
     emit("ready");
     wait_for("go");
-    let stats = hunt(&obj, v0, guards, Instant::now() + Duration::from_millis(millis));
+    let stats = hunt(&obj, v0, guards, changes);
     emit(format!("done {}", stats.encode()));
 }
 
+/// How long watcher children wait for a change: far longer than the parent's patience with them
+/// ([`common::CHILD_PATIENCE`]), so that a waiter that is never woken is a failure (the parent gives
+/// up on it), not a slow success when its own timeout ends the wait.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `arg` is `ROUNDS`. Each round: reports `waiting VERSION` (of object `watched`), waits for a
-/// change with a 10 s timeout, and reports `changed VERSION ELAPSED_US WORDS...` (or
+/// change (for up to [`WATCH_TIMEOUT`]), and reports `changed VERSION ELAPSED_US WORDS...` (or
 /// `error ...`).
 fn role_watch(args: &ChildArgs) {
     let rounds: u32 = args.arg.parse().unwrap();
@@ -463,7 +472,7 @@ fn role_watch(args: &ChildArgs) {
         let (_, since) = obj.load_versioned().unwrap();
         emit(format!("waiting {}", since.get()));
         let start = Instant::now();
-        match obj.wait_for_change(since, Duration::from_secs(10)) {
+        match obj.wait_for_change(since, WATCH_TIMEOUT) {
             Ok((value, version)) => {
                 emit(format!("changed {} {} {}", version.get(), start.elapsed().as_micros(), value.encode()))
             }
@@ -481,7 +490,7 @@ fn role_watch_array(args: &ChildArgs) {
         let since = arr.version();
         emit(format!("waiting {}", since.get()));
         let start = Instant::now();
-        match arr.wait_for_change(since, Duration::from_secs(10)) {
+        match arr.wait_for_change(since, WATCH_TIMEOUT) {
             Ok(version) => {
                 let values = arr.read().unwrap().iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
                 emit(format!("changed {} {} {values}", version.get(), start.elapsed().as_micros()))
@@ -1007,27 +1016,34 @@ fn a_panic_inside_a_guard_in_a_child_process_leaves_the_old_value() {
 // ---------------------------------------------------------------------------------------------
 // 3. Torn-read hunt.
 
-const HUNT: Duration = Duration::from_secs(3);
+/// How many version changes each reader must see: enough that its reads raced with many commits
+/// (with guards, readers and the writer take turns in bursts, as the kernel lock convoys, so
+/// far fewer changes are seen per read than with lock-free loads).
+const HUNT_CHANGES_LOADS: u64 = 1_000;
+const HUNT_CHANGES_GUARDS: u64 = 20;
+/// How long a reader hunts at most: a safety net, never the measure of the test.
+const HUNT_PATIENCE: Duration = Duration::from_secs(60);
 const PARENT_HUNTERS: usize = 2;
 
-/// One writer process commits to `hunt` for [`HUNT`] while a reader process and
-/// [`PARENT_HUNTERS`] threads of this process read it (`load()`, or `read()` guards if `guards`).
-/// Returns the stats of every reader (the child's first) and the writer's commit count.
-fn torn_read_hunt(guards: bool) -> (Vec<HuntStats>, u64) {
+/// One writer process commits to `hunt` while a reader process and [`PARENT_HUNTERS`] threads of
+/// this process read it (`load()`, or `read()` guards if `guards`), until each reader has seen
+/// the value change `changes` times. Every value read must be one that was committed, whole.
+/// How fast this goes is not the test's business: `benches/store.rs` measures `load` and `read`
+/// guards while a writer process commits (`object/load_contended`, `object/read_guard_contended`).
+fn torn_read_hunt(guards: bool, changes: u64) {
     let (_dir, path) = temp_store();
     let store = new_store(&path);
     let (obj, v0) = tied_object(&store, "hunt");
     let mode = if guards { "read" } else { "load" };
 
     let mut writer = ChildProc::spawn("hunt_writer", &path, "12345");
-    let mut reader = ChildProc::spawn("hunt_reader", &path, &format!("{mode}:{}:{v0}", HUNT.as_millis()));
+    let mut reader = ChildProc::spawn("hunt_reader", &path, &format!("{mode}:{changes}:{v0}"));
     writer.expect("ready");
     reader.expect("ready");
     writer.send("go");
     reader.send("go");
-    let deadline = Instant::now() + HUNT;
     let mut stats: Vec<HuntStats> = std::thread::scope(|s| {
-        let hunters: Vec<_> = (0..PARENT_HUNTERS).map(|_| s.spawn(|| hunt(&obj, v0, guards, deadline))).collect();
+        let hunters: Vec<_> = (0..PARENT_HUNTERS).map(|_| s.spawn(|| hunt(&obj, v0, guards, changes))).collect();
         hunters.into_iter().map(|h| h.join().unwrap()).collect()
     });
     stats.insert(0, HuntStats::decode(&reader.expect("done")));
@@ -1048,30 +1064,23 @@ fn torn_read_hunt(guards: bool) -> (Vec<HuntStats>, u64) {
     println!("torn-read hunt via {mode}: the writer process made {commits} commits");
     for (i, s) in stats.iter().enumerate() {
         assert_eq!(s.violations, 0, "{} saw {} bad values via {mode}, e.g. {:#?}", who(i), s.violations, s.examples);
+        assert!(
+            s.changes >= changes,
+            "{} saw the value change only {} times in {HUNT_PATIENCE:?}: {s:?}",
+            who(i),
+            s.changes
+        );
     }
-    (stats, commits)
 }
 
 #[test]
 fn torn_read_hunt_lock_free_loads_never_see_a_torn_value() {
-    let (stats, commits) = torn_read_hunt(false);
-    assert!(commits > 1000, "the writer made only {commits} commits");
-    for s in &stats {
-        assert!(s.loads > 5000, "a reader made only {} loads: {s:?}", s.loads);
-        assert!(s.changes > 100, "a reader saw the value change only {} times: {s:?}", s.changes);
-    }
+    torn_read_hunt(false, HUNT_CHANGES_LOADS);
 }
 
 #[test]
 fn torn_read_hunt_read_guards_never_see_a_torn_value() {
-    let (stats, commits) = torn_read_hunt(true);
-    assert!(commits > 100, "the writer made only {commits} commits");
-    for s in &stats {
-        assert!(s.loads > 2000, "a reader took only {} read guards: {s:?}", s.loads);
-        // Readers and the writer take turns in bursts (the kernel lock convoys), so far fewer
-        // changes are seen than with loads; but the reads must have raced with commits.
-        assert!(s.changes >= 2, "a reader never saw the value change between its reads: {s:?}");
-    }
+    torn_read_hunt(true, HUNT_CHANGES_GUARDS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,7 +1101,7 @@ fn until_asleep(child: &ChildProc, path: &Path) -> bool {
 }
 
 #[test]
-fn wait_for_change_wakes_waiters_in_other_processes_promptly() {
+fn wait_for_change_wakes_waiters_in_other_processes() {
     let (_dir, path) = temp_store();
     let store = new_store(&path);
     let (obj, _) = tied_object(&store, "watched");
@@ -1136,7 +1145,6 @@ fn wait_for_change_wakes_waiters_in_other_processes_promptly() {
             let waited_us: u64 = parts.next().unwrap().parse().unwrap();
             let value = Tied::decode(parts);
             assert_eq!((value, version), (expected, since + 1), "watcher {i}, round {round}");
-            assert!(latency < Duration::from_secs(1), "watcher {i} took {latency:?} to report the commit");
             println!("watch round {round}, watcher {i}: reported {latency:?} after the commit (waited {waited_us} µs)");
             latencies.push(latency);
         }
@@ -1167,7 +1175,7 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
         other => panic!("wait_for_change on a quiet object: {other:?}"),
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= timeout && elapsed < Duration::from_secs(5), "timed out after {elapsed:?}");
+    assert!(elapsed >= timeout, "gave up after {elapsed:?}, before its timeout");
 
     let since_arr = arr.version();
     let start = Instant::now();
@@ -1176,7 +1184,7 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
         other => panic!("wait_for_change on a quiet array: {other:?}"),
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= timeout && elapsed < Duration::from_secs(5), "timed out after {elapsed:?}");
+    assert!(elapsed >= timeout, "gave up after {elapsed:?}, before its timeout");
 
     // A zero timeout on a quiet entry fails at once.
     assert!(matches!(obj.wait_for_change(since, Duration::ZERO), Err(Error::NoChange { .. })));
@@ -1185,14 +1193,11 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
     obj.update(|t| t.advance(1)).unwrap();
     obj.update(|t| t.advance(2)).unwrap();
     arr.write_at(1, &[11]).unwrap();
-    let start = Instant::now();
     let (value, version) = obj.wait_for_change(since, Duration::from_secs(10)).unwrap();
     assert_eq!((value, version.get()), (Tied::new(0, 1).advanced(1).advanced(2), since.get() + 2));
     let arr_version = arr.wait_for_change(since_arr, Duration::from_secs(10)).unwrap();
     assert_eq!(arr_version.get(), since_arr.get() + 1);
-    let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_millis(500), "a stale `since` must not wait; took {elapsed:?}");
-    // Even with a zero timeout.
+    // A stale `since` never waits: even a zero timeout returns the change.
     assert_eq!(obj.wait_for_change(since, Duration::ZERO).unwrap().1, version);
 
     // Waiting for the current version times out again.
@@ -1221,7 +1226,6 @@ fn array_wait_for_change_wakes_on_a_write_at_from_another_process() {
         let (version, _waited_us) = (parts.next().unwrap(), parts.next().unwrap());
         assert_eq!(version, since + 1, "round {round}");
         assert_eq!(parts.collect::<Vec<_>>(), [0, 0, 0, 7 + round, 8, 9, 0, 0], "round {round}");
-        assert!(latency < Duration::from_secs(1), "the watcher took {latency:?}");
         latencies.push(latency);
     }
     watcher.finish();
@@ -1288,9 +1292,7 @@ fn a_killed_waiter_does_not_break_later_waits() {
     assert_eq!(watcher.expect("waiting").parse::<u64>().unwrap(), since.get());
     until_asleep(&watcher, &path);
     obj.update(|t| t.advance(6)).unwrap();
-    let committed_at = Instant::now();
     let msg = watcher.expect("changed");
-    assert!(committed_at.elapsed() < Duration::from_secs(1), "took {:?}", committed_at.elapsed());
     let mut parts = msg.split_whitespace();
     assert_eq!(parts.next().unwrap().parse::<u64>().unwrap(), since.get() + 1);
     parts.next();
