@@ -10,6 +10,7 @@
 //! | `object/load`                                  | `baseline/raw_seqlock_read64/uncontended`, `baseline/plain_copy64/from_mmap` |
 //! | `object/load_contended`                        | `baseline/raw_seqlock_read64/contended`             |
 //! | `object/read_guard`                            | `baseline/ofd_lock_pair/read`, `baseline/mmap_ofd_copy64/load` |
+//! | `object/read_guard_contended`                  | `baseline/mmap_ofd_copy64/load_contended`           |
 //! | `object/{update,store,write_guard}`            | `baseline/ofd_lock_pair/write`, `baseline/mmap_ofd_commit64` |
 //! | `array/read_at_1MiB/*`                         | `baseline/memcpy_1MiB/{vec,from_mmap}`              |
 //! | `array/write_at_1MiB/*`                        | `baseline/memcpy_1MiB/{vec,to_mmap}`                |
@@ -318,6 +319,18 @@ fn benches(c: &mut Criterion) {
     g.bench_function("raw_seqlock_read64/uncontended", |b| b.iter(|| seqlock.read().0));
     let writer = Writer::spawn("raw", &dir.path().join("raw.bin"), || seqlock.version());
     g.bench_function("raw_seqlock_read64/contended", |b| b.iter(|| seqlock.read().0));
+    // A locked copy while the writer process takes the same kernel lock for every commit: the
+    // floor of a `read()` guard that has to queue behind a committing writer.
+    g.bench_function("mmap_ofd_copy64/load_contended", |b| {
+        b.iter(|| {
+            ofd(&lock_file, LOCK_OFFSET, libc::F_RDLCK);
+            // SAFETY: as for `mmap_ofd_copy64/load`; the writer process only touches the seqlock's
+            // words, never `raw_obj`.
+            let v = unsafe { raw_obj.read() };
+            ofd(&lock_file, LOCK_OFFSET, libc::F_UNLCK);
+            black_box(v)
+        })
+    });
     // Outside the measurement: how often a read lost the race to the writer.
     let (reads, retries) = (1_000_000u64, (0..1_000_000).map(|_| u64::from(seqlock.read().1)).sum::<u64>());
     writer.finish(seqlock.version());
@@ -332,6 +345,14 @@ fn benches(c: &mut Criterion) {
     let version = || obj.version().get();
     let writer = Writer::spawn("store", &dir.path().join("bench.shm"), version);
     g.bench_function("load_contended", |b| b.iter(|| obj.load().unwrap()));
+    // What `tests/commit.rs`'s torn-read hunt used to assert a floor for: read guards taken while
+    // another process commits to the same object (compare with the contended locked copy above).
+    g.bench_function("read_guard_contended", |b| {
+        b.iter(|| {
+            let guard = obj.read().unwrap();
+            black_box(guard.a[3]);
+        })
+    });
     writer.finish(version());
     g.bench_function("read_guard", |b| {
         b.iter(|| {

@@ -39,8 +39,19 @@ fn child_main() {
     let Some(args) = common::child_args() else { return };
     match args.role.as_str() {
         "read_text" => role_read_text(&args),
+        "stream_write" => role_stream_write(&args),
         other => panic!("unknown child role {other:?}"),
     }
+}
+
+/// Opens the region `region`, reports `writing`, writes `arg` at its start through a stream (which
+/// waits for the region's write lock), and reports `wrote VERSION`.
+fn role_stream_write(args: &ChildArgs) {
+    let store = Store::open(&args.path).unwrap();
+    let region = store.bytes("region").unwrap();
+    emit("writing");
+    region.stream().write_all(args.arg.as_bytes()).unwrap();
+    emit(format!("wrote {}", region.version().get()));
 }
 
 /// Opens the region `text` and reports it read three ways: `read_at` of the first 19 bytes, the
@@ -338,9 +349,44 @@ fn handles_and_streams_go_between_threads() {
     send_sync::<shmstore::ArrayView<'static, u8>>();
 }
 
+/// How long to wait for a state that must come before declaring the test hung: a safety net,
+/// never a synchronisation mechanism.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `done` until it holds; panics after [`PATIENCE`] with `what`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "gave up waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Whether some process waits in the kernel for a lock on the file at `path` (a `->` line of
+/// `/proc/locks` naming its inode).
+fn someone_waits_for_a_lock_on(path: &std::path::Path) -> bool {
+    let inode = std::fs::metadata(path).unwrap().ino();
+    let locks = std::fs::read_to_string("/proc/locks").expect("read /proc/locks");
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"->")
+            && fields.iter().any(|f| f.split(':').nth(2).and_then(|i| i.parse::<u64>().ok()) == Some(inode))
+    })
+}
+
+/// The scheduler state of thread `tid` of this process (`R` running, `S` asleep, ...), or `None`
+/// once it has ended.
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 #[test]
 fn guards_versions_and_change_notification() {
-    let (_dir, store, region) = region(64);
+    let (_dir, path) = temp_store();
+    let store = Store::open_or_create(&path, MIB).unwrap();
+    let region = store.bytes_or_init("region", 64).unwrap();
     let v0 = region.version();
     region.write().unwrap()[..5].copy_from_slice(b"guard");
     let v1 = region.version();
@@ -358,15 +404,43 @@ fn guards_versions_and_change_notification() {
         .unwrap();
         assert!(matches!(region.try_write(), Err(Error::WouldDeadlock { .. })));
         assert!(region.try_read().is_ok());
-        // A stream's write takes the same lock.
+        // A stream's write in another thread takes the same lock: once the thread sleeps (it has
+        // nothing to wait for but the lock), it must not have written.
         let other = store.bytes("region").unwrap();
-        let writer = std::thread::spawn(move || other.stream().write_all(b"later"));
-        std::thread::sleep(Duration::from_millis(50));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            // SAFETY: `gettid` has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            other.stream().write_all(b"later")
+        });
+        let tid = tid_rx.recv().unwrap();
+        wait_until("the writing thread sleeps", || match thread_state(tid) {
+            Some(state) => state == 'S',
+            None => panic!("the writing thread ended while the read guard was held: its write did not wait"),
+        });
         assert_eq!(region.version(), v1, "the stream's write waits for the read guard");
+        assert_eq!(&reader[..5], b"guard");
+        // And so does one in another process, which queues for the kernel's lock.
+        let mut child = ChildProc::spawn("stream_write", &path, "LATER");
+        child.expect("writing");
+        wait_until("the child waits for the lock", || {
+            if let Some(msg) = child.poll() {
+                panic!("the child sent {msg:?} while the read guard was held: its write did not wait");
+            }
+            someone_waits_for_a_lock_on(&path)
+        });
+        assert_eq!(region.version(), v1, "the other process's write waits for the read guard");
+        assert_eq!(&reader[..5], b"guard");
         drop(reader);
         writer.join().unwrap().unwrap();
+        let wrote: u64 = child.expect("wrote").parse().unwrap();
+        assert!(wrote > v1.get(), "the child's write is a new version");
+        child.finish();
     }
-    assert_eq!(&region.read().unwrap()[..5], b"later");
+    // Both writes went through, in some order, and nothing else touched the region.
+    let first = region.read().unwrap()[..5].to_vec();
+    assert!(first == b"later" || first == b"LATER", "one of the writes is what stays: {first:?}");
+    assert_eq!(region.version().get(), v1.get() + 2);
     assert!(matches!(region.wait_for_change(region.version(), Duration::from_millis(20)), Err(Error::NoChange { .. })));
 
     // Handles clone, streams clone with their own position, and durable handles sync.

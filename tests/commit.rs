@@ -404,14 +404,17 @@ impl HuntStats {
     }
 }
 
-/// Reads `obj` as fast as it can until `deadline` (through `load_versioned()`, or a `read()` guard
-/// if `guards`), checking every value's invariant, that `counter == version - v0`, and that
-/// versions never go backwards.
-fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, deadline: Instant) -> HuntStats {
+/// Reads `obj` as fast as it can (through `load_versioned()`, or a `read()` guard if `guards`)
+/// until it has seen the version change `changes` times, checking every value's invariant, that
+/// `counter == version - v0`, and that versions never go backwards. Gives up after
+/// [`HUNT_PATIENCE`] (a safety net against a writer that stopped: the caller then sees too few
+/// changes and fails).
+fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, changes: u64) -> HuntStats {
+    let give_up = Instant::now() + HUNT_PATIENCE;
     let mut stats = HuntStats::default();
     let mut last = 0u64;
     loop {
-        if stats.loads % 64 == 0 && Instant::now() >= deadline {
+        if stats.changes >= changes || (stats.loads % 64 == 0 && Instant::now() >= give_up) {
             return stats;
         }
         let (value, version) = if guards {
@@ -438,22 +441,28 @@ fn hunt(obj: &Shared<Tied>, v0: u64, guards: bool, deadline: Instant) -> HuntSta
     }
 }
 
-/// `arg` is `load|read:MILLIS:V0`. Waits for `go`, hunts for MILLIS ms, reports `done STATS`.
+/// `arg` is `load|read:CHANGES:V0`. Waits for `go`, hunts until it has seen CHANGES version
+/// changes, reports `done STATS`.
 fn role_hunt_reader(args: &ChildArgs) {
     let mut parts = args.arg.split(':');
     let guards = parts.next().unwrap() == "read";
-    let millis: u64 = parts.next().unwrap().parse().unwrap();
+    let changes: u64 = parts.next().unwrap().parse().unwrap();
     let v0: u64 = parts.next().unwrap().parse().unwrap();
     let store = Store::open(&args.path).unwrap();
     let obj = store.object::<Tied>("hunt").unwrap();
     emit("ready");
     wait_for("go");
-    let stats = hunt(&obj, v0, guards, Instant::now() + Duration::from_millis(millis));
+    let stats = hunt(&obj, v0, guards, changes);
     emit(format!("done {}", stats.encode()));
 }
 
+/// How long watcher children wait for a change: far longer than the parent's patience with them
+/// ([`common::CHILD_PATIENCE`]), so that a waiter that is never woken is a failure (the parent gives
+/// up on it), not a slow success when its own timeout ends the wait.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `arg` is `ROUNDS`. Each round: reports `waiting VERSION` (of object `watched`), waits for a
-/// change with a 10 s timeout, and reports `changed VERSION ELAPSED_US WORDS...` (or
+/// change (for up to [`WATCH_TIMEOUT`]), and reports `changed VERSION ELAPSED_US WORDS...` (or
 /// `error ...`).
 fn role_watch(args: &ChildArgs) {
     let rounds: u32 = args.arg.parse().unwrap();
@@ -463,7 +472,7 @@ fn role_watch(args: &ChildArgs) {
         let (_, since) = obj.load_versioned().unwrap();
         emit(format!("waiting {}", since.get()));
         let start = Instant::now();
-        match obj.wait_for_change(since, Duration::from_secs(10)) {
+        match obj.wait_for_change(since, WATCH_TIMEOUT) {
             Ok((value, version)) => {
                 emit(format!("changed {} {} {}", version.get(), start.elapsed().as_micros(), value.encode()))
             }
@@ -481,7 +490,7 @@ fn role_watch_array(args: &ChildArgs) {
         let since = arr.version();
         emit(format!("waiting {}", since.get()));
         let start = Instant::now();
-        match arr.wait_for_change(since, Duration::from_secs(10)) {
+        match arr.wait_for_change(since, WATCH_TIMEOUT) {
             Ok(version) => {
                 let values = arr.read().unwrap().iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
                 emit(format!("changed {} {} {values}", version.get(), start.elapsed().as_micros()))
@@ -594,20 +603,31 @@ fn role_watch_read_only(args: &ChildArgs) {
     let obj = store.object::<Tied>("watched").unwrap();
     let arr = store.array::<u64>("samples").unwrap();
     let (obj_since, arr_since) = (obj.version(), arr.version());
-    let describe = |r: shmstore::Result<Version>| match r {
+    let describe = |r: &shmstore::Result<Version>| match r {
         Ok(v) => format!("ok {}", v.get()),
         Err(Error::NoChange { .. }) => "timeout".to_owned(),
         Err(e) => format!("error {e}"),
     };
     emit("opened");
+    // Nothing commits during these: each must time out.
     let quiet = Duration::from_millis(50);
-    emit(format!("quiet-object {}", describe(obj.wait_for_change(obj_since, quiet).map(|(_, v)| v))));
-    emit(format!("quiet-array {}", describe(arr.wait_for_change(arr_since, quiet))));
+    emit(format!("quiet-object {}", describe(&obj.wait_for_change(obj_since, quiet).map(|(_, v)| v))));
+    emit(format!("quiet-array {}", describe(&arr.wait_for_change(arr_since, quiet))));
     emit("stale-ready");
     wait_for("go");
-    let long = Duration::from_secs(10);
-    emit(format!("stale-object {}", describe(obj.wait_for_change(obj_since, long).map(|(_, v)| v))));
-    emit(format!("stale-array {}", describe(arr.wait_for_change(arr_since, long))));
+    // The parent committed before "go": these must return at once with the new versions.
+    let long = Duration::from_secs(60);
+    let object_now = obj.wait_for_change(obj_since, long).map(|(_, v)| v);
+    emit(format!("stale-object {}", describe(&object_now)));
+    let array_now = arr.wait_for_change(arr_since, long);
+    emit(format!("stale-array {}", describe(&array_now)));
+    // The parent commits once it reads each of these: the waits must see the commits, which
+    // happen while they sleep (or, if the parent is quick, just before they start).
+    let (Ok(object_now), Ok(array_now)) = (object_now, array_now) else { return };
+    emit("live-object-waiting");
+    emit(format!("live-object {}", describe(&obj.wait_for_change(object_now, long).map(|(_, v)| v))));
+    emit("live-array-waiting");
+    emit(format!("live-array {}", describe(&arr.wait_for_change(array_now, long))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -996,27 +1016,34 @@ fn a_panic_inside_a_guard_in_a_child_process_leaves_the_old_value() {
 // ---------------------------------------------------------------------------------------------
 // 3. Torn-read hunt.
 
-const HUNT: Duration = Duration::from_secs(3);
+/// How many version changes each reader must see: enough that its reads raced with many commits
+/// (with guards, readers and the writer take turns in bursts, as the kernel lock convoys, so
+/// far fewer changes are seen per read than with lock-free loads).
+const HUNT_CHANGES_LOADS: u64 = 1_000;
+const HUNT_CHANGES_GUARDS: u64 = 20;
+/// How long a reader hunts at most: a safety net, never the measure of the test.
+const HUNT_PATIENCE: Duration = Duration::from_secs(60);
 const PARENT_HUNTERS: usize = 2;
 
-/// One writer process commits to `hunt` for [`HUNT`] while a reader process and
-/// [`PARENT_HUNTERS`] threads of this process read it (`load()`, or `read()` guards if `guards`).
-/// Returns the stats of every reader (the child's first) and the writer's commit count.
-fn torn_read_hunt(guards: bool) -> (Vec<HuntStats>, u64) {
+/// One writer process commits to `hunt` while a reader process and [`PARENT_HUNTERS`] threads of
+/// this process read it (`load()`, or `read()` guards if `guards`), until each reader has seen
+/// the value change `changes` times. Every value read must be one that was committed, whole.
+/// How fast this goes is not the test's business: `benches/store.rs` measures `load` and `read`
+/// guards while a writer process commits (`object/load_contended`, `object/read_guard_contended`).
+fn torn_read_hunt(guards: bool, changes: u64) {
     let (_dir, path) = temp_store();
     let store = new_store(&path);
     let (obj, v0) = tied_object(&store, "hunt");
     let mode = if guards { "read" } else { "load" };
 
     let mut writer = ChildProc::spawn("hunt_writer", &path, "12345");
-    let mut reader = ChildProc::spawn("hunt_reader", &path, &format!("{mode}:{}:{v0}", HUNT.as_millis()));
+    let mut reader = ChildProc::spawn("hunt_reader", &path, &format!("{mode}:{changes}:{v0}"));
     writer.expect("ready");
     reader.expect("ready");
     writer.send("go");
     reader.send("go");
-    let deadline = Instant::now() + HUNT;
     let mut stats: Vec<HuntStats> = std::thread::scope(|s| {
-        let hunters: Vec<_> = (0..PARENT_HUNTERS).map(|_| s.spawn(|| hunt(&obj, v0, guards, deadline))).collect();
+        let hunters: Vec<_> = (0..PARENT_HUNTERS).map(|_| s.spawn(|| hunt(&obj, v0, guards, changes))).collect();
         hunters.into_iter().map(|h| h.join().unwrap()).collect()
     });
     stats.insert(0, HuntStats::decode(&reader.expect("done")));
@@ -1037,30 +1064,23 @@ fn torn_read_hunt(guards: bool) -> (Vec<HuntStats>, u64) {
     println!("torn-read hunt via {mode}: the writer process made {commits} commits");
     for (i, s) in stats.iter().enumerate() {
         assert_eq!(s.violations, 0, "{} saw {} bad values via {mode}, e.g. {:#?}", who(i), s.violations, s.examples);
+        assert!(
+            s.changes >= changes,
+            "{} saw the value change only {} times in {HUNT_PATIENCE:?}: {s:?}",
+            who(i),
+            s.changes
+        );
     }
-    (stats, commits)
 }
 
 #[test]
 fn torn_read_hunt_lock_free_loads_never_see_a_torn_value() {
-    let (stats, commits) = torn_read_hunt(false);
-    assert!(commits > 1000, "the writer made only {commits} commits");
-    for s in &stats {
-        assert!(s.loads > 5000, "a reader made only {} loads: {s:?}", s.loads);
-        assert!(s.changes > 100, "a reader saw the value change only {} times: {s:?}", s.changes);
-    }
+    torn_read_hunt(false, HUNT_CHANGES_LOADS);
 }
 
 #[test]
 fn torn_read_hunt_read_guards_never_see_a_torn_value() {
-    let (stats, commits) = torn_read_hunt(true);
-    assert!(commits > 100, "the writer made only {commits} commits");
-    for s in &stats {
-        assert!(s.loads > 2000, "a reader took only {} read guards: {s:?}", s.loads);
-        // Readers and the writer take turns in bursts (the kernel lock convoys), so far fewer
-        // changes are seen than with loads; but the reads must have raced with commits.
-        assert!(s.changes >= 2, "a reader never saw the value change between its reads: {s:?}");
-    }
+    torn_read_hunt(true, HUNT_CHANGES_GUARDS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1081,7 +1101,7 @@ fn until_asleep(child: &ChildProc, path: &Path) -> bool {
 }
 
 #[test]
-fn wait_for_change_wakes_waiters_in_other_processes_promptly() {
+fn wait_for_change_wakes_waiters_in_other_processes() {
     let (_dir, path) = temp_store();
     let store = new_store(&path);
     let (obj, _) = tied_object(&store, "watched");
@@ -1125,7 +1145,6 @@ fn wait_for_change_wakes_waiters_in_other_processes_promptly() {
             let waited_us: u64 = parts.next().unwrap().parse().unwrap();
             let value = Tied::decode(parts);
             assert_eq!((value, version), (expected, since + 1), "watcher {i}, round {round}");
-            assert!(latency < Duration::from_secs(1), "watcher {i} took {latency:?} to report the commit");
             println!("watch round {round}, watcher {i}: reported {latency:?} after the commit (waited {waited_us} µs)");
             latencies.push(latency);
         }
@@ -1156,7 +1175,7 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
         other => panic!("wait_for_change on a quiet object: {other:?}"),
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= timeout && elapsed < Duration::from_secs(5), "timed out after {elapsed:?}");
+    assert!(elapsed >= timeout, "gave up after {elapsed:?}, before its timeout");
 
     let since_arr = arr.version();
     let start = Instant::now();
@@ -1165,7 +1184,7 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
         other => panic!("wait_for_change on a quiet array: {other:?}"),
     }
     let elapsed = start.elapsed();
-    assert!(elapsed >= timeout && elapsed < Duration::from_secs(5), "timed out after {elapsed:?}");
+    assert!(elapsed >= timeout, "gave up after {elapsed:?}, before its timeout");
 
     // A zero timeout on a quiet entry fails at once.
     assert!(matches!(obj.wait_for_change(since, Duration::ZERO), Err(Error::NoChange { .. })));
@@ -1174,14 +1193,11 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
     obj.update(|t| t.advance(1)).unwrap();
     obj.update(|t| t.advance(2)).unwrap();
     arr.write_at(1, &[11]).unwrap();
-    let start = Instant::now();
     let (value, version) = obj.wait_for_change(since, Duration::from_secs(10)).unwrap();
     assert_eq!((value, version.get()), (Tied::new(0, 1).advanced(1).advanced(2), since.get() + 2));
     let arr_version = arr.wait_for_change(since_arr, Duration::from_secs(10)).unwrap();
     assert_eq!(arr_version.get(), since_arr.get() + 1);
-    let elapsed = start.elapsed();
-    assert!(elapsed < Duration::from_millis(500), "a stale `since` must not wait; took {elapsed:?}");
-    // Even with a zero timeout.
+    // A stale `since` never waits: even a zero timeout returns the change.
     assert_eq!(obj.wait_for_change(since, Duration::ZERO).unwrap().1, version);
 
     // Waiting for the current version times out again.
@@ -1210,7 +1226,6 @@ fn array_wait_for_change_wakes_on_a_write_at_from_another_process() {
         let (version, _waited_us) = (parts.next().unwrap(), parts.next().unwrap());
         assert_eq!(version, since + 1, "round {round}");
         assert_eq!(parts.collect::<Vec<_>>(), [0, 0, 0, 7 + round, 8, 9, 0, 0], "round {round}");
-        assert!(latency < Duration::from_secs(1), "the watcher took {latency:?}");
         latencies.push(latency);
     }
     watcher.finish();
@@ -1277,9 +1292,7 @@ fn a_killed_waiter_does_not_break_later_waits() {
     assert_eq!(watcher.expect("waiting").parse::<u64>().unwrap(), since.get());
     until_asleep(&watcher, &path);
     obj.update(|t| t.advance(6)).unwrap();
-    let committed_at = Instant::now();
     let msg = watcher.expect("changed");
-    assert!(committed_at.elapsed() < Duration::from_secs(1), "took {:?}", committed_at.elapsed());
     let mut parts = msg.split_whitespace();
     assert_eq!(parts.next().unwrap().parse::<u64>().unwrap(), since.get() + 1);
     parts.next();
@@ -1474,11 +1487,12 @@ fn every_commit_bumps_the_version_by_exactly_one() {
     assert_eq!(obj.version().get(), expected_version);
 }
 
-/// A process that only watches opens the store read-only. `wait_for_change` must not crash it: it
-/// either works (a timeout when nothing changes, the new version when something did) or reports an
-/// error.
+/// A process that only watches opens the store read-only, so it cannot register as a waiter (its
+/// mapping is read-only) and polls instead. Its `wait_for_change` must behave like anyone else's:
+/// a timeout when nothing changes, the new version at once when something already did, and a
+/// commit made while it sleeps wakes it (within its polling interval, well inside the timeout).
 #[test]
-fn wait_for_change_on_a_read_only_store_does_not_crash() {
+fn wait_for_change_on_a_read_only_store_sees_changes() {
     let (_dir, path) = temp_store();
     let store = new_store(&path);
     let (obj, _) = tied_object(&store, "watched");
@@ -1487,40 +1501,21 @@ fn wait_for_change_on_a_read_only_store_does_not_crash() {
 
     let mut child = ChildProc::spawn("watch_read_only", &path, "");
     child.expect("opened");
-    let mut results = Vec::new();
-    let mut next = |child: &mut ChildProc, what: &str| -> Option<String> {
-        match child.try_expect(what) {
-            Some(result) => {
-                results.push(format!("{what} {result}"));
-                Some(result)
-            }
-            None => None,
-        }
-    };
-    let quiet_object = next(&mut child, "quiet-object");
-    let quiet_array = quiet_object.as_ref().and_then(|_| next(&mut child, "quiet-array"));
-    let (mut stale_object, mut stale_array) = (None, None);
-    if quiet_array.is_some() && next(&mut child, "stale-ready").is_some() {
-        obj.update(|t| t.advance(1)).unwrap();
-        arr.set(0, 1).unwrap();
-        child.send("go");
-        stale_object = next(&mut child, "stale-object");
-        stale_array = stale_object.as_ref().and_then(|_| next(&mut child, "stale-array"));
-    }
+    assert_eq!(child.expect("quiet-object"), "timeout");
+    assert_eq!(child.expect("quiet-array"), "timeout");
+    child.expect("stale-ready");
+    obj.update(|t| t.advance(1)).unwrap();
+    arr.set(0, 1).unwrap();
+    child.send("go");
+    assert_eq!(child.expect("stale-object"), format!("ok {}", obj_since + 1));
+    assert_eq!(child.expect("stale-array"), format!("ok {}", arr_since + 1));
+
+    child.expect("live-object-waiting");
+    obj.update(|t| t.advance(1)).unwrap();
+    assert_eq!(child.expect("live-object"), format!("ok {}", obj_since + 2));
+    child.expect("live-array-waiting");
+    arr.set(1, 2).unwrap();
+    assert_eq!(child.expect("live-array"), format!("ok {}", arr_since + 2));
     let exit = child.wait_exit();
-    assert!(
-        exit.status.success(),
-        "wait_for_change on a read-only store killed the process ({}) after {results:?}; stderr:\n{}",
-        exit.status,
-        exit.stderr
-    );
-    // It works, or it fails cleanly.
-    let ok_or_error = |r: &Option<String>, expected: &str| {
-        let r = r.as_deref().unwrap_or("(nothing)");
-        assert!(r == expected || r.starts_with("error "), "expected {expected:?} or an error, got {r:?}");
-    };
-    ok_or_error(&quiet_object, "timeout");
-    ok_or_error(&quiet_array, "timeout");
-    ok_or_error(&stale_object, &format!("ok {}", obj_since + 1));
-    ok_or_error(&stale_array, &format!("ok {}", arr_since + 1));
+    assert!(exit.status.success(), "the read-only watcher failed ({}); stderr:\n{}", exit.status, exit.stderr);
 }

@@ -26,6 +26,13 @@
 //! - **`repr(packed)`**: additionally every field's offset is asserted to be a multiple of its type's
 //!   alignment, so that a field is as aligned inside the mapping as the struct itself is.
 //!
+//! - **The checks mean what they say**: the generated code names every item through `::shmstore`
+//!   (`size_of`, `offset_of!`, `assert!`, `u8`, `u64`, ... through `::shmstore::__private`), never
+//!   through `::core`, `::std` or a bare primitive name, which the user's crate can rebind (for
+//!   example with `extern crate self as core;` or `type u64 = u8;`). `tests/ui/pass/fake_core.rs`
+//!   and `tests/ui/fail/fake_core_padding.rs` hold an impostor `core` and check that layouts and
+//!   padding errors do not change.
+//!
 //! For a fieldless enum with `repr(u8|u16|u32|u64)` (required by `valid.rs`): its bytes are exactly
 //! the discriminant, an unsigned integer with no padding and no pointers; the only valid patterns are
 //! the discriminants of its variants, which are listed (`Self::Variant as u64`) in `TypeKind::Enum`,
@@ -82,7 +89,7 @@ fn expand_struct(input: &Input, fields: &[Field]) -> TokenStream {
         quote! {
             ::shmstore::Field {
                 name: #field_name,
-                offset: ::core::mem::offset_of!(#ident, #member),
+                offset: ::shmstore::__private::offset_of!(#ident, #member),
                 layout: &<#ty as ::shmstore::SharedLayout>::LAYOUT,
             }
         }
@@ -108,8 +115,8 @@ fn expand_struct(input: &Input, fields: &[Field]) -> TokenStream {
                     #(#field_asserts)*
                     ::shmstore::Layout::new(
                         #name,
-                        ::core::mem::size_of::<#ident>(),
-                        ::core::mem::align_of::<#ident>(),
+                        ::shmstore::__private::size_of::<#ident>(),
+                        ::shmstore::__private::align_of::<#ident>(),
                         #version,
                         ::shmstore::TypeKind::Struct { fields: &[#(#entries),*] },
                     )
@@ -128,7 +135,7 @@ fn no_drop_assert(input: &Input) -> TokenStream {
          and release resources outside the shared value"
     );
     quote_spanned! {ident.span()=>
-        const _: () = ::core::assert!(!::core::mem::needs_drop::<#ident>(), #message);
+        const _: () = ::shmstore::__private::assert!(!::shmstore::__private::needs_drop::<#ident>(), #message);
     }
 }
 
@@ -167,16 +174,16 @@ fn padding_asserts(input: &Input, fields: &[Field]) -> TokenStream {
         first.quoted_name()
     );
     out.extend(quote_spanned! {first.span=>
-        const _: () = ::core::assert!(::core::mem::offset_of!(#ident, #member) == 0, #message);
+        const _: () = ::shmstore::__private::assert!(::shmstore::__private::offset_of!(#ident, #member) == 0, #message);
     });
 
     for pair in fields.windows(2) {
         let (prev, next) = (&pair[0], &pair[1]);
         let (prev_member, prev_ty, next_member) = (&prev.member, prev.ty, &next.member);
         let end_of_prev = quote_spanned! {prev.span=>
-            ::core::mem::offset_of!(#ident, #prev_member) + ::core::mem::size_of::<#prev_ty>()
+            ::shmstore::__private::offset_of!(#ident, #prev_member) + ::shmstore::__private::size_of::<#prev_ty>()
         };
-        let start_of_next = quote_spanned! {prev.span=> ::core::mem::offset_of!(#ident, #next_member) };
+        let start_of_next = quote_spanned! {prev.span=> ::shmstore::__private::offset_of!(#ident, #next_member) };
         let message = format!(
             "struct `{name}` has padding between fields {p} and {n}: add an explicit `_pad: [u8; N]` \
              field after {p}, where N is the number of padding bytes, shown in the next error",
@@ -189,9 +196,9 @@ fn padding_asserts(input: &Input, fields: &[Field]) -> TokenStream {
     let last = fields.last().expect("fields is not empty");
     let (last_member, last_ty) = (&last.member, last.ty);
     let end_of_last = quote_spanned! {last.span=>
-        ::core::mem::offset_of!(#ident, #last_member) + ::core::mem::size_of::<#last_ty>()
+        ::shmstore::__private::offset_of!(#ident, #last_member) + ::shmstore::__private::size_of::<#last_ty>()
     };
-    let size = quote_spanned! {last.span=> ::core::mem::size_of::<#ident>() };
+    let size = quote_spanned! {last.span=> ::shmstore::__private::size_of::<#ident>() };
     let cause = match &input.repr.align {
         Some((n, _)) => format!(" (its size is rounded up to a multiple of its alignment, set by `align({n})`)"),
         None => " (its size is rounded up to a multiple of its most aligned field's alignment)".to_owned(),
@@ -210,10 +217,10 @@ fn padding_asserts(input: &Input, fields: &[Field]) -> TokenStream {
 fn gap_asserts(input: &Input, after: &Field, next: &TokenStream, end: &TokenStream, message: &str) -> TokenStream {
     let ident = input.ident;
     quote_spanned! {after.span=>
-        const _: () = ::core::assert!(#next == #end, #message);
+        const _: () = ::shmstore::__private::assert!(#next == #end, #message);
         const _: () = ::shmstore::__private::assert_no_padding_after::<
             #ident,
-            [::core::primitive::u8; ::shmstore::__private::padding(#next, #end)],
+            [::shmstore::__private::u8; ::shmstore::__private::padding(#next, #end)],
         >();
     }
 }
@@ -231,8 +238,8 @@ fn packed_alignment_assert(input: &Input, field: &Field) -> TokenStream {
         t = field.ty_string(),
     );
     quote_spanned! {field.span=>
-        const _: () = ::core::assert!(
-            ::core::mem::offset_of!(#ident, #member) % ::core::mem::align_of::<#ty>() == 0,
+        const _: () = ::shmstore::__private::assert!(
+            ::shmstore::__private::offset_of!(#ident, #member) % ::shmstore::__private::align_of::<#ty>() == 0,
             #message
         );
     }
@@ -249,7 +256,7 @@ fn expand_enum(input: &Input, variants: &[Variant]) -> TokenStream {
         let variant = v.ident;
         let variant_name = v.name();
         quote! {
-            ::shmstore::Variant { name: #variant_name, value: #ident::#variant as u64 }
+            ::shmstore::Variant { name: #variant_name, value: #ident::#variant as ::shmstore::__private::u64 }
         }
     });
 
@@ -267,8 +274,8 @@ fn expand_enum(input: &Input, variants: &[Variant]) -> TokenStream {
             unsafe impl ::shmstore::SharedLayout for #ident {
                 const LAYOUT: ::shmstore::Layout = ::shmstore::Layout::new(
                     #name,
-                    ::core::mem::size_of::<#ident>(),
-                    ::core::mem::align_of::<#ident>(),
+                    ::shmstore::__private::size_of::<#ident>(),
+                    ::shmstore::__private::align_of::<#ident>(),
                     #version,
                     ::shmstore::TypeKind::Enum {
                         repr: ::shmstore::Primitive::#primitive,

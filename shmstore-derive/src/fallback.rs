@@ -67,15 +67,15 @@ pub(crate) fn expand(input: &Input, errors: &syn::Error) -> TokenStream {
             unsafe impl #impl_generics ::shmstore::SharedLayout for #self_ty
             where
                 #(#predicates,)*
-                for<'__shm> #self_ty: ::core::marker::Sized
-                    + ::core::marker::Send
-                    + ::core::marker::Sync
+                for<'__shm> #self_ty: ::shmstore::__private::Sized
+                    + ::shmstore::__private::Send
+                    + ::shmstore::__private::Sync
                     + 'static,
             {
                 const LAYOUT: ::shmstore::Layout = ::shmstore::Layout::new(
                     #name,
-                    ::core::mem::size_of::<Self>(),
-                    ::core::mem::align_of::<Self>(),
+                    ::shmstore::__private::size_of::<Self>(),
+                    ::shmstore::__private::align_of::<Self>(),
                     #version,
                     ::shmstore::TypeKind::Struct { fields: &[] },
                 );

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
-use crate::view::{ReadGuard, WriteGuard};
+use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A typed handle to a named array in a [`Store`](crate::Store): the type-safe
 /// `CreateViewAccessor(...).ReadArray/WriteArray`.
@@ -105,15 +105,26 @@ impl<T: SharedLayout> SharedArray<T> {
         T: Copy,
     {
         self.handle.check_range("read_at", index, out.len())?;
+        // A plain copy out of the mapping is race-free here: the guard holds the shared lock, so
+        // no cooperating writer changes these elements, and `T: Copy` means they hold no atomics
+        // (nor any other `UnsafeCell`), the only bytes other readers may change meanwhile.
         out.copy_from_slice(&self.handle.read::<T>(index, out.len(), Wait::Forever, None)?);
         Ok(())
     }
 
     /// Copies `values` into elements `index..index + values.len()`. The old elements are not
     /// read, so this also repairs elements that are not valid `T`s.
-    pub fn write_at(&self, index: usize, values: &[T]) -> Result<()> {
+    ///
+    /// `T` must be `Copy`, so that nothing can change `values` while they are copied: types
+    /// holding atomics (which are not `Copy`) can change behind a shared borrow, so an array of
+    /// them is written with [`set`](Self::set) (which takes the value itself), a
+    /// [`write`](Self::write) guard or [`update`](Self::update).
+    pub fn write_at(&self, index: usize, values: &[T]) -> Result<()>
+    where
+        T: Copy,
+    {
         self.handle.check_range("write_at", index, values.len())?;
-        self.handle.overwrite(index, values)
+        self.handle.overwrite(index, view::slice_bytes(values))
     }
 
     /// A copy of element `index`.
@@ -122,13 +133,14 @@ impl<T: SharedLayout> SharedArray<T> {
         T: Copy,
     {
         self.handle.check_range("index", index, 1)?;
+        // Race-free for the reasons given in `read_at`.
         Ok(self.handle.read::<T>(index, 1, Wait::Forever, None)?[0])
     }
 
     /// Sets element `index` to `value`.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
+    pub fn set(&self, index: usize, mut value: T) -> Result<()> {
         self.handle.check_range("index", index, 1)?;
-        self.handle.overwrite(index, std::slice::from_ref(&value))
+        self.handle.overwrite(index, view::owned_bytes(&mut value))
     }
 
     /// Runs `f` on elements `index..index + len` under the write lock and returns its result.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
-use crate::view::{ReadGuard, WriteGuard};
+use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A window onto elements `start..start + len` of a [`SharedArray<T>`] (or of a byte region, with
 /// `T = u8`), made by [`SharedArray::view`] or [`SharedBytes::view`](crate::SharedBytes::view).
@@ -181,15 +181,20 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
         T: Copy,
     {
         let at = self.check("read_at", index, out.len())?;
+        // Race-free as in `SharedArray::read_at`: shared lock held, and `T: Copy` holds no atomics.
         out.copy_from_slice(&self.handle.read::<T>(at, out.len(), Wait::Forever, None)?);
         Ok(())
     }
 
     /// Copies `values` into the view's elements `index..index + values.len()`; if they do not
-    /// all fit in the view, nothing is written.
-    pub fn write_at(&self, index: usize, values: &[T]) -> Result<()> {
+    /// all fit in the view, nothing is written. `T` must be `Copy`, as for
+    /// [`SharedArray::write_at`].
+    pub fn write_at(&self, index: usize, values: &[T]) -> Result<()>
+    where
+        T: Copy,
+    {
         let at = self.check("write_at", index, values.len())?;
-        self.handle.overwrite(at, values)
+        self.handle.overwrite(at, view::slice_bytes(values))
     }
 
     /// A copy of the view's element `index`.
@@ -198,13 +203,14 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
         T: Copy,
     {
         let at = self.check("index", index, 1)?;
+        // Race-free as in `SharedArray::read_at`.
         Ok(self.handle.read::<T>(at, 1, Wait::Forever, None)?[0])
     }
 
     /// Sets the view's element `index` to `value`.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
+    pub fn set(&self, index: usize, mut value: T) -> Result<()> {
         let at = self.check("index", index, 1)?;
-        self.handle.overwrite(at, std::slice::from_ref(&value))
+        self.handle.overwrite(at, view::owned_bytes(&mut value))
     }
 
     /// Runs `f` on the view's elements `index..index + len` under the write lock and returns its

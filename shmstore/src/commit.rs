@@ -190,6 +190,9 @@ pub(crate) enum Step {
     Published,
     /// The record holding `seq` is on disk.
     RecordSynced,
+    /// An optimistic read has copied the slot and is about to check whether `seq` moved (a test
+    /// that commits here makes the read lose its race). Not a commit step.
+    OptimisticCopied,
 }
 
 /// Something that watches the steps of commits (tests only).
@@ -205,7 +208,8 @@ thread_local! {
 fn step(_step: Step) {
     #[cfg(test)]
     STEP_HOOK.with(|hook| {
-        if let Some(hook) = hook.borrow_mut().as_mut() {
+        // A hook that reads or commits itself makes steps of its own: those are not reported.
+        if let Some(hook) = hook.try_borrow_mut().ok().as_mut().and_then(|h| h.as_mut()) {
             hook(_step);
         }
     });
@@ -288,6 +292,7 @@ impl EntryHandle {
                 self.check_current()?;
             }
             let staging = Staging::<T>::from_words(if before & 1 == 0 { slot0 } else { slot1 });
+            step(Step::OptimisticCopied);
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) == before {
                 let staging = staging.ok_or_else(|| self.outside())?;

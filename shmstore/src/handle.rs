@@ -140,21 +140,16 @@ impl EntryHandle {
         })?;
         if self.validate {
             // SAFETY: `ptr..ptr + len` is inside the mapping, which `self.store` keeps alive for
-            // this borrow, and the caller holds this entry's lock (`_hold`), so cooperating
-            // writers cannot change the bytes while they are checked.
-            let bytes = unsafe { view::bytes(ptr, len as usize) };
-            for (i, chunk) in bytes.chunks_exact(self.layout.size.max(1)).enumerate() {
-                self.layout.validate(chunk).map_err(|mut invalid| {
-                    if self.entry.kind == crate::format::entry::EntryKind::Array {
-                        invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
-                    }
-                    Error::InvalidValue {
-                        name: self.entry.name.clone(),
-                        type_name: self.layout.display_name(),
-                        invalid,
-                    }
-                })?;
-            }
+            // this borrow, holds `count` values of `self.layout` (checked when the handle was
+            // made), and the caller holds this entry's lock (`_hold`), which is what
+            // `validate_shared` needs to read it without racing (atomics are read atomically).
+            let checked = unsafe { view::validate_shared(self.layout, ptr, count as usize) };
+            checked.map_err(|(i, mut invalid)| {
+                if self.entry.kind == crate::format::entry::EntryKind::Array {
+                    invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
+                }
+                Error::InvalidValue { name: self.entry.name.clone(), type_name: self.layout.display_name(), invalid }
+            })?;
         }
         Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
     }
@@ -174,12 +169,16 @@ impl EntryHandle {
         }
     }
 
-    /// Replaces elements `start..start + values.len()`, already bounds-checked by the caller,
-    /// without reading them first: a plain store never needs the old value, and this way bytes
-    /// that are not a valid `T` (left by a foreign writer) can be repaired.
-    pub(crate) fn overwrite<T: SharedLayout>(&self, start: usize, values: &[T]) -> Result<()> {
+    /// Replaces elements from `start` with `bytes` (whole values of the handle's type, already
+    /// bounds-checked by the caller), without reading them first: a plain store never needs the
+    /// old value, and this way bytes that are not a valid `T` (left by a foreign writer) can be
+    /// repaired.
+    ///
+    /// The caller makes `bytes` with [`view::slice_bytes`] (which needs `T: Copy`) or
+    /// [`view::owned_bytes`] (which needs `&mut T`), so that no other thread can change them while
+    /// they are copied: values holding atomics can only come through the second.
+    pub(crate) fn overwrite(&self, start: usize, bytes: &[u8]) -> Result<()> {
         let hold = self.hold(true, Wait::Forever, None)?;
-        let bytes = view::slice_bytes(values);
         if self.entry.slot_count == 2 {
             return self.publish(&hold, bytes, self.durability);
         }

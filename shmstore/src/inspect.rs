@@ -12,6 +12,7 @@ use crate::format::header;
 use crate::format::schema::Schema;
 use crate::lock::Wait;
 use crate::store::{EntryInfo, Store, StoreInner};
+use crate::view;
 
 /// Facts about a store as a whole; see [`Store::info`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +87,30 @@ impl Store {
         };
         let len = usize::try_from((end - start) * entry.elem_size)
             .map_err(|_| inner.corrupt(format!("entry `{name}` is too large to copy")))?;
+        // Other holders of the shared lock may store to the entry's atomics meanwhile (through a
+        // read guard's `&T`): the stored schema says where they are, so that they are read
+        // atomically.
+        let schema = inner.stored_schema(&entry)?;
+        if schema.size != entry.elem_size {
+            return Err(inner.corrupt(format!(
+                "entry `{name}` has {}-byte elements, but its stored layout is {} bytes",
+                entry.elem_size, schema.size
+            )));
+        }
         let lock = inner.entry_lock(slot, entry.lock_offset)?;
         let _held = lock
             .read(&inner.file, &inner.scope, Wait::Forever)
             .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
         let mut bytes = vec![0u8; len];
         let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
-        if !inner.map().read(offset, &mut bytes) {
-            return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map().len() });
-        }
+        let map = inner.map();
+        let Some(src) = map.ptr(offset, len as u64, 1) else {
+            return Err(Error::BeyondMapping { name: name.to_owned(), mapped: map.len() });
+        };
+        // SAFETY: `ptr` checked that `len` bytes from `src` lie in `map`, which stays mapped while
+        // `self` is borrowed; they are `end - start` values of the entry, whose stored schema is
+        // `schema`; and `_held` is the entry's shared lock, held until we return.
+        unsafe { view::copy_shared(&schema, src, &mut bytes) };
         Ok(bytes)
     }
 }

@@ -14,18 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
 /// A type whose values can live in a shared, memory-mapped file.
 ///
 /// Implementors are plain old data: a fixed size, no padding, no pointers, and a [`Layout`] that says
-/// exactly which byte patterns are valid values. Derive it with `#[derive(SharedLayout)]` on a
-/// `#[repr(C)]` struct or a fieldless `#[repr(u8|u16|u32)]` enum; the derive proves all of this at
-/// compile time.
-///
-/// # Safety
-///
-/// An implementation promises that:
-/// - `LAYOUT.size == size_of::<Self>()` and `LAYOUT.align == align_of::<Self>()`;
-/// - the type has no padding bytes and holds no pointers, references or handles to process-local
-///   resources (its bytes mean the same thing in every process);
-/// - every byte pattern for which [`Layout::validate`] returns `Ok` is a valid value of `Self`;
-/// - the type has no drop glue that matters (values in the file are never dropped).
+/// exactly which byte patterns are valid values and which bytes are atomics. Derive it with
+/// `#[derive(SharedLayout)]` on a `#[repr(C)]` struct or a fieldless `#[repr(u8|u16|u32|u64)]` enum;
+/// the derive proves all of this at compile time. Writing an impl by hand is rarely needed, and
+/// `unsafe`: the store trusts the layout completely.
 ///
 /// ```
 /// use shmstore::{SharedLayout, layout::TypeKind};
@@ -42,6 +34,74 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64};
 /// assert_eq!(fields[1].name, "y");
 /// assert_eq!(fields[1].offset, 4);
 /// ```
+///
+/// # Safety
+///
+/// The store copies values in and out of the file as bytes, hands out `&Self` and `&mut Self` into
+/// the mapping after checking nothing but `LAYOUT`, and lets other threads and processes use the
+/// same bytes at the same time. An implementation therefore promises all of the following:
+///
+/// 1. **Size and alignment are exact**: `LAYOUT.size == size_of::<Self>()` and
+///    `LAYOUT.align == align_of::<Self>()`.
+/// 2. **No padding**: every byte of `Self` is part of a field (or element) that `LAYOUT`
+///    describes, so every byte of every value is initialised and a byte copy is a value copy.
+/// 3. **No pointers**: `Self` holds no pointers, references, or handles to process-local resources
+///    (file descriptors, thread ids, ...), so its bytes mean the same in every process.
+/// 4. **Validation is sufficient**: every byte pattern for which [`Layout::validate`] returns `Ok`
+///    is a valid value of `Self`. (Patterns it rejects may be valid too; they are just refused.)
+/// 5. **Interior mutability only through the described atomics**: every byte that can change
+///    through a shared reference `&Self` belongs to a std atomic (`AtomicU32`, `AtomicU64`,
+///    `AtomicI32`, `AtomicI64`, `AtomicBool`, or a `#[repr(transparent)]` wrapper of one), is only
+///    ever changed through that atomic's methods, and is described by `LAYOUT` as a
+///    [`TypeKind::Atomic`] of that atomic's primitive at that atomic's offset, nested as the type
+///    is. Nothing else may be interior-mutable: no `Cell`, `RefCell`, `UnsafeCell`, `Mutex`, and
+///    no wrapper around an atomic that `LAYOUT` describes as a plain integer. Conversely, bytes
+///    described as an atomic belong to such an atomic. The store relies on this to read, under a
+///    shared lock (while holders of read guards may be storing to the atomics), the atomics with
+///    atomic loads of their own width and every other byte with plain reads; and, since atomics are
+///    not `Copy`, a `Copy` implementor has no atomics at all.
+/// 6. **No drop glue**: `std::mem::needs_drop::<Self>()` is `false`; values in the file are never
+///    dropped.
+/// 7. `Self: Send + Sync + 'static` (the supertraits; the compiler checks these).
+///
+/// # What the contract forbids, by example
+///
+/// This impl compiles, and breaks rule 5. `Hits` holds an `AtomicU64` that every holder of a read
+/// guard may `fetch_add` through `&Hits`, but its layout calls it a plain `u64`. The store would then
+/// copy those bytes with plain reads while another thread (or process) stores to them: a data race,
+/// which is undefined behaviour, even though each rule about size, padding, pointers and validity
+/// holds.
+///
+/// ```no_run
+/// use std::sync::atomic::AtomicU64;
+/// use shmstore::{Layout, Primitive, SharedLayout, TypeKind};
+///
+/// #[repr(transparent)]
+/// struct Hits(AtomicU64);
+///
+/// // UNSOUND: do not do this. The layout must say `TypeKind::Atomic(Primitive::U64)`.
+/// unsafe impl SharedLayout for Hits {
+///     const LAYOUT: Layout = Layout::new("Hits", 8, 8, 1, TypeKind::Primitive(Primitive::U64));
+/// }
+/// ```
+///
+/// Derive it instead: the derive describes the field as the atomic it is.
+///
+/// ```
+/// use std::sync::atomic::AtomicU64;
+/// use shmstore::{Primitive, SharedLayout, TypeKind};
+///
+/// #[derive(SharedLayout)]
+/// #[repr(transparent)]
+/// struct Hits(AtomicU64);
+///
+/// let TypeKind::Struct { fields } = Hits::LAYOUT.kind else { unreachable!() };
+/// assert_eq!(fields[0].layout.kind, TypeKind::Atomic(Primitive::U64));
+/// assert!(Hits::LAYOUT.contains_atomics());
+/// ```
+///
+/// The derive refuses `Cell`, `UnsafeCell`, locks and every other field type without a
+/// `SharedLayout` impl, so derived types meet rule 5 by construction.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory",
     label = "`{Self}` does not implement `SharedLayout`",
@@ -542,9 +602,9 @@ impl std::error::Error for InvalidValue {}
 
 macro_rules! primitive_impls {
     ($($t:ty => $p:ident),* $(,)?) => {$(
-        // SAFETY: a primitive has no padding and no pointers; its size and align are taken from the
-        // compiler; every byte pattern is valid except for `bool`, which `Layout::validate` checks
-        // (only 0 and 1 pass).
+        // SAFETY: a primitive has no padding, no pointers, no drop glue and no interior
+        // mutability; its size and align are taken from the compiler; every byte pattern is valid
+        // except for `bool`, which `Layout::validate` checks (only 0 and 1 pass).
         unsafe impl SharedLayout for $t {
             const LAYOUT: Layout = Layout::new(
                 Primitive::$p.name(),
@@ -566,7 +626,9 @@ primitive_impls!(
 macro_rules! atomic_impls {
     ($($t:ident => $p:ident),* $(,)?) => {$(
         // SAFETY: the std atomics have the same size and bit validity as their integer (or bool)
-        // counterpart, no padding and no pointers. `AtomicBool` is validated like `bool`.
+        // counterpart, no padding, no pointers and no drop glue. `AtomicBool` is validated like
+        // `bool`. All their bytes can change through `&Self`, only through their own methods, and
+        // the layout describes them as exactly this atomic (rule 5 of the contract).
         unsafe impl SharedLayout for $t {
             const LAYOUT: Layout = Layout::new(
                 stringify!($t),
@@ -582,8 +644,9 @@ macro_rules! atomic_impls {
 atomic_impls!(AtomicU32 => U32, AtomicU64 => U64, AtomicI32 => I32, AtomicI64 => I64, AtomicBool => Bool);
 
 // SAFETY: an array has no padding between its elements (its size is `N * size_of::<T>()`), holds no
-// pointers because `T` holds none, and is valid when each element is, which is what
-// `Layout::validate` checks for `TypeKind::Array`.
+// pointers and has no drop glue because `T` has none, is valid when each element is, which is what
+// `Layout::validate` checks for `TypeKind::Array`, and is interior-mutable exactly where its
+// elements are, each described by the element layout at its own offset.
 unsafe impl<T: SharedLayout, const N: usize> SharedLayout for [T; N] {
     const LAYOUT: Layout = Layout::array(&T::LAYOUT, N, std::mem::size_of::<[T; N]>(), std::mem::align_of::<[T; N]>());
 }
@@ -601,15 +664,42 @@ mod tests {
         assert_eq!(Primitive::from_code(14), None);
     }
 
+    /// The fingerprints of the leaf types, as literals. They are part of the file format: if this
+    /// test fails, existing files stop opening; change them only together with the format
+    /// version. `tests/fingerprint.rs` pins a struct (its fields, offsets and nesting); this pins
+    /// every primitive and atomic kind, which that struct does not reach.
+    ///
+    /// The literals were computed outside this crate (a few lines of Python) from the documented
+    /// sequence: FNV-1a 64 over the size and the alignment as little-endian `u64`s, then the tag
+    /// byte (1 primitive, 2 atomic, 3 array, 6 `FixedStr`) and the primitive's code byte (or, for an
+    /// array, its length and its element's fingerprint; for a `FixedStr`, its capacity, as `u64`s).
     #[test]
-    fn fingerprints_are_pinned() {
-        // These values are part of the file format: if this test fails, existing files become
-        // unreadable. Change them only together with the format version.
-        assert_eq!(u8::LAYOUT.fingerprint, fingerprint_of(1, 1, &TypeKind::Primitive(Primitive::U8)));
-        assert_ne!(u32::LAYOUT.fingerprint, i32::LAYOUT.fingerprint);
-        assert_ne!(u32::LAYOUT.fingerprint, AtomicU32::LAYOUT.fingerprint);
-        assert_ne!(<[u8; 4]>::LAYOUT.fingerprint, <[u8; 5]>::LAYOUT.fingerprint);
-        assert_ne!(<[u8; 4]>::LAYOUT.fingerprint, u32::LAYOUT.fingerprint);
+    fn leaf_fingerprints_are_pinned() {
+        let pinned: [(Layout, u64); 20] = [
+            (u8::LAYOUT, 0xc08b_3f94_579f_5e97),
+            (u16::LAYOUT, 0xe698_b3ec_a7dc_89aa),
+            (u32::LAYOUT, 0x9a7d_ce3c_0762_389d),
+            (u64::LAYOUT, 0x32b3_949d_4856_d238),
+            (u128::LAYOUT, 0xed82_1e88_c8f9_eceb),
+            (i8::LAYOUT, 0xc08b_3c94_579f_597e),
+            (i16::LAYOUT, 0xe698_b0ec_a7dc_8491),
+            (i32::LAYOUT, 0x9a7d_c33c_0762_25ec),
+            (i64::LAYOUT, 0x32b3_919d_4856_cd1f),
+            (i128::LAYOUT, 0xed82_1b88_c8f9_e7d2),
+            (f32::LAYOUT, 0x9a7d_c63c_0762_2b05),
+            (f64::LAYOUT, 0x32b3_8c9d_4856_c4a0),
+            (bool::LAYOUT, 0xc08b_3394_579f_4a33),
+            (AtomicU32::LAYOUT, 0x9a87_fe3c_076a_deb2),
+            (AtomicU64::LAYOUT, 0x32bd_c69d_485f_7bb3),
+            (AtomicI32::LAYOUT, 0x9a88_053c_076a_ea97),
+            (AtomicI64::LAYOUT, 0x32bd_d19d_485f_8e64),
+            (AtomicBool::LAYOUT, 0xc095_7394_57a8_0b78),
+            (<[u8; 4]>::LAYOUT, 0x0fb8_dc48_ca3d_c968),
+            (crate::FixedStr::<16>::LAYOUT, 0xfbfc_383e_d0c0_ea06),
+        ];
+        for (layout, fingerprint) in pinned {
+            assert_eq!(layout.fingerprint, fingerprint, "{}", layout.display_name());
+        }
     }
 
     #[test]

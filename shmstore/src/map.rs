@@ -6,14 +6,24 @@
 //!
 //! # The outside world
 //!
-//! A shared mapping can be changed by any process that can write the file. shmstore's own
-//! processes coordinate through the byte-range locks and atomics of the format, and never shrink
-//! the file. A process that writes the file without those locks can make a value torn or invalid,
-//! which validation on read turns into [`Error::InvalidValue`](crate::Error::InvalidValue) where
-//! the type has invalid bit patterns. A process that *truncates* the file makes the kernel deliver
-//! `SIGBUS` on the next access to the lost pages, which no library can intercept soundly; so every
-//! [`Store`](crate::Store) holds a shared `flock` on its file for its whole life, and tools that
-//! want to shrink or replace a store file must take the exclusive `flock` first.
+//! A shared mapping can be changed at any moment by any process that can write the file. What
+//! this module guarantees holds against anyone: it never hands out a pointer or an atomic outside
+//! the mapping, because every offset is checked against the mapped length (and alignment) when it
+//! is turned into one, and a mapping is never unmapped while its store lives.
+//!
+//! Everything else assumes that every writer of the file *cooperates*: uses shmstore's byte-range
+//! locks and the format's atomics, and never shrinks the file. Against such writers, the locks and
+//! atomics make every access race-free, so the references handed out into the mapping are sound.
+//! Against a writer that ignores them, nothing can be: validation happens when a value is read
+//! (a guard validates once, when it is taken), so such a writer can change a validated `bool`,
+//! enum or `FixedStr` under a live guard's `&T`, or race with a copy; in Rust's memory model both
+//! are undefined behaviour, which no later check can undo. What validation does catch is bytes
+//! left invalid *before* the read (by a writer killed mid-write, or a file written by anything at
+//! rest): they give [`Error::InvalidValue`](crate::Error::InvalidValue), never a `T`. A process
+//! that *truncates* the file makes the kernel deliver `SIGBUS` on the next access to the lost
+//! pages, which no library can intercept soundly; so every [`Store`](crate::Store) holds a shared
+//! `flock` on its file for its whole life, and tools that shrink or replace a store file must take
+//! the exclusive `flock` first. `docs/threat-model-draft.md` states the whole threat model.
 
 use std::fs::File;
 use std::io;

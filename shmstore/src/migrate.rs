@@ -111,7 +111,7 @@ impl Store {
                     type_name: Old::LAYOUT.display_name(),
                     invalid,
                 })?;
-                converted.extend_from_slice(view::value_bytes(&convert(value)));
+                converted.extend_from_slice(view::owned_bytes(&mut convert(value)));
             }
 
             let _catalog = inner.lock_catalog("migrating", name)?;

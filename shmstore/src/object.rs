@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
-use crate::view::{ReadGuard, WriteGuard};
+use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A typed handle to a named object in a [`Store`](crate::Store).
 ///
@@ -136,6 +136,8 @@ impl<T: SharedLayout> Shared<T> {
         if self.handle.entry.slot_count == 2 {
             return self.handle.load_optimistic::<T>();
         }
+        // Only objects holding atomics have one slot, and a `Copy` type holds none (see the
+        // `SharedLayout` contract), so this copy under the shared lock races with nothing.
         let guard = self.read()?;
         Ok((*guard, self.handle.version()))
     }
@@ -177,8 +179,8 @@ impl<T: SharedLayout> Shared<T> {
 
     /// Replaces the value, as one commit. The old value is not read, so this also repairs an
     /// object whose bytes are not a valid `T` ([`Error::InvalidValue`](crate::Error::InvalidValue)).
-    pub fn store(&self, value: T) -> Result<()> {
-        self.handle.overwrite(0, std::slice::from_ref(&value))
+    pub fn store(&self, mut value: T) -> Result<()> {
+        self.handle.overwrite(0, view::owned_bytes(&mut value))
     }
 
     /// Runs `f` on the value under the write lock and commits the result, returning what `f`
@@ -213,5 +215,107 @@ impl<T: SharedLayout> Clone for Shared<T> {
 impl<T: SharedLayout> fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared").field("name", &self.name()).field("type", &T::LAYOUT.display_name()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    use crate::commit::{Step, STEP_HOOK};
+    use crate::{Store, OPTIMISTIC_TRIES};
+
+    /// The scheduler state of thread `tid` of this process (`S` when asleep), `None` once it ended.
+    fn thread_state(tid: i32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    }
+
+    enum Order {
+        /// Commit this value, then acknowledge.
+        Commit(u64),
+        /// Take a write guard, acknowledge, and commit 999 through it once the reader is done or
+        /// asleep (waiting for the guard's lock).
+        Hold,
+    }
+
+    /// Runs one `load()` that loses its first `lost` optimistic races: a helper thread commits
+    /// while the read is between its copy and its check (the `OptimisticCopied` hook). At the last
+    /// try the helper also takes a write guard. A `load` that is still lock-free returns the last
+    /// value committed; one that fell back to the shared lock waits for the guard, and returns the
+    /// 999 committed through it. Returns the value and the number of optimistic tries.
+    fn load_losing(lost: u32) -> (u64, u32) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("races.shm"), 1 << 20).unwrap();
+        let obj = store.object_or_init("n", || 0u64).unwrap();
+        // SAFETY: `gettid` has no preconditions.
+        let reader_tid = unsafe { libc::gettid() };
+        let (hook_returned, reader_done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (order_tx, order_rx) = mpsc::channel::<Order>();
+        let (ack_tx, ack_rx) = mpsc::channel::<()>();
+
+        let helper = {
+            let (obj, hook_returned, reader_done) = (obj.clone(), hook_returned.clone(), reader_done.clone());
+            std::thread::spawn(move || {
+                for order in order_rx {
+                    match order {
+                        Order::Commit(n) => obj.store(n).unwrap(),
+                        Order::Hold => {
+                            let mut guard = obj.write().unwrap();
+                            ack_tx.send(()).unwrap();
+                            // Once the hook has returned, the reader either finishes or, if it
+                            // fell back to the lock, sleeps waiting for this guard: it has nothing
+                            // else to sleep on.
+                            while !hook_returned.load(Ordering::SeqCst) {
+                                std::thread::yield_now();
+                            }
+                            while !reader_done.load(Ordering::SeqCst) && thread_state(reader_tid) != Some('S') {
+                                std::thread::yield_now();
+                            }
+                            *guard = 999;
+                            drop(guard);
+                            return;
+                        }
+                    }
+                    ack_tx.send(()).unwrap();
+                }
+            })
+        };
+
+        let tries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (counted, returned) = (tries.clone(), hook_returned.clone());
+        STEP_HOOK.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |step| {
+                if step != Step::OptimisticCopied {
+                    return;
+                }
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                if n <= lost {
+                    order_tx.send(Order::Commit(u64::from(n))).unwrap();
+                    ack_rx.recv().unwrap();
+                }
+                if n == OPTIMISTIC_TRIES {
+                    order_tx.send(Order::Hold).unwrap();
+                    ack_rx.recv().unwrap();
+                    returned.store(true, Ordering::SeqCst);
+                }
+            }))
+        });
+        let value = obj.load();
+        reader_done.store(true, Ordering::SeqCst);
+        STEP_HOOK.with(|h| *h.borrow_mut() = None);
+        helper.join().unwrap();
+        (value.unwrap(), tries.load(Ordering::SeqCst))
+    }
+
+    /// `load()` stays lock-free through `OPTIMISTIC_TRIES - 1` lost races (its last try wins, even
+    /// while a writer holds the lock), and takes the shared lock after `OPTIMISTIC_TRIES` of them.
+    #[test]
+    fn load_takes_the_shared_lock_after_optimistic_tries_lost_races() {
+        let last = OPTIMISTIC_TRIES - 1;
+        assert_eq!(load_losing(last), (u64::from(last), OPTIMISTIC_TRIES), "the last try must win without a lock");
+        assert_eq!(load_losing(OPTIMISTIC_TRIES), (999, OPTIMISTIC_TRIES), "after every try lost, the lock");
     }
 }

@@ -7,6 +7,15 @@
 
 use crate::layout::SharedLayout;
 
+// Everything the generated code needs from the language, re-exported so that it never names
+// `::core` (or `::std`): a crate root can rebind those names (`extern crate self as core;`, or a
+// dependency renamed to `core`), and the padding, offset and drop checks would then mean whatever
+// the impostor's `size_of` or `assert!` mean. `::shmstore` is the one path the derive must trust.
+pub use core::assert;
+pub use core::marker::{Send, Sized, Sync};
+pub use core::mem::{align_of, needs_drop, offset_of, size_of};
+pub use core::primitive::{u64, u8};
+
 /// Compiles only if `T` implements [`SharedLayout`].
 ///
 /// The derive calls this once per field, with the field's type spanned on the user's source, so that

@@ -273,9 +273,9 @@ impl Store {
     /// (read other entries, create entries); if another thread or process creates `name` while it
     /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
-        let (slot, entry) = self
-            .inner
-            .find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || crate::view::value_bytes(&init()).to_vec())?;
+        let (slot, entry) = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
+            crate::view::owned_bytes(&mut init()).to_vec()
+        })?;
         self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
     }
 

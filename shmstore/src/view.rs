@@ -10,12 +10,13 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::commit::Durability;
 use crate::error::{Error, Result};
+use crate::format::schema::{Schema, SchemaKind};
 use crate::handle::{EntryHandle, Hold};
-use crate::layout::{InvalidValue, SharedLayout};
+use crate::layout::{InvalidValue, Layout, SharedLayout, TypeKind};
 
 /// A shared lock on an entry, giving `&T` (or `&[T]` for arrays) for as long as it lives.
 ///
@@ -53,7 +54,7 @@ pub struct WriteGuard<'a, T: ?Sized> {
 }
 
 /// Publishes a staged value of a double-buffered object.
-type Publish<T> = fn(&EntryHandle, &Hold<'_>, &T, Durability) -> Result<()>;
+type Publish<T> = fn(&EntryHandle, &Hold<'_>, &mut T, Durability) -> Result<()>;
 
 enum Target<T: ?Sized> {
     /// The bytes in the mapping.
@@ -130,7 +131,7 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
             return Err(Error::Forked { path: self.handle.store.path.clone() });
         }
         let durability = self.handle.durability;
-        match &self.target {
+        match &mut self.target {
             Target::Staged { value, publish } if commit => publish(self.handle, &self.hold, value, durability),
             Target::Staged { .. } => Ok(()),
             // Whatever happened, the bytes may have changed: record it.
@@ -144,7 +145,7 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
     /// [`EntryHandle::publish`] on commit. `hold` is the entry's exclusive lock.
     pub(crate) fn staged(value: T, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
         let publish: Publish<T> =
-            |handle, hold, value, durability| handle.publish(hold, value_bytes(value), durability);
+            |handle, hold, value, durability| handle.publish(hold, owned_bytes(value), durability);
         WriteGuard {
             target: Target::Staged { value: Box::new(value), publish },
             handle,
@@ -212,30 +213,274 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for WriteGuard<'_, T> {
     }
 }
 
-/// Views `len` bytes at `ptr` as a byte slice, to validate them before they are typed.
+/// The bytes of a value, to copy them into the file.
 ///
-/// # Safety
-///
-/// `ptr..ptr + len` lies in a live mapping for `'a`, and the caller holds a lock on the entry that
-/// owns those bytes, so that no cooperating writer changes them during `'a`.
-pub(crate) unsafe fn bytes<'a>(ptr: NonNull<u8>, len: usize) -> &'a [u8] {
-    // SAFETY: forwarded from this function's contract; `u8` is valid for any byte.
-    unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) }
-}
-
-/// The bytes of a value, to copy it into the file.
-pub(crate) fn value_bytes<T: SharedLayout>(value: &T) -> &[u8] {
+/// `T: Copy` is what makes this sound for a *shared* borrow: a `Copy` type holds no `UnsafeCell`
+/// (`UnsafeCell` is not `Copy`, and neither is anything containing it), so nothing can change the
+/// bytes behind `&T` while they are read. A value holding atomics is shared on purpose, and another
+/// thread may `fetch_add` it through its own `&T` at any moment; copy such a value with
+/// [`owned_bytes`], which needs `&mut`.
+pub(crate) fn value_bytes<T: SharedLayout + Copy>(value: &T) -> &[u8] {
     slice_bytes(std::slice::from_ref(value))
 }
 
-/// The bytes of a slice of values, to copy them into the file.
-pub(crate) fn slice_bytes<T: SharedLayout>(values: &[T]) -> &[u8] {
+/// The bytes of a slice of values, to copy them into the file. See [`value_bytes`] for why `T`
+/// must be `Copy`.
+pub(crate) fn slice_bytes<T: SharedLayout + Copy>(values: &[T]) -> &[u8] {
+    debug_assert!(!T::LAYOUT.contains_atomics(), "the SharedLayout contract: atomics are never Copy");
     // SAFETY: `SharedLayout` guarantees `T` has no padding, so all `size_of_val(values)` bytes
     // behind `values` are initialised; `u8` has no alignment or validity requirement; the slice
-    // borrows `values`, so it cannot outlive them. Atomics inside `T` are read non-atomically here,
-    // which is sound because `values` is the caller's own memory, not the shared mapping, and the
-    // shared borrow excludes writers for its duration.
+    // borrows `values`, so it cannot outlive them. No byte can change while it is read: `T: Copy`
+    // means `T` contains no `UnsafeCell` (atomics included, which are not `Copy`), so the bytes
+    // behind a shared borrow are immutable for as long as the borrow (and so the returned slice)
+    // lives, whoever else holds a `&T` to them, in this thread or another.
     unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
+/// The bytes of a value the caller has exclusive access to, to copy them into the file. Unlike
+/// [`value_bytes`], `T` may hold atomics: the exclusive borrow proves that no other thread can
+/// reach them while the bytes are read (as with `AtomicU64::get_mut`).
+pub(crate) fn owned_bytes<T: SharedLayout>(value: &mut T) -> &[u8] {
+    let len = std::mem::size_of::<T>();
+    let ptr = (value as *mut T).cast::<u8>();
+    // SAFETY: `SharedLayout` guarantees `T` has no padding, so all `size_of::<T>()` bytes behind
+    // `value` are initialised, and `u8` has no alignment or validity requirement. The slice
+    // reborrows the exclusive borrow `value` for its whole life, so no other reference to these
+    // bytes, shared or not, can be used while it exists: plain reads cannot race with anything,
+    // even for bytes that belong to atomics.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// The shape of a value's bytes, as far as copying them out of shared memory goes: which byte
+/// ranges are atomics (that other threads and processes may change at any time, even under a
+/// shared lock) and which are plain bytes (that nobody cooperating changes under a shared lock).
+/// Implemented by the compile-time [`Layout`] and by the [`Schema`] decoded from a file.
+pub(crate) trait Shape {
+    /// Size in bytes.
+    fn byte_size(&self) -> u64;
+    /// `Some(width in bytes)` if this is an atomic.
+    fn atomic_width(&self) -> Option<usize>;
+    /// Whether any byte of it is an atomic.
+    fn holds_atomics(&self) -> bool;
+    /// Calls `f(offset, part)` for each direct part (array element, struct field), in order, until
+    /// `f` returns `false`.
+    fn parts(&self, f: &mut dyn FnMut(u64, &Self) -> bool);
+}
+
+impl Shape for Layout {
+    fn byte_size(&self) -> u64 {
+        self.size as u64
+    }
+
+    fn atomic_width(&self) -> Option<usize> {
+        match self.kind {
+            TypeKind::Atomic(p) => Some(p.size()),
+            _ => None,
+        }
+    }
+
+    fn holds_atomics(&self) -> bool {
+        self.contains_atomics()
+    }
+
+    fn parts(&self, f: &mut dyn FnMut(u64, &Self) -> bool) {
+        match self.kind {
+            TypeKind::Array { elem, len } => {
+                for i in 0..len as u64 {
+                    if !f(i * elem.size as u64, elem) {
+                        return;
+                    }
+                }
+            }
+            TypeKind::Struct { fields } => {
+                for field in fields {
+                    if !f(field.offset as u64, field.layout) {
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Shape for Schema {
+    fn byte_size(&self) -> u64 {
+        self.size
+    }
+
+    fn atomic_width(&self) -> Option<usize> {
+        match self.kind {
+            SchemaKind::Atomic(p) => Some(p.size()),
+            _ => None,
+        }
+    }
+
+    fn holds_atomics(&self) -> bool {
+        match &self.kind {
+            SchemaKind::Atomic(_) => true,
+            SchemaKind::Array { elem, len } => *len > 0 && elem.holds_atomics(),
+            SchemaKind::Struct { fields } => fields.iter().any(|f| f.schema.holds_atomics()),
+            _ => false,
+        }
+    }
+
+    fn parts(&self, f: &mut dyn FnMut(u64, &Self) -> bool) {
+        match &self.kind {
+            SchemaKind::Array { elem, len } => {
+                for i in 0..*len {
+                    // A decoded schema's sizes are consistent; one that is not stops here.
+                    let Some(offset) = i.checked_mul(elem.size) else { return };
+                    if !f(offset, elem) {
+                        return;
+                    }
+                }
+            }
+            SchemaKind::Struct { fields } => {
+                for field in fields {
+                    if !f(field.offset, &field.schema) {
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Copies `out.len()` bytes from `src`, a run of whole values of shape `shape` in shared memory,
+/// into `out`: every atomic with one atomic load of its own width, every other byte with a plain
+/// copy. Bytes the shape leaves undescribed (none, for a well-formed shape) are left as they are
+/// in `out`.
+///
+/// This is how bytes are copied out of an entry that holds atomics under a *shared* lock: other
+/// holders of the shared lock may store to the atomics (through `&T`) at any time, so those bytes
+/// must be read atomically (at the width they are written with: Rust does not allow racing
+/// atomic accesses of different sizes), while the shared lock keeps every cooperating writer away
+/// from the other bytes.
+///
+/// # Safety
+///
+/// `src..src + out.len()` lies in a live mapping, and the caller holds a shared or exclusive lock
+/// on the entry that owns those bytes, whose values have shape `shape`, so that no cooperating
+/// thread or process changes any byte other than an atomic's during the call.
+pub(crate) unsafe fn copy_shared<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    let size = shape.byte_size();
+    let Ok(size) = usize::try_from(size) else { return };
+    if size == 0 {
+        return;
+    }
+    for (i, chunk) in out.chunks_exact_mut(size).enumerate() {
+        // SAFETY: `chunk` is the `i`-th `size` bytes of `out`, so `src + i * size` is the start of
+        // the `i`-th value, inside the range the caller vouches for; the rest is the contract.
+        unsafe { copy_value(shape, src.add(i * size), chunk) };
+    }
+}
+
+/// [`copy_shared`] for one value: `out` holds the bytes `src..src + out.len()`.
+///
+/// # Safety
+///
+/// As for [`copy_shared`].
+unsafe fn copy_value<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    if !shape.holds_atomics() {
+        // SAFETY: `out.len()` bytes from `src` lie in the mapping (the contract); no cooperating
+        // writer changes them (the caller's lock, and they are not atomics); `out` is a distinct,
+        // exclusively borrowed buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        return;
+    }
+    if let Some(width) = shape.atomic_width() {
+        // SAFETY: the contract, for the `width` bytes at `src`, which this atomic covers.
+        unsafe { load_atomic(src, width, out) };
+        return;
+    }
+    shape.parts(&mut |offset, part| {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
+        // A part that does not fit (possible only in a malformed schema) ends the walk: the
+        // bytes beyond are not copied.
+        let Some(chunk) = range.clone().and_then(|r| out.get_mut(r)) else { return false };
+        let start = range.map_or(0, |r| r.start);
+        // SAFETY: `chunk` is `out[start..start + len]`, so the bytes `src + start..` it mirrors lie
+        // in the range the caller vouches for, and they are one value of shape `part`.
+        unsafe { copy_value(part, src.add(start), chunk) };
+        true
+    });
+}
+
+/// Loads the atomic of `width` bytes at `src` into `out` (whose length is that width).
+///
+/// # Safety
+///
+/// As for [`copy_shared`], with `src..src + out.len()` one atomic of the shape.
+unsafe fn load_atomic(src: NonNull<u8>, width: usize, out: &mut [u8]) {
+    let aligned = src.as_ptr().align_offset(width) == 0;
+    let p = src.as_ptr();
+    // SAFETY (each arm): `p` is aligned for the atomic of `width` bytes (checked just above), the
+    // `width` bytes lie in a live mapping for the whole call, and every cooperating access to them
+    // is an atomic access of this same width (the shape says they are an atomic of this width,
+    // and the `SharedLayout` contract makes every type that describes them so access them only
+    // through a std atomic). Any bit pattern is a valid integer.
+    let bytes: [u8; 8] = match (width, aligned && out.len() == width) {
+        (1, true) => u64::from(unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed)).to_ne_bytes(),
+        (2, true) => widen(&unsafe { AtomicU16::from_ptr(p.cast()) }.load(Ordering::Relaxed).to_ne_bytes()),
+        (4, true) => widen(&unsafe { AtomicU32::from_ptr(p.cast()) }.load(Ordering::Relaxed).to_ne_bytes()),
+        (8, true) => unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed).to_ne_bytes(),
+        _ => {
+            // No std atomic has this width or sits at this address (possible only in a malformed
+            // schema), so no cooperating process stores to these bytes atomically, and they are
+            // as still under the caller's lock as any plain byte.
+            // SAFETY: as for the plain copy in `copy_value`.
+            unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+            return;
+        }
+    };
+    out.copy_from_slice(&bytes[..width]);
+}
+
+/// `bytes` (at most 8) at the start of an 8-byte array.
+fn widen(bytes: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..bytes.len()].copy_from_slice(bytes);
+    out
+}
+
+/// Checks that the `count` values of `layout` at `ptr` are valid, reading them as
+/// [`copy_shared`] does: safe even while other holders of a shared lock store to their atomics.
+/// On failure, returns the index of the first invalid value and what is wrong with it.
+///
+/// # Safety
+///
+/// `ptr..ptr + count * layout.size` lies in a live mapping, and the caller holds a shared or
+/// exclusive lock on the entry that owns those bytes, whose values have layout `layout`.
+pub(crate) unsafe fn validate_shared(
+    layout: &Layout,
+    ptr: NonNull<u8>,
+    count: usize,
+) -> Result<(), (usize, InvalidValue)> {
+    let size = layout.size;
+    if !layout.contains_atomics() {
+        // SAFETY: the range lies in the mapping (the contract) and no cooperating thread or process
+        // changes any of its bytes while the caller holds the lock: none of them is an atomic, and
+        // `Layout` describes every byte that can change through `&T` as an atomic (the
+        // `SharedLayout` contract), so no other lock holder can write them either. `u8` is valid
+        // for any byte.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), count * size) };
+        for (i, chunk) in bytes.chunks_exact(size.max(1)).enumerate() {
+            layout.validate(chunk).map_err(|invalid| (i, invalid))?;
+        }
+        return Ok(());
+    }
+    // Atomics may be stored to meanwhile: validate a snapshot of each value, taken atomically.
+    let mut snapshot = vec![0u8; size];
+    for i in 0..count {
+        // SAFETY: value `i` lies in the range the caller vouches for, under the caller's lock.
+        unsafe { copy_shared(layout, ptr.add(i * size), &mut snapshot) };
+        layout.validate(&snapshot).map_err(|invalid| (i, invalid))?;
+    }
+    Ok(())
 }
 
 /// A value being assembled from bytes: zero-initialised storage for a `T` that is only read as a

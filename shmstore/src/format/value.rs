@@ -471,8 +471,8 @@ mod tests {
     #[repr(C)]
     struct Pair(u8, i8);
 
-    fn bytes_of<T: SharedLayout>(value: &T) -> Vec<u8> {
-        crate::view::value_bytes(value).to_vec()
+    fn bytes_of<T: SharedLayout>(mut value: T) -> Vec<u8> {
+        crate::view::owned_bytes(&mut value).to_vec()
     }
 
     fn config() -> Config {
@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn decodes_every_kind() {
         let schema = Schema::from(&Config::LAYOUT);
-        let value = decode(&schema, &bytes_of(&config())).unwrap();
+        let value = decode(&schema, &bytes_of(config())).unwrap();
         assert!(!value.has_invalid());
         assert_eq!(
             value.to_string(),
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn invalid_values_decode_in_place_and_agree_with_layout_validate() {
         let schema = Schema::from(&Config::LAYOUT);
-        let good = bytes_of(&config());
+        let good = bytes_of(config());
         assert_eq!(validate(&schema, &good, "config"), Ok(()));
         let name_at = std::mem::offset_of!(Config, name);
         let mode_at = std::mem::offset_of!(Config, rows) + 2 * 8 + std::mem::offset_of!(Row, mode);
@@ -559,7 +559,7 @@ mod tests {
     #[test]
     fn finds_every_invalid_value_until_told_to_stop() {
         let schema = Schema::from(&Config::LAYOUT);
-        let mut bad = bytes_of(&config());
+        let mut bad = bytes_of(config());
         for i in 0..4 {
             bad[offset_of_rows_enabled(i)] = 9;
         }
@@ -586,7 +586,7 @@ mod tests {
         let elem = Schema::from(&Row::LAYOUT);
         let mut bytes = Vec::new();
         for i in 0..5u32 {
-            bytes.extend_from_slice(&bytes_of(&Row { id: i, enabled: true, _pad: 0, mode: Mode::Slow }));
+            bytes.extend_from_slice(&bytes_of(Row { id: i, enabled: true, _pad: 0, mode: Mode::Slow }));
         }
         bytes[3 * 8 + 4] = 5;
         let mut found = Vec::new();
