@@ -291,6 +291,63 @@ fn full_store_is_store_full_and_changes_nothing() {
 }
 
 #[test]
+fn a_store_filled_exactly_to_capacity_reopens() {
+    let (_dir, path) = temp_store();
+    // A byte region from the next page to the end: its data, then its schema (8-aligned), end
+    // exactly at the capacity when the capacity is a page multiple plus the schema's length.
+    let schema_len = shmstore::format::schema::encode(&u8::LAYOUT).len() as u64;
+    let capacity = 64 * 1024 + schema_len;
+    let store = Store::options().create(true).capacity(capacity).max_capacity(capacity).open(&path).unwrap();
+    store.object_or_init("pair", || Pair { a: 1, b: 2 }).unwrap();
+    let start = store.used().next_multiple_of(4096);
+    let len = capacity - schema_len - start;
+    let region = store.bytes_or_init("rest", len).unwrap();
+    region.write_at(len - 3, b"end").unwrap();
+    assert_eq!(store.used(), capacity, "the store is exactly full");
+    assert!(matches!(store.object_or_init("more", || 1u8), Err(Error::StoreFull { .. })));
+    drop((region, store));
+
+    for read_only in [false, true] {
+        let store = Store::options().read_only(read_only).open(&path).unwrap();
+        assert_eq!((store.capacity(), store.used()), (capacity, capacity), "read_only: {read_only}");
+        assert_eq!(store.entries().unwrap().len(), 2);
+        let mut tail = [0u8; 3];
+        store.bytes("rest").unwrap().read_at(len - 3, &mut tail).unwrap();
+        assert_eq!(&tail, b"end");
+        assert_eq!(store.object::<Pair>("pair").unwrap().load().unwrap(), Pair { a: 1, b: 2 });
+    }
+    assert_eq!(len_of(&path), capacity);
+
+    // One byte more and the last entry would end past the capacity: refused, whatever the
+    // allocation end says.
+    use shmstore::format::entry::Entry;
+    use shmstore::format::header::Header;
+    let bytes = fs::read(&path).unwrap();
+    let header = Header::decode(&bytes).unwrap();
+    let slot = (0..header.catalog_slots)
+        .find(|&s| {
+            let at = (512 + 256 * u64::from(s) + 8) as usize;
+            Entry::decode(&bytes[at..at + 176], &header, s, capacity).is_ok_and(|e| e.name == "rest")
+        })
+        .unwrap();
+    let at = 512 + 256 * u64::from(slot) + 8;
+    let mut rest = Entry::decode(&bytes[at as usize..at as usize + 176], &header, slot, capacity).unwrap();
+    assert_eq!(rest.schema_range().unwrap().end, capacity);
+    rest.schema_len += 1;
+    common::poke(&path, at, &rest.encode());
+    match Store::options().read_only(true).open(&path) {
+        Err(Error::Corrupt { detail, .. }) => assert_eq!(
+            detail,
+            format!(
+                "entry in catalog slot {slot}: it ends at byte {}, past the store's {capacity} bytes",
+                capacity + 1
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn grown_store_can_hold_more_at_once() {
     let (_dir, path) = temp_store();
     let store = Store::options().create(true).capacity(64 * 1024).max_capacity(64 * 1024).open(&path).unwrap();
