@@ -347,6 +347,79 @@ fn a_store_filled_exactly_to_capacity_reopens() {
     }
 }
 
+/// Field names of 1000 bytes: long, but within the 1024 bytes a schema name may take.
+const LONG_A: &str = match std::str::from_utf8(&[b'a'; 1000]) {
+    Ok(s) => s,
+    Err(_) => panic!("ASCII is UTF-8"),
+};
+const LONG_B: &str = match std::str::from_utf8(&[b'b'; 1000]) {
+    Ok(s) => s,
+    Err(_) => panic!("ASCII is UTF-8"),
+};
+
+/// Each level is a struct of two copies of the level below, in fields with long names: the
+/// encoded schema doubles with each level, since every node is written out in full.
+macro_rules! halves {
+    ($($level:ident($below:ident, $size:expr);)*) => {$(
+        const $level: shmstore::Layout = shmstore::Layout::new(
+            "Halves",
+            $size,
+            1,
+            1,
+            shmstore::TypeKind::Struct {
+                fields: &[
+                    shmstore::Field { name: LONG_A, offset: 0, layout: &$below },
+                    shmstore::Field { name: LONG_B, offset: $size / 2, layout: &$below },
+                ],
+            },
+        );
+    )*};
+}
+
+const LEVEL0: shmstore::Layout = u8::LAYOUT;
+halves! {
+    LEVEL1(LEVEL0, 2); LEVEL2(LEVEL1, 4); LEVEL3(LEVEL2, 8); LEVEL4(LEVEL3, 16); LEVEL5(LEVEL4, 32);
+    LEVEL6(LEVEL5, 64); LEVEL7(LEVEL6, 128); LEVEL8(LEVEL7, 256); LEVEL9(LEVEL8, 512);
+    LEVEL10(LEVEL9, 1024); LEVEL11(LEVEL10, 2048); LEVEL12(LEVEL11, 4096); LEVEL13(LEVEL12, 8192);
+}
+
+/// 8 KiB of bytes, described as a binary tree of structs 13 levels deep: a real layout, but one
+/// whose encoded schema (about 17 MB) is longer than a store may record.
+#[repr(C)]
+struct Halves([u8; 8192]);
+
+// SAFETY: `Halves` is 8192 `u8`s: size 8192 and alignment 1, as LEVEL13 says; it has no padding
+// and no pointers; every byte pattern is a valid `[u8; 8192]` (and LEVEL13 describes every byte as
+// a `u8`, so `validate` accepts them all); it has no drop glue.
+unsafe impl SharedLayout for Halves {
+    const LAYOUT: shmstore::Layout = LEVEL13;
+}
+
+#[test]
+fn a_layout_whose_schema_is_too_long_is_refused_before_anything_is_allocated() {
+    use shmstore::format::schema::{self, MAX_SCHEMA_LEN};
+    let encoded = schema::encode(&Halves::LAYOUT).len();
+    assert!(encoded > MAX_SCHEMA_LEN, "{encoded} bytes");
+    let (_dir, path) = temp_store();
+    let store = Store::open_or_create(&path, MIB).unwrap();
+    store.object_or_init("pair", Pair::default).unwrap();
+    let used = store.used();
+    let before = fs::read(&path).unwrap();
+    match store.object_or_init("halves", || Halves([0; 8192])) {
+        Err(Error::UnsupportedLayout { name, type_name, reason }) => {
+            assert_eq!((name.as_str(), type_name.as_str()), ("halves", "Halves"));
+            let expected =
+                format!("schema is {encoded} bytes long, more than the {MAX_SCHEMA_LEN} bytes a schema may take");
+            assert!(reason.contains(&expected), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(store.used(), used, "a refused entry allocated space");
+    assert!(fs::read(&path).unwrap() == before, "a refused entry changed the file");
+    // One level less is within the bound.
+    assert!(schema::encode(&LEVEL12).len() <= MAX_SCHEMA_LEN);
+}
+
 #[test]
 fn grown_store_can_hold_more_at_once() {
     let (_dir, path) = temp_store();
