@@ -454,11 +454,13 @@ impl StoreInner {
         // Every record, on its own and all together: what open accepts, no safe operation can
         // turn into undefined behaviour (overlapping entries, shared locks, unbounded schemas).
         let (_, summary) = store.checked_records()?;
-        // A creator raises `alloc_end` before it publishes an entry, but after an OS crash or a
-        // power loss the catalog page may have reached the disk while the header page did not.
-        // Such entries passed every check above (they lie inside the capacity and overlap
-        // nothing), so they are kept; a writer raises `alloc_end` past them, under the catalog
-        // lock, so that the allocator never hands their space out again.
+        // A creator raises `alloc_end` before it publishes an entry, so in a running store every
+        // entry the scan saw ends at or below the `alloc_end` read now, after the scan, even if it
+        // was created meanwhile. But after an OS crash or a power loss the catalog page may have
+        // reached the disk while the header page did not. Entries past `alloc_end` passed every
+        // check above (they lie inside the capacity and overlap nothing), so they are kept; a
+        // writer raises `alloc_end` past them, under the catalog lock, so that the allocator never
+        // hands their space out again.
         if summary.end > store.alloc_end() && !read_only {
             let _held = store.catalog_lock.write(&store.file, Wait::Forever).map_err(|e| store.lock_error(e))?;
             store.live_u64(header::ALLOC_END_OFFSET).fetch_max(summary.end, Ordering::AcqRel);
