@@ -411,4 +411,71 @@ mod tests {
         assert_eq!(err, CatalogError::DuplicateSlot { slot: 9 });
         assert_eq!(err.to_string(), "two records claim catalog slot 9");
     }
+
+    /// The rules of the module docs, checked pair by pair: the model `check_catalog` must agree with.
+    fn brute_force(records: &[Record]) -> bool {
+        let each_ok = records.iter().all(|r| {
+            (r.state == STATE_LIVE || r.state == STATE_SHADOW) && r.entry.check(&header(), r.slot, CAPACITY).is_ok()
+        });
+        if !each_ok {
+            return false;
+        }
+        let ranges: Vec<(usize, Range<u64>)> = records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| [(i, r.entry.data_range().unwrap()), (i, r.entry.schema_range().unwrap())])
+            .collect();
+        let shared_byte = |a: &Range<u64>, b: &Range<u64>| a.start.max(b.start) < a.end.min(b.end);
+        let disjoint = ranges
+            .iter()
+            .enumerate()
+            .all(|(x, (i, a))| ranges[x + 1..].iter().all(|(j, b)| i == j || !shared_byte(a, b)));
+        let unique = records.iter().enumerate().all(|(x, a)| {
+            records[x + 1..].iter().all(|b| {
+                a.slot != b.slot && !(a.state == STATE_LIVE && b.state == STATE_LIVE && a.entry.name == b.entry.name)
+            })
+        });
+        disjoint && unique
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Small records crowded into a small area, so that most catalogs have an overlap
+        /// somewhere: `check_catalog` accepts exactly the catalogs the pairwise model accepts, and
+        /// an overlap it reports is real.
+        #[test]
+        fn agrees_with_a_pairwise_model(
+            raw in proptest::collection::vec(
+                (0u32..64, 0u32..8, 0u8..3, 0u64..64, 0u64..12, 0u64..64, 1u64..24),
+                0..6,
+            )
+        ) {
+            let s = start();
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|&(slot, state, name, data, count, schema, schema_len)| {
+                    let mut r = record(slot, ["a", "b", "c"][usize::from(name)], s + 4 * data, count, s + 4 * schema);
+                    // Mostly live or shadow; one in eight is a state that does not exist.
+                    r.state = match state {
+                        0 => 3,
+                        odd if odd % 2 == 1 => STATE_LIVE,
+                        _ => STATE_SHADOW,
+                    };
+                    r.entry.schema_len = schema_len;
+                    r
+                })
+                .collect();
+            let result = check_catalog(&header(), CAPACITY, &records);
+            proptest::prop_assert_eq!(result.is_ok(), brute_force(&records), "{:?}", result);
+            if let Err(CatalogError::Overlap { first, second }) = &result {
+                proptest::prop_assert!(first.range.start <= second.range.start);
+                proptest::prop_assert!(second.range.start < first.range.end);
+            }
+            if let Ok(summary) = result {
+                let end = records.iter().map(|r| r.entry.schema_range().unwrap().end.max(r.entry.data_range().unwrap().end)).max();
+                proptest::prop_assert_eq!(summary.end, end.unwrap_or(s));
+            }
+        }
+    }
 }
