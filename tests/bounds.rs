@@ -291,6 +291,136 @@ fn full_store_is_store_full_and_changes_nothing() {
 }
 
 #[test]
+fn a_store_filled_exactly_to_capacity_reopens() {
+    let (_dir, path) = temp_store();
+    // A byte region from the next page to the end: its data, then its schema (8-aligned), end
+    // exactly at the capacity when the capacity is a page multiple plus the schema's length.
+    let schema_len = shmstore::format::schema::encode(&u8::LAYOUT).len() as u64;
+    let capacity = 64 * 1024 + schema_len;
+    let store = Store::options().create(true).capacity(capacity).max_capacity(capacity).open(&path).unwrap();
+    store.object_or_init("pair", || Pair { a: 1, b: 2 }).unwrap();
+    let start = store.used().next_multiple_of(4096);
+    let len = capacity - schema_len - start;
+    let region = store.bytes_or_init("rest", len).unwrap();
+    region.write_at(len - 3, b"end").unwrap();
+    assert_eq!(store.used(), capacity, "the store is exactly full");
+    assert!(matches!(store.object_or_init("more", || 1u8), Err(Error::StoreFull { .. })));
+    drop((region, store));
+
+    for read_only in [false, true] {
+        let store = Store::options().read_only(read_only).open(&path).unwrap();
+        assert_eq!((store.capacity(), store.used()), (capacity, capacity), "read_only: {read_only}");
+        assert_eq!(store.entries().unwrap().len(), 2);
+        let mut tail = [0u8; 3];
+        store.bytes("rest").unwrap().read_at(len - 3, &mut tail).unwrap();
+        assert_eq!(&tail, b"end");
+        assert_eq!(store.object::<Pair>("pair").unwrap().load().unwrap(), Pair { a: 1, b: 2 });
+    }
+    assert_eq!(len_of(&path), capacity);
+
+    // One byte more and the last entry would end past the capacity: refused, whatever the
+    // allocation end says.
+    use shmstore::format::entry::Entry;
+    use shmstore::format::header::Header;
+    let bytes = fs::read(&path).unwrap();
+    let header = Header::decode(&bytes).unwrap();
+    let slot = (0..header.catalog_slots)
+        .find(|&s| {
+            let at = (512 + 256 * u64::from(s) + 8) as usize;
+            Entry::decode(&bytes[at..at + 176], &header, s, capacity).is_ok_and(|e| e.name == "rest")
+        })
+        .unwrap();
+    let at = 512 + 256 * u64::from(slot) + 8;
+    let mut rest = Entry::decode(&bytes[at as usize..at as usize + 176], &header, slot, capacity).unwrap();
+    assert_eq!(rest.schema_range().unwrap().end, capacity);
+    rest.schema_len += 1;
+    common::poke(&path, at, &rest.encode());
+    match Store::options().read_only(true).open(&path) {
+        Err(Error::Corrupt { detail, .. }) => assert_eq!(
+            detail,
+            format!(
+                "entry in catalog slot {slot}: it ends at byte {}, past the store's {capacity} bytes",
+                capacity + 1
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Field names of 1000 bytes: long, but within the 1024 bytes a schema name may take.
+const LONG_A: &str = match std::str::from_utf8(&[b'a'; 1000]) {
+    Ok(s) => s,
+    Err(_) => panic!("ASCII is UTF-8"),
+};
+const LONG_B: &str = match std::str::from_utf8(&[b'b'; 1000]) {
+    Ok(s) => s,
+    Err(_) => panic!("ASCII is UTF-8"),
+};
+
+/// Each level is a struct of two copies of the level below, in fields with long names: the
+/// encoded schema doubles with each level, since every node is written out in full.
+macro_rules! halves {
+    ($($level:ident($below:ident, $size:expr);)*) => {$(
+        const $level: shmstore::Layout = shmstore::Layout::new(
+            "Halves",
+            $size,
+            1,
+            1,
+            shmstore::TypeKind::Struct {
+                fields: &[
+                    shmstore::Field { name: LONG_A, offset: 0, layout: &$below },
+                    shmstore::Field { name: LONG_B, offset: $size / 2, layout: &$below },
+                ],
+            },
+        );
+    )*};
+}
+
+const LEVEL0: shmstore::Layout = u8::LAYOUT;
+halves! {
+    LEVEL1(LEVEL0, 2); LEVEL2(LEVEL1, 4); LEVEL3(LEVEL2, 8); LEVEL4(LEVEL3, 16); LEVEL5(LEVEL4, 32);
+    LEVEL6(LEVEL5, 64); LEVEL7(LEVEL6, 128); LEVEL8(LEVEL7, 256); LEVEL9(LEVEL8, 512);
+    LEVEL10(LEVEL9, 1024); LEVEL11(LEVEL10, 2048); LEVEL12(LEVEL11, 4096); LEVEL13(LEVEL12, 8192);
+}
+
+/// 8 KiB of bytes, described as a binary tree of structs 13 levels deep: a real layout, but one
+/// whose encoded schema (about 17 MB) is longer than a store may record.
+#[repr(C)]
+struct Halves([u8; 8192]);
+
+// SAFETY: `Halves` is 8192 `u8`s: size 8192 and alignment 1, as LEVEL13 says; it has no padding
+// and no pointers; every byte pattern is a valid `[u8; 8192]` (and LEVEL13 describes every byte as
+// a `u8`, so `validate` accepts them all); it has no drop glue.
+unsafe impl SharedLayout for Halves {
+    const LAYOUT: shmstore::Layout = LEVEL13;
+}
+
+#[test]
+fn a_layout_whose_schema_is_too_long_is_refused_before_anything_is_allocated() {
+    use shmstore::format::schema::{self, MAX_SCHEMA_LEN};
+    let encoded = schema::encode(&Halves::LAYOUT).len();
+    assert!(encoded > MAX_SCHEMA_LEN, "{encoded} bytes");
+    let (_dir, path) = temp_store();
+    let store = Store::open_or_create(&path, MIB).unwrap();
+    store.object_or_init("pair", Pair::default).unwrap();
+    let used = store.used();
+    let before = fs::read(&path).unwrap();
+    match store.object_or_init("halves", || Halves([0; 8192])) {
+        Err(Error::UnsupportedLayout { name, type_name, reason }) => {
+            assert_eq!((name.as_str(), type_name.as_str()), ("halves", "Halves"));
+            let expected =
+                format!("schema is {encoded} bytes long, more than the {MAX_SCHEMA_LEN} bytes a schema may take");
+            assert!(reason.contains(&expected), "{reason}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(store.used(), used, "a refused entry allocated space");
+    assert!(fs::read(&path).unwrap() == before, "a refused entry changed the file");
+    // One level less is within the bound.
+    assert!(schema::encode(&LEVEL12).len() <= MAX_SCHEMA_LEN);
+}
+
+#[test]
 fn grown_store_can_hold_more_at_once() {
     let (_dir, path) = temp_store();
     let store = Store::options().create(true).capacity(64 * 1024).max_capacity(64 * 1024).open(&path).unwrap();

@@ -8,8 +8,12 @@ use std::mem::discriminant;
 use std::path::{Path, PathBuf};
 
 use common::{active_data_offset, poke, raw_record, raw_records, temp_store, Rng};
-use common::{ALLOC_END_OFFSET, CAPACITY_OFFSET, RECORD_STATIC_OFFSET, RECORD_STATIC_SIZE};
-use shmstore::{Error, FixedStr, SharedLayout, Store};
+use common::{
+    ALLOC_END_OFFSET, CAPACITY_OFFSET, CATALOG_OFFSET, RECORD_SIZE, RECORD_STATIC_OFFSET, RECORD_STATIC_SIZE,
+};
+use shmstore::format::entry::{lock_offset_for, Entry};
+use shmstore::format::header::Header;
+use shmstore::{EntryKind, Error, FixedStr, Schema, SharedLayout, Store};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -155,20 +159,17 @@ fn header_with_valid_checksum_but_bad_contents_is_refused() {
     assert!(matches!(refuse(&path, "byte order"), Error::WrongEndianness { .. }));
     restore();
 
-    for (at, value, what) in [
-        (16, 1024u32.to_le_bytes().to_vec(), "header size"),
-        (36, 512u32.to_le_bytes().to_vec(), "record size"),
-        (24, 4096u64.to_le_bytes().to_vec(), "catalog offset"),
-        (32, 0u32.to_le_bytes().to_vec(), "zero catalog slots"),
-        (32, u32::MAX.to_le_bytes().to_vec(), "huge catalog"),
-        (32, 2u32.to_le_bytes().to_vec(), "catalog slots not matching the data offset"),
-        (40, 8192u64.to_le_bytes().to_vec(), "data offset"),
+    for (at, value, detail) in [
+        (16, 1024u32.to_le_bytes().to_vec(), "header size is not 512"),
+        (36, 512u32.to_le_bytes().to_vec(), "catalog record size is not 256"),
+        (24, 4096u64.to_le_bytes().to_vec(), "catalog does not follow the header"),
+        (32, 0u32.to_le_bytes().to_vec(), "catalog slot count out of range"),
+        (32, u32::MAX.to_le_bytes().to_vec(), "catalog slot count out of range"),
+        (32, 2u32.to_le_bytes().to_vec(), "data area does not follow the catalog"),
+        (40, 8192u64.to_le_bytes().to_vec(), "data area does not follow the catalog"),
     ] {
         rewrite_header(&path, at, &value);
-        match refuse(&path, what) {
-            Error::Corrupt { detail, .. } => assert!(!detail.is_empty(), "{what}"),
-            other => panic!("{what}: {other:?}"),
-        }
+        assert_eq!(corrupt_detail(&path, detail), format!("header: {detail}"));
         restore();
     }
     assert!(fs::read(&path).unwrap() == good);
@@ -187,15 +188,15 @@ fn live_header_words_out_of_range_are_refused() {
         [(len + 4096, "alloc_end beyond the file"), (u64::MAX, "alloc_end at u64::MAX"), (0, "alloc_end zero")]
     {
         set(ALLOC_END_OFFSET, alloc_end);
-        assert!(matches!(refuse(&path, what), Error::Corrupt { .. }), "{what}");
+        assert_eq!(corrupt_detail(&path, what), "allocation end lies outside the data area");
         restore();
     }
-    // Inside the data area, but below the entries already allocated.
-    set(ALLOC_END_OFFSET, DATA_OFFSET);
-    match refuse(&path, "alloc_end below the entries") {
-        Error::Corrupt { detail, .. } => assert!(detail.contains("beyond the allocated space"), "{detail}"),
-        other => panic!("alloc_end below the entries: {other:?}"),
-    }
+    // Just outside the data area, on either side.
+    set(ALLOC_END_OFFSET, DATA_OFFSET - 1);
+    assert_eq!(corrupt_detail(&path, "alloc_end before the data area"), "allocation end lies outside the data area");
+    restore();
+    set(ALLOC_END_OFFSET, len + 1);
+    assert_eq!(corrupt_detail(&path, "alloc_end one past the capacity"), "allocation end lies outside the data area");
     restore();
 
     set(CAPACITY_OFFSET, len * 2);
@@ -205,7 +206,7 @@ fn live_header_words_out_of_range_are_refused() {
     }
     restore();
     set(CAPACITY_OFFSET, 100);
-    assert!(matches!(refuse(&path, "capacity below the header"), Error::Corrupt { .. }));
+    assert_eq!(corrupt_detail(&path, "capacity below the header"), "capacity is smaller than header and catalog");
     restore();
 
     assert!(fs::read(&path).unwrap() == good);
@@ -599,43 +600,427 @@ fn records_with_valid_checksums_but_impossible_contents_are_refused() {
     let (_dir, path) = build();
     let good = fs::read(&path).unwrap();
     let ids = raw_record(&path, "ids");
-    let flags_record = raw_record(&path, "flags");
     let le = |v: u64| v.to_le_bytes().to_vec();
-    let cases: Vec<(u64, usize, Vec<u8>, &str)> = vec![
-        (ids.offset, 0, vec![3], "unknown kind"),
-        (ids.offset, 0, vec![1], "array record marked as an object of 16 elements"),
-        (ids.offset, 1, vec![2], "array with two slots"),
-        (ids.offset, 2, 65u16.to_le_bytes().to_vec(), "name longer than 64 bytes"),
-        (ids.offset, 2, 0u16.to_le_bytes().to_vec(), "empty name"),
-        (ids.offset, 8, vec![0x01], "control character in the name"),
-        (ids.offset, 8, vec![0xff], "name not UTF-8"),
-        (ids.offset, 80, le(6), "element size not a multiple of the alignment"),
-        (ids.offset, 88, le(3), "alignment not a power of two"),
-        (ids.offset, 88, le(8192), "alignment above a page"),
-        (ids.offset, 96, le(u64::MAX / 2), "element count overflowing"),
-        (ids.offset, 96, le(1 << 40), "data past the end of the file"),
-        (ids.offset, 96, le(1000), "data past the allocation end"),
-        (ids.offset, 104, le(0), "data inside the header"),
-        (ids.offset, 104, le(DATA_OFFSET + 2), "misaligned data"),
-        (ids.offset, 112, le(64), "single slot with a stride"),
-        (ids.offset, 120, le(100), "schema inside the header"),
-        (ids.offset, 128, le(0), "empty schema"),
-        (ids.offset, 128, le(u64::MAX), "schema length overflowing"),
-        (ids.offset, 136, le(0), "lock outside the lock area"),
-        (ids.offset, 136, le((1 << 62) + 65), "lock beyond the catalog's locks"),
-        (flags_record.offset, 112, le(8), "object slots overlapping"),
-        (flags_record.offset, 96, le(2), "object with two elements"),
+    // Fields an `Entry` cannot hold, written byte by byte (with the checksum fixed up).
+    let raw_cases: Vec<(usize, Vec<u8>, &str, &str)> = vec![
+        (0, vec![4], "unknown entry kind", "unknown kind"),
+        (0, vec![0], "unknown entry kind", "kind zero"),
+        (2, 65u16.to_le_bytes().to_vec(), "entry name is not valid", "name longer than 64 bytes"),
+        (8, vec![0xff], "entry name is not valid", "name not UTF-8"),
     ];
-    for (record, at, bytes, what) in cases {
-        rewrite_record(&path, record, at, &bytes);
-        match refuse(&path, what) {
-            Error::Corrupt { detail, .. } => assert!(!detail.is_empty(), "{what}"),
-            other => panic!("{what}: {other:?}"),
-        }
+    for (at, bytes, detail, what) in raw_cases {
+        rewrite_record(&path, ids.offset, at, &bytes);
+        assert_eq!(corrupt_detail(&path, what), format!("entry in catalog slot {}: {detail}", ids.slot), "{what}");
+        poke(&path, 0, &good);
+    }
+    assert_eq!(le(1).len(), 8);
+
+    // Everything else, through the format module: decode the record, change a field, encode it
+    // with a valid checksum. Each case names the check that must refuse it.
+    type Edit = fn(&mut Entry);
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("ids", |e| e.name.clear(), "entry name is not valid"),
+        ("ids", |e| e.name = "i\u{1}s".into(), "entry name is not valid"),
+        ("ids", |e| e.kind = EntryKind::Object, "slot count or element count does not fit the entry kind"),
+        ("ids", |e| e.slot_count = 2, "slot count or element count does not fit the entry kind"),
+        ("ids", |e| e.kind = EntryKind::Bytes, "slot count or element count does not fit the entry kind"),
+        ("ids", |e| e.elem_size = 6, "element size is not a multiple of its alignment"),
+        ("ids", |e| e.elem_align = 3, "element alignment is not a power of two up to 4096"),
+        ("ids", |e| e.elem_align = 0, "element alignment is not a power of two up to 4096"),
+        ("ids", |e| (e.elem_align, e.elem_size) = (8192, 8192), "element alignment is not a power of two up to 4096"),
+        ("ids", |e| e.count = u64::MAX / 2, "entry size overflows"),
+        ("ids", |e| e.data_offset = 0, "data lies before the data area or is misaligned"),
+        ("ids", |e| e.data_offset = DATA_OFFSET - 64, "data lies before the data area or is misaligned"),
+        ("ids", |e| e.data_offset += 2, "data lies before the data area or is misaligned"),
+        ("ids", |e| e.slot_stride = 64, "single-slot entry has a slot stride"),
+        ("ids", |e| e.schema_offset = 100, "schema lies outside the data area"),
+        ("ids", |e| e.schema_len = 0, "schema lies outside the data area"),
+        ("ids", |e| e.schema_len = u64::MAX, "entry size overflows"),
+        ("ids", |e| e.schema_offset = e.data_offset + 8, "schema overlaps the entry's data"),
+        ("ids", |e| e.lock_offset = 0, "lock offset is not the one its catalog slot implies"),
+        ("ids", |e| e.lock_offset = (1 << 62) + 65, "lock offset is not the one its catalog slot implies"),
+        ("ids", |e| e.lock_offset -= 1, "lock offset is not the one its catalog slot implies"),
+        ("ids", |e| e.lock_offset += 1, "lock offset is not the one its catalog slot implies"),
+        ("flags", |e| e.slot_stride = 8, "object slots overlap"),
+        ("flags", |e| e.slot_stride = 72, "object slots are not whole cache lines"),
+        ("flags", |e| e.slot_stride = 128, "schema overlaps the entry's data"),
+        ("flags", |e| e.count = 2, "slot count or element count does not fit the entry kind"),
+        ("flags", |e| e.slot_count = 3, "slot count or element count does not fit the entry kind"),
+        ("flags", |e| e.data_offset += 2, "data lies before the data area or is misaligned"),
+    ];
+    for (name, edit, detail) in cases {
+        let slot = edit_record(&path, name, edit);
+        let what = format!("{name}: {detail}");
+        assert_eq!(corrupt_detail(&path, &what), format!("entry in catalog slot {slot}: {detail}"), "{what}");
         poke(&path, 0, &good);
     }
     assert!(fs::read(&path).unwrap() == good);
     Store::open(&path).unwrap();
+}
+
+/// The decoded record of entry `name` and its slot, read with the format module (reading only the
+/// header and the catalog, so that huge sparse files stay cheap).
+fn record(path: &Path, name: &str) -> (u32, Entry) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::open(path).unwrap();
+    let mut head = vec![0u8; 512];
+    file.read_exact_at(&mut head, 0).unwrap();
+    let header = Header::decode(&head).unwrap();
+    let capacity = common::read_u64_ne(&head, CAPACITY_OFFSET as usize);
+    let mut catalog = vec![0u8; (header.data_offset - CATALOG_OFFSET) as usize];
+    file.read_exact_at(&mut catalog, CATALOG_OFFSET).unwrap();
+    for slot in 0..header.catalog_slots {
+        let at = (u64::from(slot) * RECORD_SIZE) as usize;
+        if common::read_u32_ne(&catalog, at) == 0 {
+            continue;
+        }
+        let bytes = &catalog[at + RECORD_STATIC_OFFSET as usize..][..RECORD_STATIC_SIZE as usize];
+        if let Ok(entry) = Entry::decode(bytes, &header, slot, capacity) {
+            if entry.name == name {
+                return (slot, entry);
+            }
+        }
+    }
+    panic!("no valid record named `{name}`")
+}
+
+/// Decodes the record of entry `name`, lets `edit` change it, and writes it back encoded by the
+/// format module, with a valid checksum. Returns its slot.
+fn edit_record(path: &Path, name: &str, edit: impl FnOnce(&mut Entry)) -> u32 {
+    let (slot, mut entry) = record(path, name);
+    edit(&mut entry);
+    let offset = CATALOG_OFFSET + u64::from(slot) * RECORD_SIZE + RECORD_STATIC_OFFSET;
+    poke(path, offset, &entry.encode());
+    slot
+}
+
+/// Asserts that every way of opening `path` refuses it as corrupt, and returns the detail.
+#[track_caller]
+fn corrupt_detail(path: &Path, what: &str) -> String {
+    match refuse(path, what) {
+        Error::Corrupt { detail, .. } => detail,
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    }
+}
+
+/// The bytes entry `name` uses: (data, schema).
+fn ranges(path: &Path, name: &str) -> (std::ops::Range<u64>, std::ops::Range<u64>) {
+    let (_, e) = record(path, name);
+    (e.data_range().unwrap(), e.schema_range().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The catalog as a whole: records that each look fine, but not together.
+
+#[test]
+fn overlapping_data_of_two_entries_is_refused_naming_both() {
+    let (_dir, path) = build();
+    let good = fs::read(&path).unwrap();
+    let (ids_slot, ids) = record(&path, "ids");
+    let (flags_slot, flags) = record(&path, "flags");
+    let (bits_slot, bits) = record(&path, "bits");
+
+    // Unchecked, `bits` (bools) would be a view of `ids`'s bytes: a `&[bool]` over a `u32` that
+    // `ids.write_at` can set to 7, and a live `&mut [u32]` and `&[bool]` of the same memory.
+    edit_record(&path, "bits", |e| e.data_offset = ids.data_offset);
+    let detail = corrupt_detail(&path, "bits inside ids");
+    let expected = format!(
+        "the data of entry `ids` (catalog slot {ids_slot}, bytes {}..{}) overlaps the data of entry `bits` (catalog slot {bits_slot}, bytes {}..{})",
+        ids.data_offset,
+        ids.data_offset + 64,
+        ids.data_offset,
+        ids.data_offset + 8,
+    );
+    assert_eq!(detail, expected);
+    poke(&path, 0, &good);
+
+    // One byte of overlap, in otherwise free space: `ids` moves there, and `bits` starts on its
+    // last byte.
+    let free = CAPACITY - 8192;
+    edit_record(&path, "ids", |e| e.data_offset = free);
+    edit_record(&path, "bits", |e| e.data_offset = free + 63);
+    assert_eq!(
+        corrupt_detail(&path, "one byte"),
+        format!(
+            "the data of entry `bits` (catalog slot {bits_slot}, bytes {}..{}) overlaps the data of entry `ids` (catalog slot {ids_slot}, bytes {free}..{})",
+            free + 63,
+            free + 71,
+            free + 64
+        )
+    );
+    // Moved one byte on, it touches without overlapping, and the store opens.
+    edit_record(&path, "bits", |e| e.data_offset = free + 64);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.entry_info("bits").unwrap().data_offset, free + 64);
+    assert_eq!(store.array::<u32>("ids").unwrap().len(), 16);
+    drop(store);
+    assert_eq!((bits.count, flags.count), (8, 1));
+    let _ = flags_slot;
+}
+
+#[test]
+fn schema_overlapping_data_is_refused_naming_both() {
+    let (_dir, path) = build();
+    let good = fs::read(&path).unwrap();
+    let (ids_slot, ids) = record(&path, "ids");
+    let (flags_slot, flags) = record(&path, "flags");
+
+    // The object's schema inside the array's data: a write to `ids` would rewrite it.
+    edit_record(&path, "flags", |e| e.schema_offset = ids.data_offset + 8);
+    let detail = corrupt_detail(&path, "schema inside another entry's data");
+    assert_eq!(
+        detail,
+        format!(
+            "the schema of entry `flags` (catalog slot {flags_slot}, bytes {}..{}) overlaps the data of entry `ids` (catalog slot {ids_slot}, bytes {}..{})",
+            ids.data_offset + 8,
+            ids.data_offset + 8 + flags.schema_len,
+            ids.data_offset,
+            ids.data_offset + 64
+        )
+    );
+    poke(&path, 0, &good);
+
+    // Two entries sharing one schema.
+    edit_record(&path, "bits", |e| e.schema_offset = ids.schema_offset);
+    let detail = corrupt_detail(&path, "shared schema");
+    assert!(detail.contains("the schema of entry `ids`") && detail.contains("the schema of entry `bits`"), "{detail}");
+    poke(&path, 0, &good);
+
+    // And within one entry.
+    let slot = edit_record(&path, "ids", |e| e.schema_offset = e.data_offset + 60);
+    assert_eq!(
+        corrupt_detail(&path, "own schema"),
+        format!("entry in catalog slot {slot}: schema overlaps the entry's data")
+    );
+}
+
+#[test]
+fn a_shadow_record_overlapping_a_live_one_is_refused() {
+    let (_dir, path) = build();
+    let (ids_slot, ids) = record(&path, "ids");
+    // A migration's orphan replacement record, claiming the bytes of `flags`.
+    let flags = raw_record(&path, "flags");
+    let free = (0..64u32).find(|s| raw_records(&path).iter().all(|r| r.slot != *s) && *s != ids_slot).unwrap();
+    let shadow = Entry {
+        lock_offset: lock_offset_for(free),
+        data_offset: flags.data_offset,
+        schema_offset: CAPACITY - 4096,
+        ..ids
+    };
+    let at = CATALOG_OFFSET + u64::from(free) * RECORD_SIZE;
+    poke(&path, at + RECORD_STATIC_OFFSET, &shadow.encode());
+    poke(&path, at, &2u32.to_ne_bytes());
+    let detail = corrupt_detail(&path, "shadow over flags");
+    assert!(detail.contains(&format!("entry `flags` (catalog slot {}", flags.slot)), "{detail}");
+    assert!(detail.contains(&format!("entry `ids` (catalog slot {free}")), "{detail}");
+    // Elsewhere, in free space inside the capacity, the orphan is harmless and the store opens.
+    let shadow = Entry { data_offset: CAPACITY - 8192, ..shadow };
+    poke(&path, at + RECORD_STATIC_OFFSET, &shadow.encode());
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.entries().unwrap().len(), 3);
+}
+
+#[test]
+fn a_lock_offset_of_another_slot_is_refused() {
+    let (_dir, path) = build();
+    let (flags_slot, _) = record(&path, "flags");
+    // `ids` would lock the byte of `flags`: its writers would exclude each other's, not its own.
+    let slot = edit_record(&path, "ids", |e| e.lock_offset = lock_offset_for(flags_slot));
+    assert_eq!(
+        corrupt_detail(&path, "lock of another slot"),
+        format!("entry in catalog slot {slot}: lock offset is not the one its catalog slot implies")
+    );
+}
+
+#[test]
+fn live_entries_with_one_name_are_refused() {
+    let (_dir, path) = build();
+    let (ids_slot, _) = record(&path, "ids");
+    let (bits_slot, _) = record(&path, "bits");
+    edit_record(&path, "bits", |e| e.name = "ids".into());
+    let (low, high) = (ids_slot.min(bits_slot), ids_slot.max(bits_slot));
+    assert_eq!(
+        corrupt_detail(&path, "two live `ids`"),
+        format!("catalog slots {low} and {high} both hold a live entry named `ids`")
+    );
+}
+
+/// Makes the file `len` bytes long (sparse) and sets its capacity and allocation end to match.
+fn grow_sparse(path: &Path, len: u64) {
+    fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
+    poke(path, CAPACITY_OFFSET, &len.to_ne_bytes());
+    poke(path, ALLOC_END_OFFSET, &len.to_ne_bytes());
+}
+
+/// The detail of the `Corrupt` error with which every way of opening the (huge, sparse) file at
+/// `path` refuses it, without reading the file's data area.
+#[track_caller]
+fn corrupt_detail_of_huge(path: &Path, what: &str) -> String {
+    use std::os::unix::fs::FileExt;
+    let catalog = || {
+        let mut b = vec![0u8; DATA_OFFSET as usize];
+        fs::File::open(path).unwrap().read_exact_at(&mut b, 0).unwrap();
+        b
+    };
+    let before = catalog();
+    let details: Vec<String> = [Store::open(path), Store::options().read_only(true).open(path)]
+        .into_iter()
+        .map(|result| match expect_err(result, what) {
+            Error::Corrupt { detail, .. } => detail,
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(details[0], details[1], "{what}");
+    assert!(catalog() == before, "{what}: a refused open changed the file");
+    details[0].clone()
+}
+
+#[test]
+fn a_huge_schema_length_is_refused_before_anything_is_allocated() {
+    let (_dir, path) = build();
+    // An 8 GiB sparse store whose `ids` claims a 6 GiB schema in otherwise unused space: inside
+    // the capacity, overlapping nothing, so only the bound on schema lengths refuses it. Reading
+    // it would allocate 6 GiB for `entries()`, `schema()` or `shmstore inspect`.
+    grow_sparse(&path, 8 << 30);
+    let mut sound = vec![0u8; DATA_OFFSET as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&fs::File::open(&path).unwrap(), &mut sound, 0).unwrap();
+    let slot = edit_record(&path, "ids", |e| (e.schema_offset, e.schema_len) = (1 << 30, 6 << 30));
+    let too_long = format!("entry in catalog slot {slot}: schema is longer than the format allows");
+    assert_eq!(corrupt_detail_of_huge(&path, "6 GiB schema"), too_long);
+    // The longest schema allowed is fine (and found not to be a schema only when it is read).
+    let max = shmstore::format::schema::MAX_SCHEMA_LEN as u64;
+    poke(&path, 0, &sound);
+    edit_record(&path, "ids", |e| (e.schema_offset, e.schema_len) = (1 << 30, max));
+    let store = Store::open(&path).unwrap();
+    match store.schema("ids") {
+        Err(Error::Corrupt { detail, .. }) => {
+            assert!(detail.starts_with("schema of entry `ids`: not a schema"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(store);
+    edit_record(&path, "ids", |e| e.schema_len += 1);
+    assert_eq!(corrupt_detail_of_huge(&path, "one byte too long"), too_long);
+}
+
+/// Replaces the stored schema of entry `name` with `schema` (encoded by the format module), in
+/// place if it has the same length, else in unused space at the end of the store.
+fn replace_schema(path: &Path, name: &str, schema: &Schema) {
+    let bytes = schema.encode();
+    let (_, entry) = record(path, name);
+    if bytes.len() as u64 == entry.schema_len {
+        poke(path, entry.schema_offset, &bytes);
+    } else {
+        let at = CAPACITY - 8192;
+        poke(path, at, &bytes);
+        edit_record(path, name, |e| (e.schema_offset, e.schema_len) = (at, bytes.len() as u64));
+    }
+}
+
+#[test]
+fn bad_names_in_a_schema_are_refused_by_whatever_reads_it() {
+    let (_dir, path) = build();
+    let good = fs::read(&path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let stored = store.schema("flags").unwrap();
+    drop(store);
+    let rename = |edit: &dyn Fn(&mut Schema)| {
+        let mut s = stored.clone();
+        edit(&mut s);
+        s.fingerprint = s.compute_fingerprint();
+        s
+    };
+    let cases: Vec<(Schema, &str)> = vec![
+        (
+            rename(&|s| {
+                if let shmstore::SchemaKind::Struct { fields } = &mut s.kind {
+                    fields[0].name = "co\nnt".into();
+                }
+            }),
+            "root: the field name holds the control character '\\n'",
+        ),
+        (rename(&|s| s.type_name = "Fl\0gs".into()), "root: the type name holds the control character '\\0'"),
+        (
+            rename(&|s| s.type_name = "F".repeat(1025)),
+            "the type name is 1025 bytes long, more than the 1024 bytes a name may take",
+        ),
+    ];
+    for (schema, expected) in cases {
+        replace_schema(&path, "flags", &schema);
+        // The catalog is sound, so the store opens and typed access works; what reads the schema
+        // says what is wrong with it.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.object::<Flags>("flags").unwrap().load().unwrap(), flags());
+        for err in
+            [store.schema("flags").unwrap_err(), store.entries().unwrap_err(), store.entry_info("flags").unwrap_err()]
+        {
+            match err {
+                Error::Corrupt { detail, .. } => {
+                    assert!(detail.starts_with("schema of entry `flags`: "), "{detail}");
+                    assert!(detail.contains(expected), "{detail} lacks {expected}");
+                }
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+        drop(store);
+        poke(&path, 0, &good);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An allocation end that lags the catalog, as an OS crash or a power loss can leave it.
+
+#[test]
+fn entries_past_a_lagging_allocation_end_are_kept_and_the_end_repaired() {
+    let (_dir, path) = build();
+    let highest = ["flags", "ids", "bits"]
+        .iter()
+        .map(|n| {
+            let (d, s) = ranges(&path, n);
+            d.end.max(s.end)
+        })
+        .max()
+        .unwrap();
+    let alloc_end = || common::read_u64_ne(&fs::read(&path).unwrap(), ALLOC_END_OFFSET as usize);
+    assert_eq!(alloc_end(), highest, "the allocator ends at the last schema");
+    // The header page lost its last update: the allocation end is back at the data area's start.
+    poke(&path, ALLOC_END_OFFSET, &DATA_OFFSET.to_ne_bytes());
+    let lagging = fs::read(&path).unwrap();
+
+    // A reader accepts it as it is, and changes nothing.
+    let reader = Store::options().read_only(true).open(&path).unwrap();
+    assert_eq!(reader.entries().unwrap().len(), 3);
+    assert_eq!(reader.object::<Flags>("flags").unwrap().load().unwrap(), flags());
+    assert_eq!(reader.used(), DATA_OFFSET);
+    drop(reader);
+    assert!(fs::read(&path).unwrap() == lagging, "a read-only open wrote to the file");
+
+    // A writer raises the end past every entry, so new entries never land on old ones.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.used(), highest);
+    assert_eq!(alloc_end(), highest);
+    let fresh = store.array_or_init::<u32>("fresh", 16, 0xffff_ffff).unwrap();
+    assert!(store.entry_info("fresh").unwrap().data_offset >= highest);
+    assert_eq!(fresh.get(15).unwrap(), 0xffff_ffff);
+    assert_eq!(store.object::<Flags>("flags").unwrap().load().unwrap(), flags());
+    assert_eq!(*store.array::<u32>("ids").unwrap().read().unwrap(), [1, 2, 3, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+    assert_eq!(*store.array::<bool>("bits").unwrap().read().unwrap(), [true; 8]);
+    drop((fresh, store));
+    assert_eq!(Store::open(&path).unwrap().entries().unwrap().len(), 4);
+
+    // Partly lagging: the end covers some entries but not the last; the end is raised the same.
+    let (_dir, path) = build();
+    let (ids_data, _) = ranges(&path, "ids");
+    poke(&path, ALLOC_END_OFFSET, &ids_data.end.to_ne_bytes());
+    assert_eq!(Store::open(&path).unwrap().used(), highest);
+
+    // But an entry past the capacity is refused, lagging end or not.
+    let (_dir, path) = build();
+    poke(&path, ALLOC_END_OFFSET, &DATA_OFFSET.to_ne_bytes());
+    let slot = edit_record(&path, "bits", |e| e.count = CAPACITY);
+    let detail = corrupt_detail(&path, "past the capacity");
+    assert!(detail.starts_with(&format!("entry in catalog slot {slot}: it ends at byte ")), "{detail}");
+    assert!(detail.ends_with(&format!("past the store's {CAPACITY} bytes")), "{detail}");
 }
 
 #[test]
@@ -647,6 +1032,8 @@ fn misaligned_second_slot_is_an_error_not_a_misaligned_reference() {
     // odd sequence word selects.
     rewrite_record(&path, record.offset, 112, &(record.slot_stride + 1).to_le_bytes());
     poke(&path, record.offset + 192, &1u64.to_ne_bytes());
-    let result = Store::open(&path).and_then(|s| s.object::<Flags>("flags")).and_then(|f| f.load());
-    assert!(matches!(result, Err(Error::Corrupt { .. })), "{result:?}");
+    assert_eq!(
+        corrupt_detail(&path, "stride + 1"),
+        format!("entry in catalog slot {}: object slots are not whole cache lines", record.slot)
+    );
 }

@@ -99,7 +99,8 @@ fn craft_escape_names(path: &Path, name: &str) -> bool {
     let bytes = fs::read(path).unwrap();
     let header = Header::decode(&bytes).unwrap();
     let at = (record + STATIC_OFFSET) as usize;
-    let mut entry = Entry::decode(&bytes[at..], &header, bytes.len() as u64).unwrap();
+    let slot = ((record - header.catalog_offset) / shmstore::format::entry::ENTRY_SIZE) as u32;
+    let mut entry = Entry::decode(&bytes[at..], &header, slot, bytes.len() as u64).unwrap();
     let stored = &bytes[entry.schema_offset as usize..(entry.schema_offset + entry.schema_len) as usize];
     assert_eq!(stored, schema::encode(&Zzzz::LAYOUT));
 

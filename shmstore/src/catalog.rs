@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::commit::Durability;
 use crate::error::{Error, Result};
+use crate::format::catalog_check::{check_catalog, CatalogError, CatalogSummary, Record};
 use crate::format::entry::{
     self, check_name, home_slot, Entry, EntryKind, NameError, ENTRY_SIZE, STATE_EMPTY, STATE_LIVE,
 };
@@ -82,8 +83,10 @@ impl StoreInner {
         let mut at = root;
         for _ in 0..self.header.catalog_slots {
             let Some(next) = self.moved_to(at.0) else { return Ok(at) };
-            match self.read_record(next)? {
-                Some((entry::STATE_SHADOW, entry)) if entry.name == at.1.name && next < self.header.catalog_slots => {
+            // `moved_to` is a live word, not checksummed: check that it names a slot at all.
+            let record = if next < self.header.catalog_slots { self.read_record(next)? } else { None };
+            match record {
+                Some((entry::STATE_SHADOW, entry)) if entry.name == at.1.name => {
                     at = (next, Arc::new(entry));
                 }
                 _ => {
@@ -97,8 +100,15 @@ impl StoreInner {
         Err(self.corrupt(format!("the migration chain of entry `{}` loops", at.1.name)))
     }
 
-    /// The record in `slot` and its state: `None` if the slot is empty, an error if it is damaged.
+    /// The record in `slot` and its state: `None` if the slot is empty, an error if it is damaged
+    /// or fails the checks a record must pass on its own ([`Entry::check`]).
     fn read_record(&self, slot: u32) -> Result<Option<(u32, Entry)>> {
+        if slot >= self.header.catalog_slots {
+            return Err(self.corrupt(format!(
+                "catalog slot {slot} does not exist: the catalog has {} slots",
+                self.header.catalog_slots
+            )));
+        }
         let at = self.record_offset(slot);
         let state = self
             .map()
@@ -114,45 +124,69 @@ impl StoreInner {
         if !self.map().read(at + entry::STATIC_OFFSET, &mut raw) {
             return Err(self.corrupt(format!("catalog slot {slot} lies outside the file")));
         }
-        let entry = Entry::decode(&raw, &self.header, self.capacity().max(self.map().len())).map_err(|e| match e {
-            entry::EntryError::BadChecksum => {
-                Error::BadChecksum { path: self.path.clone(), what: format!("the entry in catalog slot {slot}") }
-            }
-            entry::EntryError::Invalid(detail) => self.corrupt(format!("entry in catalog slot {slot}: {detail}")),
-            entry::EntryError::OutOfBounds { end, capacity } => self
-                .corrupt(format!("entry in catalog slot {slot} ends at byte {end}, past the store's {capacity} bytes")),
-        })?;
+        // Read after the state word: a record published after a growth sees the grown capacity.
+        let entry = Entry::decode(&raw, &self.header, slot, self.capacity())
+            .map_err(|error| self.catalog_error(CatalogError::Record { slot, error }))?;
         Ok(Some((state, entry)))
     }
 
-    /// Every record in use, with its state, in slot order.
-    pub(crate) fn scan_records(&self) -> Result<Vec<(u32, u32, Entry)>> {
+    /// Every record in use, in slot order, each checked on its own.
+    fn scan_records(&self) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         for slot in 0..self.header.catalog_slots {
             if let Some((state, entry)) = self.read_record(slot)? {
-                out.push((slot, state, entry));
+                out.push(Record { slot, state, entry });
             }
         }
         Ok(out)
     }
 
+    /// Every record in use, in slot order, checked together ([`check_catalog`]: no two claim the
+    /// same bytes, each uses the lock its slot implies), and what they occupy.
+    pub(crate) fn checked_records(&self) -> Result<(Vec<Record>, CatalogSummary)> {
+        let records = self.scan_records()?;
+        // Read after the scan: whoever published a record the scan saw had raised the capacity
+        // (if the record needed it) before.
+        let capacity = self.capacity();
+        let summary = check_catalog(&self.header, capacity, &records).map_err(|e| self.catalog_error(e))?;
+        Ok((records, summary))
+    }
+
+    /// The error for a catalog that failed its checks.
+    fn catalog_error(&self, e: CatalogError) -> Error {
+        match e {
+            CatalogError::Record { slot, error: entry::EntryError::BadChecksum } => {
+                Error::BadChecksum { path: self.path.clone(), what: format!("the entry in catalog slot {slot}") }
+            }
+            other => self.corrupt(other.to_string()),
+        }
+    }
+
     /// Every entry, at the end of its migration chain, in the slot order of the records found by
     /// name.
     pub(crate) fn scan(&self) -> Result<Vec<(u32, Arc<Entry>)>> {
-        self.scan_records()?
+        self.checked_records()?
+            .0
             .into_iter()
-            .filter(|(_, state, _)| *state == STATE_LIVE)
-            .map(|(slot, _, entry)| self.resolve((slot, Arc::new(entry))))
+            .filter(|r| r.state == STATE_LIVE)
+            .map(|r| self.resolve((r.slot, Arc::new(r.entry))))
             .collect()
     }
 
     /// The decoded schema stored for `entry`.
     pub(crate) fn stored_schema(&self, entry: &Entry) -> Result<Schema> {
-        let len = usize::try_from(entry.schema_len)
-            .map_err(|_| self.corrupt(format!("schema of `{}` is too large", entry.name)))?;
+        // Bounded before anything is allocated (`Entry::check` refused longer schemas already).
+        let len =
+            usize::try_from(entry.schema_len).ok().filter(|&len| len <= schema::MAX_SCHEMA_LEN).ok_or_else(|| {
+                self.corrupt(format!("the schema of entry `{}` is longer than the format allows", entry.name))
+            })?;
+        let map = self.map();
+        if entry.schema_offset.checked_add(entry.schema_len).is_none_or(|end| end > map.len()) {
+            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: map.len() });
+        }
         let mut bytes = vec![0u8; len];
-        if !self.map().read(entry.schema_offset, &mut bytes) {
-            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: self.map().len() });
+        if !map.read(entry.schema_offset, &mut bytes) {
+            return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: map.len() });
         }
         schema::decode(&bytes).map_err(|e| self.corrupt(format!("schema of entry `{}`: {e}", entry.name)))
     }

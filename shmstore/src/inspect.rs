@@ -85,8 +85,13 @@ impl Store {
                 len: entry.count,
             });
         };
-        let len = usize::try_from((end - start) * entry.elem_size)
-            .map_err(|_| inner.corrupt(format!("entry `{name}` is too large to copy")))?;
+        // The entry lies inside the store (checked when its record was read), so this is at most
+        // the store's capacity; the buffer is still reserved fallibly, since the file can be far
+        // larger than memory (a sparse file), and a failed reservation must not abort.
+        let len = (end - start)
+            .checked_mul(entry.elem_size)
+            .and_then(|len| usize::try_from(len).ok())
+            .ok_or_else(|| inner.corrupt(format!("entry `{name}` is too large to copy")))?;
         // Other holders of the shared lock may store to the entry's atomics meanwhile (through a
         // read guard's `&T`): the stored schema says where they are, so that they are read
         // atomically.
@@ -97,11 +102,21 @@ impl Store {
                 entry.elem_size, schema.size
             )));
         }
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(len).map_err(|_| {
+            inner.io(
+                "read_raw",
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate {len} bytes to copy entry `{name}` into: read fewer elements at a time"),
+                ),
+            )
+        })?;
+        bytes.resize(len, 0);
         let lock = inner.entry_lock(slot, entry.lock_offset)?;
         let _held = lock
             .read(&inner.file, &inner.scope, Wait::Forever)
             .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
-        let mut bytes = vec![0u8; len];
         let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
         let map = inner.map();
         let Some(src) = map.ptr(offset, len as u64, 1) else {

@@ -461,7 +461,8 @@ impl StoreInner {
         Ok(store)
     }
 
-    /// Maps an initialised file and checks its header and every published record.
+    /// Maps an initialised file and checks its header and its whole catalog, repairing an
+    /// allocation end that lags the catalog (on a writable open).
     fn map_and_check(path: &Path, file: File, len: u64, read_only: bool) -> Result<StoreInner> {
         let mut first = [0u8; header::STATIC_SIZE];
         let n =
@@ -502,15 +503,19 @@ impl StoreInner {
             }
             LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
         })?;
-        let entries = store.scan_records()?;
-        // Read after the scan: a creator advances `alloc_end` before it publishes an entry, so every
-        // entry the scan saw ends at or below the value read now, even if it was created meanwhile.
-        let alloc_end = store.alloc_end();
-        for (_, _, entry) in entries {
-            let end = (entry.data_offset + entry.data_len()).max(entry.schema_offset + entry.schema_len);
-            if end > alloc_end {
-                return Err(store.corrupt(format!("entry `{}` lies beyond the allocated space", entry.name)));
-            }
+        // Every record, on its own and all together: what open accepts, no safe operation can
+        // turn into undefined behaviour (overlapping entries, shared locks, unbounded schemas).
+        let (_, summary) = store.checked_records()?;
+        // A creator raises `alloc_end` before it publishes an entry, so in a running store every
+        // entry the scan saw ends at or below the `alloc_end` read now, after the scan, even if it
+        // was created meanwhile. But after an OS crash or a power loss the catalog page may have
+        // reached the disk while the header page did not. Entries past `alloc_end` passed every
+        // check above (they lie inside the capacity and overlap nothing), so they are kept; a
+        // writer raises `alloc_end` past them, under the catalog lock, so that the allocator never
+        // hands their space out again.
+        if summary.end > store.alloc_end() && !read_only {
+            let _held = store.lock_catalog("repairing the allocation end of", "the catalog")?;
+            store.live_u64(header::ALLOC_END_OFFSET).fetch_max(summary.end, Ordering::AcqRel);
         }
         Ok(store)
     }

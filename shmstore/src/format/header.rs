@@ -241,16 +241,63 @@ impl Header {
 mod tests {
     use super::*;
 
+    fn good() -> [u8; STATIC_SIZE] {
+        Header::new(64, 1 << 20, 42).encode()
+    }
+
+    /// `good()` with `edit` applied to its raw fields, and the checksum fixed up.
+    fn edited(edit: impl FnOnce(&mut RawHeader)) -> [u8; STATIC_SIZE] {
+        let mut raw = RawHeader::read_from_bytes(&good()[..]).unwrap();
+        edit(&mut raw);
+        raw.checksum = checksum(&raw.as_bytes()[..STATIC_SIZE - 8]).into();
+        let mut out = [0u8; STATIC_SIZE];
+        out.copy_from_slice(raw.as_bytes());
+        out
+    }
+
     #[test]
     fn round_trip() {
         let h = Header::new(64, 1 << 20, 42);
         assert_eq!(Header::decode(&h.encode()), Ok(h));
         assert_eq!(h.data_offset, 20480);
+        assert_eq!(h.catalog_offset, 512);
+        // Trailing bytes (the live part, the catalog) are not the static header's business.
+        let mut longer = h.encode().to_vec();
+        longer.extend_from_slice(&[0xa5; 400]);
+        assert_eq!(Header::decode(&longer), Ok(h));
+    }
+
+    #[test]
+    fn encoding_is_pinned() {
+        let bytes = good();
+        assert_eq!(&bytes[0..8], b"SHMSTORE");
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(u32_at(8), 1, "format version");
+        assert_eq!(&bytes[12..16], &0x0102_0304u32.to_ne_bytes(), "byte-order marker");
+        assert_eq!((u32_at(16), u32_at(20)), (512, 0), "header size, flags");
+        assert_eq!((u64_at(24), u32_at(32), u32_at(36)), (512, 64, 256), "catalog");
+        assert_eq!((u64_at(40), u64_at(48), u64_at(56)), (20480, 1 << 20, 42), "data offset, capacity, time");
+        assert!(bytes[64..120].iter().all(|&b| b == 0), "reserved");
+        assert_eq!(u64_at(120), checksum(&bytes[..120]));
+    }
+
+    #[test]
+    fn geometry() {
+        // The data area starts on the first page after the catalog.
+        assert_eq!(Header::data_offset_for(1), 4096);
+        assert_eq!(Header::data_offset_for(14), 4096);
+        assert_eq!(Header::data_offset_for(15), 8192);
+        assert_eq!(Header::data_offset_for(78), 20480);
+        assert_eq!(Header::data_offset_for(79), 24576);
+        assert_eq!(Header::data_offset_for(MAX_SLOTS), 512 + 256 * (1 << 20) + 3584);
+        assert_eq!(Header::new(64, 0, 0).min_capacity(), 20480 + 64);
+        assert_eq!(Header::new(1, 0, 0).min_capacity(), 4096 + 64);
     }
 
     #[test]
     fn every_flipped_byte_is_caught() {
-        let bytes = Header::new(64, 1 << 20, 42).encode();
+        let bytes = good();
         for i in 0..STATIC_SIZE {
             let mut bad = bytes;
             bad[i] ^= 0x40;
@@ -260,26 +307,80 @@ mod tests {
 
     #[test]
     fn distinct_errors() {
-        let good = Header::new(64, 1 << 20, 42).encode();
+        let good = good();
         assert_eq!(Header::decode(&good[..100]), Err(HeaderError::TooShort { len: 100 }));
+        assert_eq!(Header::decode(&good[..STATIC_SIZE - 1]), Err(HeaderError::TooShort { len: 127 }));
+        assert_eq!(Header::decode(&[]), Err(HeaderError::TooShort { len: 0 }));
         let mut bad = good;
         bad[0] = b'X';
         assert_eq!(Header::decode(&bad), Err(HeaderError::BadMagic));
         let mut bad = good;
         bad[8] = 9;
         assert_eq!(Header::decode(&bad), Err(HeaderError::UnsupportedVersion { found: 9 }));
-        let mut raw = RawHeader::read_from_bytes(&good[..]).unwrap();
-        raw.endian_marker.reverse();
-        raw.checksum = checksum(&raw.as_bytes()[..STATIC_SIZE - 8]).into();
-        assert_eq!(Header::decode(raw.as_bytes()), Err(HeaderError::WrongEndianness));
+        let mut bad = good;
+        bad[130 - 10] ^= 1;
+        let stored = u64::from_le_bytes(bad[120..].try_into().unwrap());
+        let computed = checksum(&bad[..120]);
+        assert_eq!(Header::decode(&bad), Err(HeaderError::BadChecksum { stored, computed }));
+        assert_eq!(Header::decode(&edited(|raw| raw.endian_marker.reverse())), Err(HeaderError::WrongEndianness));
+    }
+
+    #[test]
+    fn each_geometry_field_has_its_own_check() {
+        let refused = |edit: fn(&mut RawHeader), detail| {
+            assert_eq!(Header::decode(&edited(edit)), Err(HeaderError::BadGeometry(detail)));
+        };
+        refused(|raw| raw.header_size = 1024.into(), "header size is not 512");
+        refused(|raw| raw.header_size = 511.into(), "header size is not 512");
+        refused(|raw| raw.entry_size = 128.into(), "catalog record size is not 256");
+        refused(|raw| raw.catalog_offset = 4096.into(), "catalog does not follow the header");
+        refused(|raw| raw.catalog_offset = 0.into(), "catalog does not follow the header");
+        refused(|raw| raw.catalog_slots = 0.into(), "catalog slot count out of range");
+        let too_many = |raw: &mut RawHeader| {
+            raw.catalog_slots = (MAX_SLOTS + 1).into();
+            raw.data_offset = Header::data_offset_for(MAX_SLOTS + 1).into();
+        };
+        refused(too_many, "catalog slot count out of range");
+        refused(|raw| raw.data_offset = 8192.into(), "data area does not follow the catalog");
+        refused(|raw| raw.data_offset = 20481.into(), "data area does not follow the catalog");
+        refused(|raw| raw.catalog_slots = 79.into(), "data area does not follow the catalog");
+        // The largest catalog there is, and the smallest.
+        let most = edited(|raw| {
+            raw.catalog_slots = MAX_SLOTS.into();
+            raw.data_offset = Header::data_offset_for(MAX_SLOTS).into();
+        });
+        assert_eq!(Header::decode(&most).map(|h| h.catalog_slots), Ok(MAX_SLOTS));
+        let one = Header::new(1, 1 << 20, 0);
+        assert_eq!(Header::decode(&one.encode()), Ok(one));
+        // Flags and the reserved bytes are under the checksum, but not checked: later versions
+        // may use them.
+        let flagged = edited(|raw| raw.flags = 1.into());
+        assert_eq!(Header::decode(&flagged), Ok(Header::new(64, 1 << 20, 42)));
     }
 
     #[test]
     fn live_checks() {
         let h = Header::new(64, 1 << 20, 0);
-        assert!(h.check_live(1 << 20, h.data_offset, 1 << 20).is_ok());
-        assert!(matches!(h.check_live(1 << 20, h.data_offset, 1000), Err(LiveError::FileShorterThanCapacity { .. })));
-        assert!(h.check_live(1 << 20, (1 << 20) + 1, 1 << 20).is_err());
-        assert!(h.check_live(1 << 20, 0, 1 << 20).is_err());
+        let min = h.min_capacity();
+        let cap = 1 << 20;
+        assert_eq!(h.check_live(cap, h.data_offset, cap), Ok(()));
+        // The capacity: up to the file's length, and at least the minimum.
+        assert_eq!(h.check_live(cap, cap, cap), Ok(()));
+        assert_eq!(
+            h.check_live(cap, h.data_offset, cap - 1),
+            Err(LiveError::FileShorterThanCapacity { capacity: cap, file_len: cap - 1 })
+        );
+        assert_eq!(h.check_live(cap, h.data_offset, cap + 1), Ok(()));
+        assert_eq!(h.check_live(min, h.data_offset, min), Ok(()));
+        assert_eq!(
+            h.check_live(min - 1, h.data_offset, min),
+            Err(LiveError::Impossible("capacity is smaller than header and catalog"))
+        );
+        // The allocation end: inside the data area, up to the capacity.
+        let outside = Err(LiveError::Impossible("allocation end lies outside the data area"));
+        assert_eq!(h.check_live(cap, h.data_offset - 1, cap), outside);
+        assert_eq!(h.check_live(cap, 0, cap), outside);
+        assert_eq!(h.check_live(cap, cap + 1, 2 * cap), outside);
+        assert_eq!(h.check_live(cap, u64::MAX, cap), outside);
     }
 }

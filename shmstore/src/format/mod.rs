@@ -11,11 +11,14 @@
 //! - [`entry`]: one catalog record per named entry, found by hashing the name (open addressing
 //!   with linear probing), each with its own checksum over the fields that never change, and a live
 //!   part (sequence word, futex word) for commits and change notification.
+//! - [`catalog_check`]: what the records of a catalog must satisfy together (no two claim the
+//!   same bytes, each uses the lock its slot implies), checked when a store is opened.
 //! - [`schema`]: the compact encoding of an entry's layout descriptor, stored in the data area, so
 //!   that tools can decode an entry without its Rust type.
 //!
 //! `docs/format.md` is the byte-by-byte specification.
 
+pub mod catalog_check;
 pub mod diff;
 pub mod entry;
 pub mod header;

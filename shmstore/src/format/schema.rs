@@ -3,10 +3,11 @@
 //! Rust type.
 //!
 //! [`encode`] turns a layout into bytes. [`decode`] turns bytes back into an owned [`Schema`] tree
-//! and treats them as hostile: it never panics, bounds its recursion and its allocations by
-//! [`MAX_DEPTH`] and by the input's length, and refuses any schema whose structure does not add up
-//! (padding, overlapping fields, wrong sizes, a fingerprint that does not match). A schema that
-//! decodes is one a real shmstore type could have.
+//! and treats them as hostile: it never panics, bounds its recursion by [`MAX_DEPTH`], its input by
+//! [`MAX_SCHEMA_LEN`], every name by [`MAX_SCHEMA_NAME_LEN`] and its allocations by the input's
+//! length, and refuses any schema whose structure does not add up (padding, overlapping fields,
+//! wrong sizes, a fingerprint that does not match) or whose names hold control characters. A
+//! schema that decodes is one a real shmstore type could have.
 //!
 //! In short, all integers little-endian:
 //!
@@ -55,6 +56,18 @@ pub const ENCODING_VERSION: u16 = 1;
 /// The deepest nesting [`decode`] accepts: the root is at depth 1, its fields and elements at
 /// depth 2, and so on.
 pub const MAX_DEPTH: usize = 32;
+
+/// The longest encoded schema [`decode`] accepts, in bytes: 16 MiB.
+///
+/// Catalog records whose `schema_len` exceeds it are refused when a store is opened, before
+/// anything is allocated, and a layout whose encoding is longer cannot be recorded (entry creation
+/// refuses whatever [`decode`] refuses). Real layouts stay far below it: every node takes a few
+/// dozen bytes, an array is encoded once whatever its length, so even a generated struct with
+/// 100,000 leaf fields encodes to about 6 MiB.
+pub const MAX_SCHEMA_LEN: usize = 16 << 20;
+
+/// The longest type, field or variant name [`decode`] accepts, in bytes of UTF-8.
+pub const MAX_SCHEMA_NAME_LEN: usize = 1024;
 
 /// Length of the magic and the version.
 const HEADER_LEN: usize = 6;
@@ -427,6 +440,40 @@ pub enum SchemaError {
         /// What is wrong with it.
         problem: Inconsistency,
     },
+    /// The input is longer than [`MAX_SCHEMA_LEN`].
+    #[error("schema is {len} bytes long, more than the {max} bytes a schema may take")]
+    TooLong {
+        /// The input's length.
+        len: usize,
+        /// [`MAX_SCHEMA_LEN`].
+        max: usize,
+    },
+    /// A name longer than [`MAX_SCHEMA_NAME_LEN`] bytes.
+    #[error("{path} at byte {offset}: the {what} is {len} bytes long, more than the {max} bytes a name may take")]
+    NameTooLong {
+        /// The node the name belongs to.
+        path: String,
+        /// Where the name's length prefix is.
+        offset: usize,
+        /// Which name (`"type name"`, `"field name"` or `"variant name"`).
+        what: &'static str,
+        /// Its length in bytes.
+        len: u32,
+        /// [`MAX_SCHEMA_NAME_LEN`].
+        max: usize,
+    },
+    /// A name holding a NUL, a line break or another control character.
+    #[error("{path}: the {what} holds the control character {found:?} at byte {offset}")]
+    NameControlChar {
+        /// The node the name belongs to.
+        path: String,
+        /// Where the control character is.
+        offset: usize,
+        /// Which name (`"type name"`, `"field name"` or `"variant name"`).
+        what: &'static str,
+        /// The character.
+        found: char,
+    },
 }
 
 /// What is wrong with a well-formed but inconsistent schema node ([`SchemaError::Invalid`]).
@@ -633,9 +680,11 @@ fn array_bytes(elem_size: u64, len: u64) -> String {
 /// allocates memory in proportion to `bytes.len()` (a few times its size at most). It refuses
 /// anything that [`encode`] could not have written for a consistent layout:
 ///
+/// - an input longer than [`MAX_SCHEMA_LEN`], checked first;
 /// - a wrong magic, an unknown encoding version, a truncated item or trailing bytes;
-/// - an unknown kind tag or primitive code, a name that is not UTF-8, nesting deeper than
-///   [`MAX_DEPTH`], a field or variant count larger than the remaining input could hold;
+/// - an unknown kind tag or primitive code; a name that is not UTF-8, is longer than
+///   [`MAX_SCHEMA_NAME_LEN`] or holds a control character; nesting deeper than [`MAX_DEPTH`]; a
+///   field or variant count larger than the remaining input could hold;
 /// - an inconsistent node ([`SchemaError::Invalid`]): an alignment that is not a power of two or
 ///   does not divide the size; a primitive whose size is not its width or whose alignment exceeds
 ///   it; an atomic whose size and alignment are not its width, or over a float or a 128-bit integer;
@@ -650,6 +699,9 @@ fn array_bytes(elem_size: u64, len: u64) -> String {
 ///
 /// Children are checked before their parents, so the error names the innermost bad node.
 pub fn decode(bytes: &[u8]) -> Result<Schema, SchemaError> {
+    if bytes.len() > MAX_SCHEMA_LEN {
+        return Err(SchemaError::TooLong { len: bytes.len(), max: MAX_SCHEMA_LEN });
+    }
     let Some((header, _)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(SchemaError::TooShort { len: bytes.len() });
     };
@@ -762,15 +814,31 @@ impl<'a> Reader<'a> {
         self.chunk(what, path).map(u64::from_le_bytes)
     }
 
-    /// A length-prefixed UTF-8 string; `what` names it in errors.
+    /// A length-prefixed name: UTF-8, at most [`MAX_SCHEMA_NAME_LEN`] bytes, no control
+    /// characters; `what` names it in errors.
     fn string(&mut self, what: &'static str, path: &Path<'_>) -> Result<String, SchemaError> {
+        let offset = self.pos;
         let len = self.u32(what, path)?;
+        let Some(len) = usize::try_from(len).ok().filter(|&n| n <= MAX_SCHEMA_NAME_LEN) else {
+            return Err(SchemaError::NameTooLong {
+                path: path.to_string(),
+                offset,
+                what,
+                len,
+                max: MAX_SCHEMA_NAME_LEN,
+            });
+        };
         let start = self.pos;
-        let bytes = self.take(usize::try_from(len).unwrap_or(usize::MAX), what, path)?;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(SchemaError::InvalidUtf8 { path: path.to_string(), offset: start + e.valid_up_to(), what }),
+        let bytes = self.take(len, what, path)?;
+        let name = std::str::from_utf8(bytes).map_err(|e| SchemaError::InvalidUtf8 {
+            path: path.to_string(),
+            offset: start + e.valid_up_to(),
+            what,
+        })?;
+        if let Some((at, found)) = name.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(SchemaError::NameControlChar { path: path.to_string(), offset: start + at, what, found });
         }
+        Ok(name.to_owned())
     }
 
     fn primitive(&mut self, what: &'static str, path: &Path<'_>) -> Result<Primitive, SchemaError> {
@@ -1473,6 +1541,87 @@ mod tests {
     }
 
     #[test]
+    fn rejects_names_with_control_characters() {
+        let cases: [(&Layout, &[u8], &str, &str); 3] = [
+            (&u32::LAYOUT, b"u32", "root", "type name"),
+            (&POINT, b"y", "root", "field name"),
+            (&MODE, b"Auto", "root", "variant name"),
+        ];
+        for (layout, name, path, what) in cases {
+            for found in ['\0', '\n', '\u{7f}'] {
+                let mut bytes = encode(layout);
+                let offset = position(&bytes, name) + name.len() - 1;
+                bytes[offset] = found as u8;
+                let expected = SchemaError::NameControlChar { path: path.into(), offset, what, found };
+                assert_eq!(decode(&bytes), Err(expected), "{what} with {found:?}");
+            }
+        }
+        // A two-byte control character (U+0085, NEXT LINE) is found too, at its first byte.
+        let s = sealed(strukt(4, 4, vec![("a\u{85}", 0, prim(Primitive::U32))]));
+        let bytes = s.encode();
+        let offset = position(&bytes, "a\u{85}".as_bytes()) + 1;
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::NameControlChar { path: "root".into(), offset, what: "field name", found: '\u{85}' }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("root: the field name holds the control character '\\u{{85}}' at byte {offset}")
+        );
+        // Other non-ASCII text is fine.
+        assert!(decode(&sealed(strukt(4, 4, vec![("größe", 0, prim(Primitive::U32))])).encode()).is_ok());
+    }
+
+    #[test]
+    fn limits_name_length() {
+        let named = |name: &str| {
+            let mut s = strukt(4, 4, vec![("a", 0, prim(Primitive::U32))]);
+            s.type_name = name.to_owned();
+            sealed(s).encode()
+        };
+        assert_eq!(decode(&named(&"n".repeat(MAX_SCHEMA_NAME_LEN))).unwrap().type_name.len(), MAX_SCHEMA_NAME_LEN);
+        let err = decode(&named(&"n".repeat(MAX_SCHEMA_NAME_LEN + 1))).unwrap_err();
+        let expected = SchemaError::NameTooLong {
+            path: "root".into(),
+            offset: HEADER_LEN + 1,
+            what: "type name",
+            len: MAX_SCHEMA_NAME_LEN as u32 + 1,
+            max: MAX_SCHEMA_NAME_LEN,
+        };
+        assert_eq!(err, expected);
+        assert_eq!(
+            err.to_string(),
+            "root at byte 7: the type name is 1025 bytes long, more than the 1024 bytes a name may take"
+        );
+        // A hostile length prefix is refused before anything is read or allocated for it.
+        let mut bytes = encode(&POINT);
+        let offset = position(&bytes, b"x") - 4;
+        bytes[offset..offset + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        match decode(&bytes) {
+            Err(SchemaError::NameTooLong { offset: o, what: "field name", len: u32::MAX, .. }) => assert_eq!(o, offset),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_total_length() {
+        // Checked before anything else: even the magic is not looked at.
+        let mut huge = vec![0u8; MAX_SCHEMA_LEN + 1];
+        let err = decode(&huge).unwrap_err();
+        assert_eq!(err, SchemaError::TooLong { len: MAX_SCHEMA_LEN + 1, max: MAX_SCHEMA_LEN });
+        assert_eq!(err.to_string(), "schema is 16777217 bytes long, more than the 16777216 bytes a schema may take");
+        // Exactly the maximum is decoded (and here refused for what it holds, not for its length).
+        huge.pop();
+        huge[..HEADER_LEN].copy_from_slice(&encode(&u8::LAYOUT)[..HEADER_LEN]);
+        assert!(matches!(decode(&huge), Err(SchemaError::UnknownTag { tag: 0, .. })), "{:?}", decode(&huge));
+        let mut padded = encode(&u8::LAYOUT);
+        let len = padded.len();
+        padded.resize(MAX_SCHEMA_LEN, 0);
+        assert_eq!(decode(&padded), Err(SchemaError::TrailingBytes { offset: len, count: MAX_SCHEMA_LEN - len }));
+    }
+
+    #[test]
     fn limits_depth() {
         let nested = |depth: usize| {
             let mut s = prim(Primitive::U8);
@@ -1514,11 +1663,8 @@ mod tests {
         ));
         // A name length beyond the input is a truncation, not an allocation.
         let mut bytes = encode(&u8::LAYOUT);
-        bytes[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            decode(&bytes),
-            Err(SchemaError::UnexpectedEnd { what: "type name", needed, .. }) if needed == u32::MAX as usize
-        ));
+        bytes[HEADER_LEN + 1..HEADER_LEN + 5].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(matches!(decode(&bytes), Err(SchemaError::UnexpectedEnd { what: "type name", needed: 1000, .. })));
     }
 
     #[test]
