@@ -63,7 +63,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let default_path = || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/persistent_accessor.shm"));
+    let default_path = || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/persistent_accessor.shm"));
     let default_message = "Hello from program B, through a typed view accessor!";
     match args.as_slice() {
         [flag, path] if flag == "--open-existing" => open_existing(Path::new(path)),

@@ -83,7 +83,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(format!("unknown option `{flag}`; usage: quickstart [STORE_PATH]").into())
         }
         [path] => parent(PathBuf::from(path)),
-        [] => parent(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/quickstart.shm"))),
+        [] => parent(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/quickstart.shm"))),
         _ => Err("usage: quickstart [STORE_PATH]".into()),
     }
 }

@@ -6,7 +6,9 @@ use std::process::{Command, Output};
 use shmstore::Store;
 
 /// The example binary `name`, which `cargo test` builds into `target/<profile>/examples/` next to
-/// this test's `target/<profile>/deps/`.
+/// this test's `target/<profile>/deps/`. The examples are the package `shmstore-examples`
+/// (examples/Cargo.toml), a default member of the workspace, so `cargo test` and
+/// `cargo test --workspace` build them; `cargo test --test examples` alone does not.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lies in target/<profile>/deps");
@@ -14,7 +16,7 @@ fn example(name: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} is missing: `cargo test` builds the examples, but `cargo test --test examples` alone does not; \
-         run `cargo build --example {name}` first",
+         run `cargo build -p shmstore-examples --examples` first",
         path.display()
     );
     path
@@ -62,4 +64,29 @@ fn persistent_accessor_writes_at_offset_2_and_another_process_reads_it_back() {
     region.read_at(0, &mut head).unwrap();
     assert_eq!(&head, b"\0\0again\0");
     assert_eq!(region.len(), 1024);
+}
+
+/// The examples are a package of their own whose manifest must name each file (cargo discovers
+/// examples only in `examples/` below a manifest), so a new example that is not listed in
+/// examples/Cargo.toml would silently never be built, run or linted.
+#[test]
+fn every_file_in_examples_is_declared_in_its_manifest() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("read examples/Cargo.toml");
+    let declared: Vec<&str> =
+        manifest.lines().filter_map(|line| line.trim().strip_prefix("path = \"")?.strip_suffix('"')).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read examples/")
+        .map(|e| e.expect("read examples/").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".rs"))
+        .collect();
+    files.sort();
+    assert!(files.iter().any(|f| f == "quickstart.rs"), "examples/ holds {files:?}");
+    let missing: Vec<&String> = files.iter().filter(|f| !declared.contains(&f.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "examples/Cargo.toml has no [[example]] for {missing:?}: add `[[example]] name = \"NAME\" path = \"NAME.rs\"`"
+    );
+    let stale: Vec<&&str> = declared.iter().filter(|d| !files.iter().any(|f| f == *d)).collect();
+    assert!(stale.is_empty(), "examples/Cargo.toml declares {stale:?}, which do not exist in examples/");
 }

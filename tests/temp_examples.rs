@@ -2,10 +2,11 @@
 //! real processes, and checks what the readers printed and that the store is gone afterwards.
 //!
 //! The example binaries are not test dependencies cargo can name (`CARGO_BIN_EXE_*` covers binaries
-//! only), but `cargo test` builds every example before it runs the tests, into
-//! `target/<profile>/examples/`, next to the `deps/` directory this test binary lives in. Running
-//! this file alone (`cargo test --test temp_examples`) builds no examples: run
-//! `cargo build --examples` first.
+//! only), but `cargo test` and `cargo test --workspace` build every example of the package
+//! `shmstore-examples` (examples/Cargo.toml, a default member of the workspace) before they run the
+//! tests, into `target/<profile>/examples/`, next to the `deps/` directory this test binary lives
+//! in. Running this file alone (`cargo test --test temp_examples`) builds no examples: run
+//! `cargo build -p shmstore-examples --examples` first.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ fn example(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "example binary {} not found: `cargo test` builds the examples; when running this test alone, \
-         run `cargo build --examples` first",
+         run `cargo build -p shmstore-examples --examples` first",
         path.display()
     );
     path
