@@ -10,9 +10,10 @@
 //!   hands out typed read and write guards, locked against other threads and processes by kernel
 //!   byte-range locks that are released if a process dies.
 //! - Byte regions ([`SharedBytes`]) hold raw bytes, read and written at bounds-checked `u64`
-//!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region), and
-//!   an [`ArrayView`] is a bounds-checked window onto part of an array: the typed answers to .NET's
-//!   `CreateViewStream` and `CreateViewAccessor(offset, length)`.
+//!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region or,
+//!   from [`SharedBytes::stream_range`], by a window of it), and an [`ArrayView`] is a
+//!   bounds-checked window onto part of an array: the typed answers to .NET's `CreateViewStream`
+//!   and `CreateViewAccessor(offset, length)`.
 //! - An entry opened with a different layout is refused with [`Error::LayoutMismatch`], which
 //!   lists what differs field by field; bytes are never reinterpreted. [`Store::migrate`] converts
 //!   an entry to a new layout, crash-atomically.
