@@ -241,22 +241,35 @@ pub enum Error {
         name: String,
     },
 
-    /// The lock was not acquired within the timeout.
-    #[error("entry `{name}` stayed locked for {waited:?}: another thread or process is holding it; retry, or raise the timeout")]
+    /// A call with a timeout gave up: every timeout in the API is this one error, and
+    /// `waited_for` says what the call was waiting for.
+    ///
+    /// - [`WaitedFor::Lock`]: a `read_timeout` or `write_timeout` did not get the entry's lock,
+    ///   because another thread or process held it all along;
+    /// - [`WaitedFor::Change`]: a `wait_for_change` saw no commit to the entry. That is the normal
+    ///   outcome of a quiet interval, not a failure: call `wait_for_change` again to keep waiting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmstore::{Error, Store, WaitedFor};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open_or_create(dir.path().join("t.shm"), 1 << 20)?;
+    /// let ticks = store.object_or_init("ticks", || 0u64)?;
+    /// match ticks.wait_for_change(ticks.version(), Duration::from_millis(1)) {
+    ///     Ok((value, _)) => println!("new value {value}"),
+    ///     Err(Error::Timeout { waited_for: WaitedFor::Change, .. }) => println!("quiet; wait again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    #[error("{}", timeout_text(name, *waited, *waited_for))]
     Timeout {
         /// The entry.
         name: String,
         /// How long the caller waited.
         waited: Duration,
-    },
-
-    /// Nothing was committed to the entry within the time a `wait_for_change` allowed.
-    #[error("no change to entry `{name}` within {waited:?}: call wait_for_change again to keep waiting")]
-    NoChange {
-        /// The entry.
-        name: String,
-        /// How long the caller waited.
-        waited: Duration,
+        /// What the caller was waiting for: the entry's lock, or a change to it.
+        waited_for: WaitedFor,
     },
 
     /// The entry's bytes are not a valid value of its type.
@@ -348,6 +361,29 @@ pub enum Error {
         /// `growing`.
         requested: &'static str,
     },
+}
+
+/// What a call that gave up was waiting for: the `waited_for` of [`Error::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitedFor {
+    /// The entry's lock (`read_timeout`, `write_timeout`): another thread or process held it for
+    /// the whole timeout.
+    Lock,
+    /// A change to the entry (`wait_for_change`): nothing was committed to it within the timeout.
+    Change,
+}
+
+/// The message of an [`Error::Timeout`].
+fn timeout_text(name: &str, waited: Duration, waited_for: WaitedFor) -> String {
+    match waited_for {
+        WaitedFor::Lock => format!(
+            "entry `{name}` stayed locked for {waited:?}: another thread or process is holding it; retry, or raise the timeout"
+        ),
+        WaitedFor::Change => {
+            format!("no change to entry `{name}` within {waited:?}: call wait_for_change again to keep waiting")
+        }
+    }
 }
 
 /// What to do about an [`Error::WouldDeadlock`], given what the thread holds.

@@ -94,7 +94,7 @@ pub use array::SharedArray;
 pub use array_view::ArrayView;
 pub use bytes::SharedBytes;
 pub use commit::{Durability, Version, OPTIMISTIC_TRIES};
-pub use error::{Error, Result};
+pub use error::{Error, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
 pub use format::entry::{EntryKind, MAX_NAME_LEN};
 pub use format::schema::{Schema, SchemaField, SchemaKind, SchemaVariant};

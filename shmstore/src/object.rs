@@ -149,12 +149,15 @@ impl<T: SharedLayout> Shared<T> {
 
     /// Sleeps until another commit than `since` is published (by any thread or process), then
     /// returns the new value and its version. Returns at once if the object has already moved
-    /// past `since`; fails with [`Error::NoChange`](crate::Error::NoChange) after `timeout`. The
+    /// past `since`; after `timeout` with no commit, fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) whose `waited_for` is
+    /// [`WaitedFor::Change`](crate::WaitedFor::Change) (the one timeout error of the API). The
     /// wake-up is immediate (a futex shared by every process mapping the file), except on a
     /// read-only store, whose waiters re-check every 2 ms.
     ///
     /// ```
     /// use std::time::Duration;
+    /// use shmstore::{Error, WaitedFor};
     /// # use shmstore::Store;
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let store = Store::open_or_create(dir.path().join("w.shm"), 1 << 20)?;
@@ -166,7 +169,8 @@ impl<T: SharedLayout> Shared<T> {
     /// let (value, now) = ticks.wait_for_change(seen, Duration::from_secs(5))?;
     /// assert_eq!(value, 42);
     /// assert!(now > seen);
-    /// assert!(ticks.wait_for_change(now, Duration::from_millis(10)).is_err()); // nothing new
+    /// let quiet = ticks.wait_for_change(now, Duration::from_millis(10)); // nothing new
+    /// assert!(matches!(quiet, Err(Error::Timeout { waited_for: WaitedFor::Change, .. })));
     /// # Ok::<(), shmstore::Error>(())
     /// ```
     pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<(T, Version)>
