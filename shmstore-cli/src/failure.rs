@@ -227,8 +227,8 @@ mod tests {
                 found_type: "OldConfig".into(),
                 expected_version: 2,
                 found_version: 1,
-                expected_fingerprint: 1,
-                found_fingerprint: 2,
+                expected_fingerprint: 1.into(),
+                found_fingerprint: 2.into(),
                 diff: None,
             },
             Error::KindMismatch { name: name(), expected: "array", found: "object" },
@@ -278,8 +278,8 @@ mod tests {
             found_type: "OldConfig".into(),
             expected_version: 2,
             found_version: 1,
-            expected_fingerprint: 0xab,
-            found_fingerprint: 0xcd,
+            expected_fingerprint: 0xab.into(),
+            found_fingerprint: 0xcd.into(),
             diff: None,
         });
         assert_eq!(
