@@ -8,11 +8,18 @@
 //! What it does:
 //! 1. opens (or creates) a store file and records this run in a `RunLog` object, so that a second
 //!    run can tell when the first one happened;
-//! 2. resets a shared counter and starts 4 worker *processes* (this same program, re-executed with
-//!    `--worker <id> <path>`); each opens the store by itself, increments the counter 25,000 times
-//!    under the store's cross-process lock, and writes its statistics into a shared array;
-//! 3. checks that no increment was lost (the total is exactly 4 × 25,000), prints what each worker
-//!    did, and lists the entries of the store.
+//! 2. prints the `Totals` that earlier runs left in the store (what the last run counted, and all
+//!    runs together);
+//! 3. resets this run's shared counter to 0 and starts 4 worker *processes* (this same program,
+//!    re-executed with `--worker <id> <path>`); each opens the store by itself, increments the
+//!    counter 25,000 times under the store's cross-process lock, and writes its statistics into a
+//!    shared array;
+//! 4. checks that no increment was lost (the counter is exactly 4 × 25,000), adds it to the
+//!    `Totals` for the next run, prints what each worker did, and lists the entries of the store.
+//!
+//! What persists: `run_log` and `totals` carry over from run to run (run it twice to see run #2
+//! find run #1's numbers); `counter` and `workers` are in the file too, but each run starts them
+//! over, so that the count it checks is its own.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -48,6 +55,18 @@ struct RunLog {
     last_workers: u32,
     /// Host name of the machine that made the last run.
     last_host: FixedStr<32>,
+}
+
+/// What all runs counted: kept in the store, and added to by each run.
+#[derive(SharedLayout, Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Totals {
+    /// How many runs have finished their count.
+    runs: u64,
+    /// The counter the last finished run reached.
+    last_run: u64,
+    /// The counters of every finished run, added up.
+    all_runs: u64,
 }
 
 /// One worker's statistics: one row per worker in a shared array.
@@ -125,17 +144,37 @@ fn parent(path: PathBuf) -> Result<(), Box<dyn Error>> {
         );
     }
 
-    // 2. The shared counter and the per-worker statistics, reset for this run so that the total
-    //    printed below is exact.
+    // 2. What earlier runs counted: an object that every run adds to and none resets.
+    let totals = store.object_or_init("totals", Totals::default)?;
+    let before = totals.load()?;
+    if before.runs == 0 {
+        println!("kept from earlier runs (`totals`): nothing counted yet");
+    } else {
+        println!(
+            "kept from earlier runs (`totals`): {} counted {} increments in all, the last one {}",
+            runs(before.runs),
+            before.all_runs,
+            before.last_run
+        );
+    }
+
+    // 3. This run's shared counter and the per-worker statistics. They persist in the file too, but
+    //    each run starts them over, so that the count checked below is exactly this run's.
     let counter = store.object_or_init::<u64>("counter", || 0)?;
+    let left_over = counter.load()?;
     counter.store(0)?;
+    if previous.runs == 0 {
+        println!("this run's counter (`counter`): starts at 0");
+    } else {
+        println!("this run's counter (`counter`): reset to 0 (the last run left it at {left_over})");
+    }
     let rows = store.array_or_init("workers", WORKERS, WorkerRow::default())?;
     if rows.len() < WORKERS {
         return Err(format!("the `workers` array in {} has {} rows, need {WORKERS}", path.display(), rows.len()).into());
     }
     rows.write()?.fill(WorkerRow::default());
 
-    // 3. Start the workers: this same executable, in worker mode. They open the store by path,
+    // 4. Start the workers: this same executable, in worker mode. They open the store by path,
     //    like any unrelated program could.
     println!("starting {WORKERS} worker processes, {INCREMENTS_PER_WORKER} increments each...");
     let exe = std::env::current_exe()?;
@@ -167,7 +206,7 @@ fn parent(path: PathBuf) -> Result<(), Box<dyn Error>> {
         return Err(format!("{} worker(s) failed: {}", failed.len(), failed.join("; ")).into());
     }
 
-    // 4. Check the result: with the store's locks, no increment is lost.
+    // 5. Check the result: with the store's locks, no increment is lost.
     let total = counter.load()?;
     let expected = WORKERS as u64 * INCREMENTS_PER_WORKER;
     println!(
@@ -182,7 +221,16 @@ fn parent(path: PathBuf) -> Result<(), Box<dyn Error>> {
         .into());
     }
 
-    // 5. What each worker reported. `read()` gives the whole array under one shared lock.
+    // 6. Add this run's count to the totals, for the next run. `update` returns the new value.
+    let after = totals.update(|t| {
+        t.runs += 1;
+        t.last_run = total;
+        t.all_runs += total;
+        *t
+    })?;
+    println!("kept for the next run (`totals`): {} counted {} increments in all", runs(after.runs), after.all_runs);
+
+    // 7. What each worker reported. `read()` gives the whole array under one shared lock.
     println!();
     println!("{:>6} {:>8} {:>11} {:>10} {:>10}", "worker", "pid", "increments", "time", "ns/update");
     for (id, row) in rows.read()?.iter().take(WORKERS).enumerate() {
@@ -194,7 +242,7 @@ fn parent(path: PathBuf) -> Result<(), Box<dyn Error>> {
         println!("{:>6} {:>8} {:>11} {:>10} {:>10.0}", row.id, row.pid, row.increments, time, ns_per_update);
     }
 
-    // 6. Everything in the store, as any process can list it without knowing the types.
+    // 8. Everything in the store, as any process can list it without knowing the types.
     println!();
     println!(
         "{:<10} {:<7} {:<10} {:>7} {:<16} {:>5} {:>6}",
@@ -217,7 +265,11 @@ fn parent(path: PathBuf) -> Result<(), Box<dyn Error>> {
     // the process exits); `close` does it and reports a failure instead of ignoring it.
     store.close()?;
     println!();
-    println!("done: run again to see run #{} pick up where this one left off", run + 1);
+    println!(
+        "done: run again, and run #{} will find this run in `run_log` and `totals` \
+         (`counter` and `workers` start over each run)",
+        run + 1
+    );
     Ok(())
 }
 
@@ -245,6 +297,11 @@ fn worker(id: usize, path: &Path) -> Result<(), Box<dyn Error>> {
     };
     rows.set(id, row)?;
     Ok(())
+}
+
+/// `1 run`, `2 runs`.
+fn runs(n: u64) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
 }
 
 /// Seconds since the Unix epoch.

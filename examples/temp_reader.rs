@@ -104,8 +104,8 @@ fn run() -> Result<(), Box<dyn Error>> {
                 printed += 1;
                 last_news = Instant::now();
             }
-            Err(shmstore::Error::NoChange { .. }) if last_news.elapsed() < idle => {}
-            Err(shmstore::Error::NoChange { .. }) => {
+            Err(shmstore::Error::Timeout { .. }) if last_news.elapsed() < idle => {}
+            Err(shmstore::Error::Timeout { .. }) => {
                 println!("no message for {} ms: the writer is gone", idle.as_millis());
                 break;
             }

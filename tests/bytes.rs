@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{emit, temp_store, wait_for, ChildArgs, ChildProc};
 use proptest::prelude::*;
-use shmstore::{ByteStream, Error, SharedBytes, Store};
+use shmstore::{ByteStream, Error, SharedBytes, Store, WaitedFor};
 
 const MIB: u64 = 1 << 20;
 
@@ -441,7 +441,10 @@ fn guards_versions_and_change_notification() {
     let first = region.read().unwrap()[..5].to_vec();
     assert!(first == b"later" || first == b"LATER", "one of the writes is what stays: {first:?}");
     assert_eq!(region.version().get(), v1.get() + 2);
-    assert!(matches!(region.wait_for_change(region.version(), Duration::from_millis(20)), Err(Error::NoChange { .. })));
+    assert!(matches!(
+        region.wait_for_change(region.version(), Duration::from_millis(20)),
+        Err(Error::Timeout { waited_for: WaitedFor::Change, .. })
+    ));
 
     // Handles clone, streams clone with their own position, and durable handles sync.
     let durable = region.clone().with_durability(shmstore::Durability::PowerLoss);

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{emit, temp_store, wait_for, wait_line, ChildArgs, ChildProc, Rng};
-use shmstore::{Durability, Error, Shared, SharedArray, SharedLayout, Store, Version};
+use shmstore::{Durability, Error, Shared, SharedArray, SharedLayout, Store, Version, WaitedFor};
 
 const CAPACITY: u64 = 1 << 20;
 
@@ -605,7 +605,7 @@ fn role_watch_read_only(args: &ChildArgs) {
     let (obj_since, arr_since) = (obj.version(), arr.version());
     let describe = |r: &shmstore::Result<Version>| match r {
         Ok(v) => format!("ok {}", v.get()),
-        Err(Error::NoChange { .. }) => "timeout".to_owned(),
+        Err(Error::Timeout { waited_for: WaitedFor::Change, .. }) => "timeout".to_owned(),
         Err(e) => format!("error {e}"),
     };
     emit("opened");
@@ -1171,7 +1171,9 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
     let since = obj.version();
     let start = Instant::now();
     match obj.wait_for_change(since, timeout) {
-        Err(Error::NoChange { name, waited }) => assert_eq!((name.as_str(), waited), ("watched", timeout)),
+        Err(Error::Timeout { name, waited, waited_for: WaitedFor::Change }) => {
+            assert_eq!((name.as_str(), waited), ("watched", timeout))
+        }
         other => panic!("wait_for_change on a quiet object: {other:?}"),
     }
     let elapsed = start.elapsed();
@@ -1180,14 +1182,19 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
     let since_arr = arr.version();
     let start = Instant::now();
     match arr.wait_for_change(since_arr, timeout) {
-        Err(Error::NoChange { name, waited }) => assert_eq!((name.as_str(), waited), ("samples", timeout)),
+        Err(Error::Timeout { name, waited, waited_for: WaitedFor::Change }) => {
+            assert_eq!((name.as_str(), waited), ("samples", timeout))
+        }
         other => panic!("wait_for_change on a quiet array: {other:?}"),
     }
     let elapsed = start.elapsed();
     assert!(elapsed >= timeout, "gave up after {elapsed:?}, before its timeout");
 
     // A zero timeout on a quiet entry fails at once.
-    assert!(matches!(obj.wait_for_change(since, Duration::ZERO), Err(Error::NoChange { .. })));
+    assert!(matches!(
+        obj.wait_for_change(since, Duration::ZERO),
+        Err(Error::Timeout { waited_for: WaitedFor::Change, .. })
+    ));
 
     // Commits made before the call: it returns at once, with the latest value and version.
     obj.update(|t| t.advance(1)).unwrap();
@@ -1201,8 +1208,11 @@ fn wait_for_change_times_out_and_returns_at_once_for_a_stale_version() {
     assert_eq!(obj.wait_for_change(since, Duration::ZERO).unwrap().1, version);
 
     // Waiting for the current version times out again.
-    assert!(matches!(obj.wait_for_change(version, timeout), Err(Error::NoChange { .. })));
-    assert!(matches!(arr.wait_for_change(arr_version, timeout), Err(Error::NoChange { .. })));
+    assert!(matches!(obj.wait_for_change(version, timeout), Err(Error::Timeout { waited_for: WaitedFor::Change, .. })));
+    assert!(matches!(
+        arr.wait_for_change(arr_version, timeout),
+        Err(Error::Timeout { waited_for: WaitedFor::Change, .. })
+    ));
 }
 
 #[test]
@@ -1287,7 +1297,10 @@ fn a_killed_waiter_does_not_break_later_waits() {
     // Commits still work, and so do timeouts and wake-ups.
     obj.update(|t| t.advance(5)).unwrap();
     let since = obj.version();
-    assert!(matches!(obj.wait_for_change(since, Duration::from_millis(20)), Err(Error::NoChange { .. })));
+    assert!(matches!(
+        obj.wait_for_change(since, Duration::from_millis(20)),
+        Err(Error::Timeout { waited_for: WaitedFor::Change, .. })
+    ));
     let mut watcher = ChildProc::spawn("watch", &path, "1");
     assert_eq!(watcher.expect("waiting").parse::<u64>().unwrap(), since.get());
     until_asleep(&watcher, &path);

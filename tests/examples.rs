@@ -29,6 +29,58 @@ fn run(exe: &Path, args: &[&str]) -> String {
     stdout.into_owned()
 }
 
+/// The quickstart's `Totals`, declared again: a store checks layouts, not Rust types, so any
+/// program with the same layout can read the object.
+#[derive(shmstore::SharedLayout, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Totals {
+    runs: u64,
+    last_run: u64,
+    all_runs: u64,
+}
+
+#[test]
+fn quickstart_counts_exactly_and_its_second_run_finds_what_the_first_kept() {
+    let exe = example("quickstart");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quickstart.shm");
+    let file = path.to_str().unwrap();
+
+    // First run: a new store, nothing kept yet.
+    let out = run(&exe, &[file]);
+    for line in [
+        "run #1 (previous run: none, this is the first run)",
+        "kept from earlier runs (`totals`): nothing counted yet",
+        "this run's counter (`counter`): starts at 0",
+        "counter = 100000 (expected 100000)",
+        "kept for the next run (`totals`): 1 run counted 100000 increments in all",
+        "done: run again, and run #2 will find this run in `run_log` and `totals` \
+         (`counter` and `workers` start over each run)",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in the first run's output:\n{out}");
+    }
+
+    // Second run: it finds the first run's record and totals, and starts its own count over.
+    let out = run(&exe, &[file]);
+    for line in [
+        "run #2 (previous run: ",
+        "kept from earlier runs (`totals`): 1 run counted 100000 increments in all, the last one 100000",
+        "this run's counter (`counter`): reset to 0 (the last run left it at 100000)",
+        "counter = 100000 (expected 100000)",
+        "kept for the next run (`totals`): 2 runs counted 200000 increments in all",
+        "done: run again, and run #3 will find",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in the second run's output:\n{out}");
+    }
+    assert!(!out.contains("this is the first run"), "{out}");
+
+    // And the file holds what the output says, for any other program.
+    let store = Store::open(&path).unwrap();
+    let totals = store.object::<Totals>("totals").unwrap().load().unwrap();
+    assert_eq!(totals, Totals { runs: 2, last_run: 100_000, all_runs: 200_000 });
+    assert_eq!(store.object::<u64>("counter").unwrap().load().unwrap(), 100_000);
+}
+
 #[test]
 fn persistent_accessor_writes_at_offset_2_and_another_process_reads_it_back() {
     let exe = example("persistent_accessor");

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{emit, temp_store, wait_eof, wait_for, wait_line, ChildArgs, ChildProc};
-use shmstore::{Error, FixedStr, SharedLayout, Store};
+use shmstore::{Error, FixedStr, SharedLayout, Store, WaitedFor};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
 #[repr(C)]
@@ -289,7 +289,7 @@ fn different_entries_proceed_in_parallel() {
     assert!(matches!(a.try_read(), Err(Error::WouldBlock { .. })));
     let timeout = Duration::from_millis(30);
     match a.write_timeout(timeout) {
-        Err(Error::Timeout { name, waited }) => {
+        Err(Error::Timeout { name, waited, waited_for: WaitedFor::Lock }) => {
             assert_eq!(name, "a");
             assert_eq!(waited, timeout);
         }

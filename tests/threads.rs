@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::temp_store;
-use shmstore::{Error, Shared, SharedArray, SharedLayout, Store};
+use shmstore::{Error, Shared, SharedArray, SharedLayout, Store, WaitedFor};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
 #[repr(C)]
@@ -137,7 +137,7 @@ fn a_reader_thread_blocks_a_writer_thread() {
         s.spawn(|| {
             assert!(matches!(counter.try_write(), Err(Error::WouldBlock { .. })));
             match counter.write_timeout(Duration::from_millis(20)) {
-                Err(Error::Timeout { name, waited }) => {
+                Err(Error::Timeout { name, waited, waited_for: WaitedFor::Lock }) => {
                     assert_eq!(name, "counter");
                     assert_eq!(waited, Duration::from_millis(20));
                 }

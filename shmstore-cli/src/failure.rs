@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
-use shmstore::{Error, Store};
+use shmstore::{Error, Store, WaitedFor};
 
 use crate::escape;
 
@@ -136,10 +136,12 @@ pub fn message(e: &Error) -> String {
              the store meanwhile; run the command again"
         ),
         Error::WouldBlock { name } => format!("entry `{name}` is locked by another process: try again later"),
-        Error::Timeout { name, waited } => {
+        Error::Timeout { name, waited, waited_for: WaitedFor::Change } => {
+            format!("no change to entry `{name}` within {waited:?}")
+        }
+        Error::Timeout { name, waited, .. } => {
             format!("entry `{name}` stayed locked by another process for {waited:?}: try again later")
         }
-        Error::NoChange { name, waited } => format!("no change to entry `{name}` within {waited:?}"),
         Error::CapacityRequired { path } => {
             format!("`{}` does not exist, and shmstore commands never create a store", p(path))
         }
@@ -225,8 +227,8 @@ mod tests {
                 found_type: "OldConfig".into(),
                 expected_version: 2,
                 found_version: 1,
-                expected_fingerprint: 1,
-                found_fingerprint: 2,
+                expected_fingerprint: 1.into(),
+                found_fingerprint: 2.into(),
                 diff: None,
             },
             Error::KindMismatch { name: name(), expected: "array", found: "object" },
@@ -234,7 +236,7 @@ mod tests {
             Error::CatalogFull { path: path.clone(), max_entries: 64 },
             Error::ReadOnly { path: path.clone(), action: "growing the store" },
             Error::WouldBlock { name: name() },
-            Error::NoChange { name: name(), waited: Duration::from_secs(1) },
+            Error::Timeout { name: name(), waited: Duration::from_secs(1), waited_for: WaitedFor::Change },
             Error::BeyondMapping { name: name(), mapped: 4096 },
             Error::TempNotFound { name: name() },
             Error::TempExists { name: name() },
@@ -276,8 +278,8 @@ mod tests {
             found_type: "OldConfig".into(),
             expected_version: 2,
             found_version: 1,
-            expected_fingerprint: 0xab,
-            found_fingerprint: 0xcd,
+            expected_fingerprint: 0xab.into(),
+            found_fingerprint: 0xcd.into(),
             diff: None,
         });
         assert_eq!(

@@ -155,7 +155,9 @@ impl<T: SharedLayout> SharedArray<T> {
     }
 
     /// Sleeps until the array is written (by any thread or process) after `since`, and returns the
-    /// new version; [`Error::NoChange`](crate::Error::NoChange) after `timeout`.
+    /// new version; after `timeout` with no write, fails with [`Error::Timeout`](crate::Error::Timeout)
+    /// whose `waited_for` is [`WaitedFor::Change`](crate::WaitedFor::Change) (the one timeout error
+    /// of the API).
     pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<Version> {
         self.handle.wait_changed(since, Some(timeout))
     }

@@ -227,7 +227,9 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
     }
 
     /// Sleeps until the array is written (anywhere, by any thread or process) after `since`, and
-    /// returns the new version; [`Error::NoChange`] after `timeout`.
+    /// returns the new version; after `timeout` with no write, fails with [`Error::Timeout`] whose
+    /// `waited_for` is [`WaitedFor::Change`](crate::WaitedFor::Change) (the one timeout error of the
+    /// API).
     pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<Version> {
         self.handle.wait_changed(since, Some(timeout))
     }

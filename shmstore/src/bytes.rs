@@ -166,11 +166,53 @@ impl SharedBytes {
         ArrayView::new(&self.handle, self.name(), start, end, self.len())
     }
 
-    /// A [`ByteStream`] over the region, at position 0: `std::io::{Read, Write, Seek}` bounded by
-    /// the region (the typed `CreateViewStream`). The stream holds its own handle, so it may
-    /// outlive `self`.
+    /// A [`ByteStream`] over the whole region, at position 0: `std::io::{Read, Write, Seek}`
+    /// bounded by the region (the typed `CreateViewStream()`). The same as
+    /// [`stream_range(..)`](Self::stream_range), which cannot fail. The stream holds its own
+    /// handle, so it may outlive `self`.
     pub fn stream(&self) -> ByteStream {
-        ByteStream::new(self.clone())
+        ByteStream::new(self.clone(), 0..self.len())
+    }
+
+    /// A [`ByteStream`] over bytes `range` of the region (for example `16..32`, `..8`, `100..`), at
+    /// position 0: the typed `CreateViewStream(offset, size)`, which is `stream_range(offset..offset
+    /// + size)`.
+    ///
+    /// The stream sees only the window: its positions count from the window's start, reads stop
+    /// at the window's end, [`SeekFrom::End`](std::io::SeekFrom::End) counts from that end, and a
+    /// write that would reach past it fails with
+    /// [`StorageFull`](std::io::ErrorKind::StorageFull) and writes nothing, exactly as
+    /// [`stream`](Self::stream) treats the end of the region. A range that is reversed or reaches
+    /// past the region's end is [`Error::OutOfBounds`]; an empty range gives a stream at its end.
+    /// The stream holds its own handle, so it may outlive `self`.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, SeekFrom, Write};
+    /// use shmstore::Store;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open_or_create(dir.path().join("window.shm"), 1 << 20)?;
+    /// let region = store.bytes_or_init("records", 64)?;
+    ///
+    /// let mut second = region.stream_range(16..32)?; // the second 16-byte record
+    /// second.write_all(b"record two")?;
+    /// assert!(second.write_all(b", too long").is_err()); // 10 + 10 > 16: nothing is written
+    /// second.seek(SeekFrom::End(-6))?; // 6 bytes before the window's end
+    /// assert_eq!(second.position(), 10);
+    ///
+    /// let mut text = [0u8; 10];
+    /// region.read_at(16, &mut text)?; // the window's position 0 is byte 16 of the region
+    /// assert_eq!(&text, b"record two");
+    /// assert!(region.stream_range(60..70).is_err()); // the window must fit
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stream_range(&self, range: impl RangeBounds<u64>) -> Result<ByteStream> {
+        let len = self.len();
+        let (start, end) = array_view::resolve(range.start_bound().cloned(), range.end_bound().cloned(), len);
+        if start > end || end > len {
+            return Err(Error::OutOfBounds { name: self.name().to_owned(), what: "stream_range", start, end, len });
+        }
+        Ok(ByteStream::new(self.clone(), start..end))
     }
 
     /// The current [`Version`]: it changes with every write, in any process.
@@ -179,7 +221,8 @@ impl SharedBytes {
     }
 
     /// Sleeps until the region is written (by any thread or process) after `since`, and returns
-    /// the new version; [`Error::NoChange`] after `timeout`.
+    /// the new version; after `timeout` with no write, fails with [`Error::Timeout`] whose `waited_for`
+    /// is [`WaitedFor::Change`](crate::WaitedFor::Change) (the one timeout error of the API).
     pub fn wait_for_change(&self, since: Version, timeout: Duration) -> Result<Version> {
         self.handle.wait_changed(since, Some(timeout))
     }

@@ -203,8 +203,8 @@ impl StoreInner {
                 .map_or_else(|| format!("<type {:016x}>", entry.fingerprint), Schema::display_name),
             expected_version: expected.version,
             found_version: entry.version,
-            expected_fingerprint: expected.fingerprint,
-            found_fingerprint: entry.fingerprint,
+            expected_fingerprint: expected.fingerprint.into(),
+            found_fingerprint: entry.fingerprint.into(),
             diff: stored.map(|stored| crate::format::diff::diff(&stored, &Schema::from(expected))),
         }
     }

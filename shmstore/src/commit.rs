@@ -43,7 +43,7 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, WaitedFor};
 use crate::format::entry::{ENTRY_SIZE, FUTEX_OFFSET, SEQ_OFFSET, WAITERS_OFFSET};
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::SharedLayout;
@@ -409,9 +409,10 @@ impl EntryHandle {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
                     _ => {
-                        return Err(Error::NoChange {
+                        return Err(Error::Timeout {
                             name: self.entry.name.clone(),
                             waited: timeout.unwrap_or_default(),
+                            waited_for: WaitedFor::Change,
                         })
                     }
                 },

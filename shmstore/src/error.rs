@@ -1,5 +1,6 @@
 //! The one error type of shmstore.
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -122,7 +123,8 @@ pub enum Error {
     /// The entry exists with a different layout than the type it was opened with.
     ///
     /// Its message lists what differs, field by field, from the stored layout to the requested
-    /// one (see [`LayoutDiff`]).
+    /// one (see [`LayoutDiff`]). Both its `Display` and its `Debug` show the fingerprints in hex
+    /// (see [`Fingerprint`]), as `shmstore inspect` does.
     #[error("entry `{name}` holds {found_type} v{found_version} (fingerprint {found_fingerprint:016x}), but it was opened as {expected_type} v{expected_version} (fingerprint {expected_fingerprint:016x}); from the stored layout to the requested one:\n{}\nopen it with the type it was created with, or convert it with Store::migrate", diff_text(diff))]
     LayoutMismatch {
         /// The entry.
@@ -135,10 +137,10 @@ pub enum Error {
         expected_version: u32,
         /// The stored version.
         found_version: u32,
-        /// The requested type's fingerprint.
-        expected_fingerprint: u64,
-        /// The stored fingerprint.
-        found_fingerprint: u64,
+        /// The requested type's fingerprint ([`Layout::fingerprint`](crate::Layout::fingerprint)).
+        expected_fingerprint: Fingerprint,
+        /// The stored fingerprint ([`EntryInfo::fingerprint`](crate::EntryInfo::fingerprint)).
+        found_fingerprint: Fingerprint,
         /// What differs, field by field; `None` if the stored layout descriptor could not be read.
         diff: Option<LayoutDiff>,
     },
@@ -241,22 +243,35 @@ pub enum Error {
         name: String,
     },
 
-    /// The lock was not acquired within the timeout.
-    #[error("entry `{name}` stayed locked for {waited:?}: another thread or process is holding it; retry, or raise the timeout")]
+    /// A call with a timeout gave up: every timeout in the API is this one error, and
+    /// `waited_for` says what the call was waiting for.
+    ///
+    /// - [`WaitedFor::Lock`]: a `read_timeout` or `write_timeout` did not get the entry's lock,
+    ///   because another thread or process held it all along;
+    /// - [`WaitedFor::Change`]: a `wait_for_change` saw no commit to the entry. That is the normal
+    ///   outcome of a quiet interval, not a failure: call `wait_for_change` again to keep waiting.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmstore::{Error, Store, WaitedFor};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open_or_create(dir.path().join("t.shm"), 1 << 20)?;
+    /// let ticks = store.object_or_init("ticks", || 0u64)?;
+    /// match ticks.wait_for_change(ticks.version(), Duration::from_millis(1)) {
+    ///     Ok((value, _)) => println!("new value {value}"),
+    ///     Err(Error::Timeout { waited_for: WaitedFor::Change, .. }) => println!("quiet; wait again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    #[error("{}", timeout_text(name, *waited, *waited_for))]
     Timeout {
         /// The entry.
         name: String,
         /// How long the caller waited.
         waited: Duration,
-    },
-
-    /// Nothing was committed to the entry within the time a `wait_for_change` allowed.
-    #[error("no change to entry `{name}` within {waited:?}: call wait_for_change again to keep waiting")]
-    NoChange {
-        /// The entry.
-        name: String,
-        /// How long the caller waited.
-        waited: Duration,
+        /// What the caller was waiting for: the entry's lock, or a change to it.
+        waited_for: WaitedFor,
     },
 
     /// The entry's bytes are not a valid value of its type.
@@ -350,6 +365,97 @@ pub enum Error {
     },
 }
 
+/// A layout fingerprint ([`Layout::fingerprint`](crate::Layout::fingerprint), a `u64`) as
+/// [`Error::LayoutMismatch`] carries it, so that its `Debug` shows it in hex like its `Display`
+/// does, and like `shmstore inspect` prints fingerprints.
+///
+/// `Display` gives 16 hex digits (`f385fdcb866f7774`), `Debug` the same as a Rust literal
+/// (`0xf385fdcb866f7774`), and `{:x}` / `{:X}` format it like the `u64`. It compares equal to its
+/// `u64`, and converts to and from one.
+///
+/// ```
+/// use shmstore::Fingerprint;
+///
+/// let fp = Fingerprint(0xf385_fdcb_866f_7774);
+/// assert_eq!(fp.to_string(), "f385fdcb866f7774");
+/// assert_eq!(format!("{fp:?}"), "0xf385fdcb866f7774");
+/// assert_eq!(fp, 0xf385_fdcb_866f_7774_u64);
+/// assert_eq!(u64::from(fp), fp.0);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#018x}", self.0)
+    }
+}
+
+impl fmt::LowerHex for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+impl fmt::UpperHex for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::UpperHex::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for Fingerprint {
+    fn from(fingerprint: u64) -> Self {
+        Fingerprint(fingerprint)
+    }
+}
+
+impl From<Fingerprint> for u64 {
+    fn from(fingerprint: Fingerprint) -> Self {
+        fingerprint.0
+    }
+}
+
+impl PartialEq<u64> for Fingerprint {
+    fn eq(&self, other: &u64) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<Fingerprint> for u64 {
+    fn eq(&self, other: &Fingerprint) -> bool {
+        *self == other.0
+    }
+}
+
+/// What a call that gave up was waiting for: the `waited_for` of [`Error::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitedFor {
+    /// The entry's lock (`read_timeout`, `write_timeout`): another thread or process held it for
+    /// the whole timeout.
+    Lock,
+    /// A change to the entry (`wait_for_change`): nothing was committed to it within the timeout.
+    Change,
+}
+
+/// The message of an [`Error::Timeout`].
+fn timeout_text(name: &str, waited: Duration, waited_for: WaitedFor) -> String {
+    match waited_for {
+        WaitedFor::Lock => format!(
+            "entry `{name}` stayed locked for {waited:?}: another thread or process is holding it; retry, or raise the timeout"
+        ),
+        WaitedFor::Change => {
+            format!("no change to entry `{name}` within {waited:?}: call wait_for_change again to keep waiting")
+        }
+    }
+}
+
 /// What to do about an [`Error::WouldDeadlock`], given what the thread holds.
 fn deadlock_fix(held: &str) -> &'static str {
     if held.contains("catalog") {
@@ -369,3 +475,57 @@ fn diff_text(diff: &Option<LayoutDiff>) -> String {
 
 /// `Result<T, shmstore::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_mismatch_shows_fingerprints_in_hex_in_display_and_debug() {
+        let e = Error::LayoutMismatch {
+            name: "config".into(),
+            expected_type: "Config".into(),
+            found_type: "Config".into(),
+            expected_version: 2,
+            found_version: 1,
+            expected_fingerprint: Fingerprint(0x15a3_5594_25dc_bbd0),
+            found_fingerprint: Fingerprint(0x0085_fdcb_866f_7774),
+            diff: None,
+        };
+        let display = e.to_string();
+        assert!(display.contains("fingerprint 15a3559425dcbbd0"), "{display}");
+        assert!(display.contains("fingerprint 0085fdcb866f7774"), "{display}");
+        let debug = format!("{e:?}");
+        assert!(debug.contains("expected_fingerprint: 0x15a3559425dcbbd0"), "{debug}");
+        assert!(debug.contains("found_fingerprint: 0x0085fdcb866f7774"), "{debug}");
+        // No decimal rendering of either.
+        assert!(!debug.contains(&0x15a3_5594_25dc_bbd0_u64.to_string()), "{debug}");
+        assert!(!debug.contains(&0x0085_fdcb_866f_7774_u64.to_string()), "{debug}");
+    }
+
+    #[test]
+    fn fingerprints_format_like_their_u64_in_hex() {
+        let fp = Fingerprint(0xab);
+        assert_eq!((fp.to_string(), format!("{fp:?}")), ("00000000000000ab".into(), "0x00000000000000ab".into()));
+        assert_eq!(
+            (format!("{fp:x}"), format!("{fp:016x}"), format!("{fp:X}")),
+            ("ab".into(), "00000000000000ab".into(), "AB".into())
+        );
+        assert_eq!(format!("{:?}", Fingerprint(u64::MAX)), "0xffffffffffffffff");
+        assert_eq!(Fingerprint::from(7), 7u64);
+        assert_eq!(7u64, Fingerprint(7));
+        assert_eq!(u64::from(Fingerprint(9)), 9);
+    }
+
+    #[test]
+    fn timeouts_say_what_they_waited_for() {
+        let waited = Duration::from_millis(20);
+        let lock = Error::Timeout { name: "n".into(), waited, waited_for: WaitedFor::Lock }.to_string();
+        let change = Error::Timeout { name: "n".into(), waited, waited_for: WaitedFor::Change }.to_string();
+        assert_eq!(
+            lock,
+            "entry `n` stayed locked for 20ms: another thread or process is holding it; retry, or raise the timeout"
+        );
+        assert_eq!(change, "no change to entry `n` within 20ms: call wait_for_change again to keep waiting");
+    }
+}

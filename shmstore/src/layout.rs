@@ -442,7 +442,8 @@ impl Layout {
     }
 
     /// Whether the type holds an atomic anywhere. Such values are meant to be mutated in place by
-    /// several processes at once.
+    /// several processes at once, through a read guard; hold one guard for a batch of atomic
+    /// operations, since each guard costs a kernel lock pair (see [`Shared`](crate::Shared)).
     pub const fn contains_atomics(&self) -> bool {
         match &self.kind {
             TypeKind::Atomic(_) => true,

@@ -1,4 +1,4 @@
-//! Typed shared objects in memory-mapped files.
+//! Typed shared objects in memory-mapped files, on Linux.
 //!
 //! shmstore shares typed state between processes, and keeps it across restarts, through one
 //! memory-mapped file:
@@ -10,9 +10,10 @@
 //!   hands out typed read and write guards, locked against other threads and processes by kernel
 //!   byte-range locks that are released if a process dies.
 //! - Byte regions ([`SharedBytes`]) hold raw bytes, read and written at bounds-checked `u64`
-//!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region), and
-//!   an [`ArrayView`] is a bounds-checked window onto part of an array: the typed answers to .NET's
-//!   `CreateViewStream` and `CreateViewAccessor(offset, length)`.
+//!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region or,
+//!   from [`SharedBytes::stream_range`], by a window of it), and an [`ArrayView`] is a
+//!   bounds-checked window onto part of an array: the typed answers to .NET's `CreateViewStream`
+//!   and `CreateViewAccessor(offset, length)`.
 //! - An entry opened with a different layout is refused with [`Error::LayoutMismatch`], which
 //!   lists what differs field by field; bytes are never reinterpreted. [`Store::migrate`] converts
 //!   an entry to a new layout, crash-atomically.
@@ -59,41 +60,54 @@
 //! ```
 //!
 //! The on-disk format is specified in `docs/format.md`; [`format`](mod@format) implements it as pure code.
+//!
+//! # Platforms
+//!
+//! **Linux only**, for now: the crate does not compile elsewhere. Its locks are Linux
+//! open-file-description byte-range locks (`F_OFD_SETLK`), which the kernel releases when a
+//! process dies, and [`Shared::wait_for_change`] sleeps on a futex shared between processes. The
+//! platform code is one internal module behind a small interface, so that macOS and Windows ports
+//! can be added without touching the rest.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 // Lets the derive's `::shmstore::...` paths resolve inside this crate's own tests.
 extern crate self as shmstore;
 
+// `Store`'s methods are spread over several modules, and rustdoc lists them in the order the
+// modules are declared: these come first so that the `Store` page opens with the constructors
+// (files, then temporary stores), then byte regions, inspection and migration.
+mod store;
+mod temp;
+
+mod bytes;
+mod inspect;
+mod migrate;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 mod array;
 mod array_view;
-mod bytes;
 mod catalog;
 mod commit;
 mod error;
 mod fixed_str;
 pub mod format;
 mod handle;
-mod inspect;
 pub mod layout;
 mod lock;
 mod map;
-mod migrate;
 mod object;
-mod store;
 mod stream;
 mod sys;
-mod temp;
 mod view;
 
 pub use array::SharedArray;
 pub use array_view::ArrayView;
 pub use bytes::SharedBytes;
 pub use commit::{Durability, Version, OPTIMISTIC_TRIES};
-pub use error::{Error, Result};
+pub use error::{Error, Fingerprint, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
 pub use format::entry::{EntryKind, MAX_NAME_LEN};
 pub use format::schema::{Schema, SchemaField, SchemaKind, SchemaVariant};
@@ -106,8 +120,9 @@ pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
 pub use view::{ReadGuard, WriteGuard};
 
-/// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` struct or a fieldless enum with an
-/// explicit `#[repr(u8|u16|u32)]`.
+/// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` (or `#[repr(transparent)]`)
+/// struct, or for a fieldless enum with an explicit unsigned `#[repr(u8|u16|u32|u64)]` (signed
+/// and `usize` representations are refused). The macro's own page lists every accepted shape.
 #[cfg(feature = "derive")]
 pub use shmstore_derive::SharedLayout;
 
@@ -115,3 +130,24 @@ pub use shmstore_derive::SharedLayout;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// Compiles the examples of `docs/schema-encoding.md` as doctests: its types go through the
+/// derive, and its byte counts and fingerprints are checked against the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/schema-encoding.md")]
+pub struct SchemaEncodingDoctests;
+
+#[cfg(test)]
+mod tests {
+    /// rustdoc lists `Store`'s methods in the order their modules are declared; keep the
+    /// constructors first (see the comment above the `mod` declarations).
+    #[test]
+    fn the_store_page_opens_with_its_constructors() {
+        let source = include_str!("lib.rs");
+        let at = |module: &str| {
+            source.find(&format!("\nmod {module};\n")).unwrap_or_else(|| panic!("no `mod {module};` in lib.rs"))
+        };
+        let order = ["store", "temp", "bytes", "inspect", "migrate"].map(at);
+        assert!(order.is_sorted(), "mod declarations of store, temp, bytes, inspect, migrate are out of order");
+    }
+}

@@ -714,7 +714,11 @@ impl StoreInner {
         match e {
             LockError::Io(source) => self.io("lock", source),
             LockError::WouldBlock => Error::WouldBlock { name: name.to_owned() },
-            LockError::Timeout => Error::Timeout { name: name.to_owned(), waited: timeout.unwrap_or_default() },
+            LockError::Timeout => Error::Timeout {
+                name: name.to_owned(),
+                waited: timeout.unwrap_or_default(),
+                waited_for: crate::error::WaitedFor::Lock,
+            },
             LockError::Forked => Error::Forked { path: self.path.clone() },
             LockError::WouldDeadlock { held_exclusive } => Error::WouldDeadlock {
                 name: name.to_owned(),

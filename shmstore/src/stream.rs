@@ -1,24 +1,32 @@
-//! [`ByteStream`]: `std::io::{Read, Write, Seek}` over a byte region, bounded by it (the typed
-//! `CreateViewStream`).
+//! [`ByteStream`]: `std::io::{Read, Write, Seek}` over a byte region or a window of one, bounded
+//! by it (the typed `CreateViewStream`).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 
 use crate::bytes::SharedBytes;
 use crate::error::Error;
 
-/// A cursor over a [`SharedBytes`] region, made by [`SharedBytes::stream`]: `std::io::Read`,
-/// `Write` and `Seek`, bounded by the region, so it works with `write!`, `io::copy`,
-/// `read_to_string`, `BufReader` and the rest of `std::io`.
+/// A cursor over a [`SharedBytes`] region, made by [`SharedBytes::stream`], or over a window of
+/// one, made by [`SharedBytes::stream_range`]: `std::io::Read`, `Write` and `Seek`, bounded by the
+/// region or the window, so it works with `write!`, `io::copy`, `read_to_string`, `BufReader` and
+/// the rest of `std::io`.
+///
+/// A stream over a window (.NET's `CreateViewStream(offset, size)`) behaves exactly like a stream
+/// over a region that holds only the window's bytes: positions count from the window's start,
+/// [`SeekFrom::End`] counts from its end, and the bytes outside it can be neither read nor written
+/// through the stream. Below, "the end" is the end of the window, which for
+/// [`stream`](SharedBytes::stream) is the end of the region.
 ///
 /// The rules, like [`std::io::Cursor`] over a fixed-length buffer except that it never writes
 /// part of a buffer:
 ///
-/// - **Reads** stop at the end of the region: a read at or past the end returns `Ok(0)` (end of
-///   file). [`read_exact`](Read::read_exact) either fills the whole buffer or fails with
+/// - **Reads** stop at the end: a read at or past the end returns `Ok(0)` (end of file).
+///   [`read_exact`](Read::read_exact) either fills the whole buffer or fails with
 ///   [`UnexpectedEof`](io::ErrorKind::UnexpectedEof) without moving the position.
 /// - **Writes** never extend or truncate: a write that does not fit entirely between the position
-///   and the end of the region fails with [`StorageFull`](io::ErrorKind::StorageFull), writes
-///   nothing and leaves the position where it was; a write that fits is written whole. So
+///   and the end fails with [`StorageFull`](io::ErrorKind::StorageFull), writes nothing and leaves
+///   the position where it was; a write that fits is written whole. So
 ///   [`write_all`](Write::write_all) of too much data is an error, not a silent truncation. (A
 ///   multi-part write such as `write!` or [`io::copy`] makes several writes: the parts before the
 ///   one that did not fit have landed.) Writing an empty buffer does nothing and returns `Ok(0)`.
@@ -61,18 +69,33 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct ByteStream {
     region: SharedBytes,
+    /// The first byte of the window, as an offset in the region.
+    start: u64,
+    /// The window's length: `start + len` is at most the region's length.
+    len: u64,
+    /// The position, counted from `start`; it may lie past `len`.
     pos: u64,
 }
 
 impl ByteStream {
-    pub(crate) fn new(region: SharedBytes) -> ByteStream {
-        ByteStream { region, pos: 0 }
+    /// A stream over bytes `window` of `region`, at position 0. The caller has checked that the
+    /// window lies within the region.
+    pub(crate) fn new(region: SharedBytes, window: Range<u64>) -> ByteStream {
+        debug_assert!(window.start <= window.end && window.end <= region.len());
+        ByteStream { region, start: window.start, len: window.end - window.start, pos: 0 }
     }
 
-    /// The position of the next read or write, in bytes from the start of the region. It may lie
-    /// past the end.
+    /// The position of the next read or write, in bytes from the start of the stream's window (the
+    /// start of the region, for [`SharedBytes::stream`]). It may lie past the end.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// The bytes of the region the stream reads and writes, as offsets in the region: `0..len` for
+    /// [`SharedBytes::stream`], the window for [`SharedBytes::stream_range`]. Position 0 of the
+    /// stream is byte `range().start` of the region.
+    pub fn range(&self) -> Range<u64> {
+        self.start..self.start + self.len
     }
 
     /// Moves to `pos`, like [`SeekFrom::Start`].
@@ -90,10 +113,31 @@ impl ByteStream {
         self.region
     }
 
-    /// Bytes from the position to the end of the region (0 past the end), as a buffer length.
+    /// Bytes from the position to the end (0 past the end), as a buffer length.
     fn remaining(&self) -> io::Result<usize> {
-        let n = self.region.len().saturating_sub(self.pos);
+        let n = self.len.saturating_sub(self.pos);
         usize::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "the region is too large to copy"))
+    }
+
+    /// The region offset of the position. Only called when the position is at or before the end,
+    /// so it cannot overflow: `start + pos <= start + len <= region.len()`.
+    fn offset(&self) -> u64 {
+        self.start + self.pos
+    }
+
+    /// What the stream covers, for messages: "byte region `log`", or "bytes 16..32 of byte region
+    /// `log`" for a window that is not the whole region.
+    fn describe(&self) -> String {
+        if self.start == 0 && self.len == self.region.len() {
+            format!("byte region `{}`", self.region.name())
+        } else {
+            format!(
+                "the stream's window, bytes {}..{} of byte region `{}`,",
+                self.start,
+                self.start + self.len,
+                self.region.name()
+            )
+        }
     }
 }
 
@@ -116,7 +160,7 @@ impl Read for ByteStream {
         if n == 0 {
             return Ok(0);
         }
-        self.region.read_at(self.pos, &mut buf[..n]).map_err(to_io)?;
+        self.region.read_at(self.offset(), &mut buf[..n]).map_err(to_io)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -128,7 +172,7 @@ impl Read for ByteStream {
         buf.try_reserve(n).map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "no memory for the copy"))?;
         buf.resize(start + n, 0);
         if n > 0 {
-            if let Err(e) = self.region.read_at(self.pos, &mut buf[start..]) {
+            if let Err(e) = self.region.read_at(self.offset(), &mut buf[start..]) {
                 buf.truncate(start);
                 return Err(to_io(e));
             }
@@ -162,16 +206,16 @@ impl Read for ByteStream {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "byte region `{}` has {} bytes after position {}, fewer than the {} asked for",
-                    self.region.name(),
-                    self.region.len().saturating_sub(self.pos),
+                    "{} has {} bytes after position {}, fewer than the {} asked for",
+                    self.describe(),
+                    self.len.saturating_sub(self.pos),
                     self.pos,
                     buf.len()
                 ),
             ));
         }
         if !buf.is_empty() {
-            self.region.read_at(self.pos, buf).map_err(to_io)?;
+            self.region.read_at(self.offset(), buf).map_err(to_io)?;
             self.pos += buf.len() as u64;
         }
         Ok(())
@@ -184,21 +228,21 @@ impl Write for ByteStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        let len = self.region.len();
+        let len = self.len;
         let end = self.pos.checked_add(buf.len() as u64).filter(|&end| end <= len);
         let Some(end) = end else {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 format!(
-                    "byte region `{}` is {len} bytes long: writing {} bytes at position {} would end past it; \
+                    "{} is {len} bytes long: writing {} bytes at position {} would end past it; \
                      nothing was written (a ByteStream never truncates a write)",
-                    self.region.name(),
+                    self.describe(),
                     buf.len(),
                     self.pos
                 ),
             ));
         };
-        self.region.write_at(self.pos, buf).map_err(to_io)?;
+        self.region.write_at(self.offset(), buf).map_err(to_io)?;
         self.pos = end;
         Ok(buf.len())
     }
@@ -216,7 +260,7 @@ impl Seek for ByteStream {
                 self.pos = pos;
                 return Ok(pos);
             }
-            SeekFrom::End(offset) => (self.region.len(), offset),
+            SeekFrom::End(offset) => (self.len, offset),
             SeekFrom::Current(offset) => (self.pos, offset),
         };
         match base.checked_add_signed(offset) {
@@ -227,7 +271,7 @@ impl Seek for ByteStream {
             None => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 if offset < 0 {
-                    format!("cannot seek {offset} bytes from position {base}: that is before the start of the region")
+                    format!("cannot seek {offset} bytes from position {base}: that is before the start of the stream")
                 } else {
                     format!("cannot seek {offset} bytes from position {base}: the position would overflow a u64")
                 },
