@@ -28,6 +28,10 @@
 //! A reader that loses this race [`OPTIMISTIC_TRIES`] times in a row takes the shared lock
 //! instead, so a stream of writers cannot starve it.
 //!
+//! The atomic accesses and fences of commits and optimistic reads live in `seqlock.rs`, generic
+//! over the atomic word, so that the loom model of the protocol (`tests/loom.rs`) runs the very
+//! functions and orderings this module uses.
+//!
 //! Entries updated in place (arrays, and objects holding atomics) bump `seq` after every write
 //! too, so that versions and [`wait_for_change`](crate::Shared::wait_for_change) work for every
 //! entry.
@@ -40,7 +44,7 @@
 //! leaves the count raised: everything still works, but commits to that entry then always make the
 //! wake-up system call.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -48,6 +52,7 @@ use crate::format::entry::{ENTRY_SIZE, FUTEX_OFFSET, SEQ_OFFSET, WAITERS_OFFSET}
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
+use crate::seqlock;
 use crate::sys;
 use crate::view::Staging;
 
@@ -161,34 +166,17 @@ impl EntryHandle {
     }
 
     fn slot_offset(&self, seq: u64) -> u64 {
-        self.entry.data_offset + (seq & 1) * self.entry.slot_stride
+        self.entry.data_offset + seqlock::active(seq) as u64 * self.entry.slot_stride
+    }
+
+    /// The words of the slot at `offset` that hold `len` bytes, or `None` outside the mapping.
+    fn slot_words(&self, offset: u64, len: usize) -> Option<&[AtomicU64]> {
+        self.store.map().atomic_words(offset, len.div_ceil(8))
     }
 
     /// Copies the slot at `offset` into `out` with atomic loads.
     fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
-        let Some(words) = self.store.map().atomic_words(offset, out.len().div_ceil(8)) else { return false };
-        let mut chunks = out.chunks_exact_mut(8);
-        for (chunk, word) in (&mut chunks).zip(words) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
-        let tail = chunks.into_remainder();
-        if let Some(word) = words.get(words.len().wrapping_sub(1)).filter(|_| !tail.is_empty()) {
-            let n = tail.len();
-            tail.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes()[..n]);
-        }
-        true
-    }
-
-    /// Copies `bytes` into the slot at `offset` with atomic stores (the slot's bytes past the value,
-    /// up to the next word, become zero).
-    fn copy_in(&self, offset: u64, bytes: &[u8]) -> bool {
-        let Some(words) = self.store.map().atomic_words(offset, bytes.len().div_ceil(8)) else { return false };
-        for (chunk, word) in bytes.chunks(8).zip(words) {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_ne_bytes(buf), Ordering::Relaxed);
-        }
-        true
+        self.slot_words(offset, out.len()).is_some_and(|words| seqlock::copy_out(words, out))
     }
 
     fn outside(&self) -> Error {
@@ -201,23 +189,15 @@ impl EntryHandle {
         // Everything the loop touches was located when the handle was made: the sequence and
         // forwarding words, and both slots. (Mappings are never unmapped while the store lives,
         // so these stay valid even if the store grows meanwhile.)
-        let Some((seq, moved, [slot0, slot1])) = self.hot() else { return Err(self.outside()) };
-        for _ in 0..OPTIMISTIC_TRIES {
-            let before = seq.load(Ordering::Acquire);
-            // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump
-            // sees the move too, and never reads past the last value of the old type. (A migration
-            // never touches the old slots, so a read that races with one returns the value as it
-            // was just before it.)
-            if moved.load(Ordering::Acquire) != 0 {
-                self.check_current()?;
-            }
-            let staging = Staging::<T>::from_words(if before & 1 == 0 { slot0 } else { slot1 });
-            fence(Ordering::Acquire);
-            if seq.load(Ordering::Relaxed) == before {
-                let staging = staging.ok_or_else(|| self.outside())?;
-                return Ok((self.finish_staging(staging)?, Version(before)));
-            }
-            std::hint::spin_loop();
+        let Some((seq, moved, slots)) = self.hot() else { return Err(self.outside()) };
+        // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump sees
+        // the move too, and never reads past the last value of the old type. (A migration never
+        // touches the old slots, so a read that races with one returns the value as it was just
+        // before it.)
+        let check = || if moved.load(Ordering::Acquire) != 0 { self.check_current() } else { Ok(()) };
+        if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, Staging::<T>::from_words)? {
+            let staging = staging.ok_or_else(|| self.outside())?;
+            return Ok((self.finish_staging(staging)?, Version(before)));
         }
         // Writers keep winning: queue up behind them instead.
         let hold = self.hold(false, Wait::Forever, None)?;
@@ -246,21 +226,24 @@ impl EntryHandle {
     /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
     /// entry's exclusive lock.
     pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
-        let seq = self.seq();
-        let current = seq.load(Ordering::Relaxed);
-        let target = self.slot_offset(current + 1);
-        // Pairs with the acquire fence of optimistic readers: one that reads any byte stored
-        // below also reads the `seq` store of the commit that made this slot inactive.
-        fence(Ordering::Release);
-        if !self.copy_in(target, bytes) {
-            return Err(self.outside());
-        }
-        step(Step::SlotWritten);
-        if durability == Durability::PowerLoss {
-            self.store.map().flush_range(target, bytes.len() as u64).map_err(|e| self.store.io("msync", e))?;
-            step(Step::SlotSynced);
-        }
-        seq.store(current + 1, Ordering::Release);
+        // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
+        let target = std::cell::Cell::new(0);
+        let slot = |next| {
+            target.set(self.slot_offset(next));
+            self.slot_words(target.get(), bytes.len()).ok_or_else(|| self.outside())
+        };
+        let written = || {
+            step(Step::SlotWritten);
+            if durability == Durability::PowerLoss {
+                self.store
+                    .map()
+                    .flush_range(target.get(), bytes.len() as u64)
+                    .map_err(|e| self.store.io("msync", e))?;
+                step(Step::SlotSynced);
+            }
+            Ok(())
+        };
+        seqlock::commit(self.seq(), bytes, slot, || self.outside(), written)?;
         step(Step::Published);
         if durability == Durability::PowerLoss {
             let record = self.store.record_offset(self.slot);

@@ -83,6 +83,7 @@ mod lock;
 mod map;
 mod migrate;
 mod object;
+mod seqlock;
 mod store;
 mod stream;
 mod sys;
