@@ -397,6 +397,30 @@ mod tests {
         assert_eq!(*steps.borrow(), vec![Step::SlotWritten, Step::Published]);
     }
 
+    /// A sequence word at its maximum (a crafted file, or 2^64 commits) wraps to 0 on the next
+    /// commit, which lands in slot 0; before, the commit overflowed and panicked in debug builds.
+    #[test]
+    fn a_commit_at_the_maximum_sequence_word_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("wrap.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
+        let h = &pair.handle;
+        // With seq odd, slot 1 is active: put the current value there.
+        let mut value = [0u8; 16];
+        assert!(h.copy_out(h.slot_offset(0), &mut value));
+        assert!(seqlock::copy_in(h.store.map().atomic_words(h.slot_offset(1), 2).unwrap(), &value));
+        h.seq().store(u64::MAX, Ordering::Release);
+        assert_eq!(pair.load().unwrap(), Pair { a: 1, b: 1 });
+        pair.store(Pair { a: 2, b: 3 }).unwrap();
+        assert_eq!(pair.version().get(), 0);
+        assert_eq!(pair.load().unwrap(), Pair { a: 2, b: 3 });
+        let mut slot0 = [0u8; 16];
+        assert!(h.copy_out(h.slot_offset(0), &mut slot0));
+        assert_eq!(u64::from_ne_bytes(slot0[8..].try_into().unwrap()), 3, "the wrapped commit went to slot 0");
+        pair.update(|p| p.a = 4).unwrap();
+        assert_eq!((pair.load().unwrap(), pair.version().get()), (Pair { a: 4, b: 3 }, 1));
+    }
+
     #[test]
     fn slots_alternate_and_the_old_slot_keeps_the_previous_value() {
         let dir = tempfile::tempdir().unwrap();
