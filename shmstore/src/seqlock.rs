@@ -177,7 +177,7 @@ pub(crate) fn commit<'w, W: Word + 'w, E>(
     Ok(next)
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
