@@ -614,7 +614,7 @@ impl Image {
                 let len = self.entry(*slot).map_or(64, |e| e.data_len().max(1));
                 let at = start.saturating_add(u64::from(*at) % len);
                 if let Ok(at) = usize::try_from(at) {
-                    let end = (at + bytes.len().min(64)).min(self.bytes.len());
+                    let end = at.saturating_add(bytes.len().min(64)).min(self.bytes.len());
                     if at < end {
                         self.bytes[at..end].copy_from_slice(&bytes[..end - at]);
                     }
@@ -646,8 +646,9 @@ impl Image {
         let encoded = schema.encode();
         let (target, alloc_end) = if edit.relocate {
             let end = get_ne(&self.bytes, ALLOC_END_OFFSET as usize, 8);
-            let start = end.div_ceil(8) * 8;
-            (start, Some(start + encoded.len() as u64))
+            let Some(start) = end.checked_next_multiple_of(8) else { return };
+            let Some(new_end) = start.checked_add(encoded.len() as u64) else { return };
+            (start, Some(new_end))
         } else {
             (at, None)
         };
@@ -1317,6 +1318,9 @@ pub fn run_open_store(mutations: &[Mutation], uses: &Uses) {
         }
         let Ok(store) = Store::options().read_only(read_only).open(&path) else { continue };
         let names = survey(&store);
+        if !read_only {
+            check_handed_out(&store, &image, &names);
+        }
         for name in &names {
             if let Some(handle) = seed_type(name).and_then(|ty| open_as(&store, name, ty).ok()) {
                 access(&handle, Access::Load);
@@ -1330,6 +1334,41 @@ pub fn run_open_store(mutations: &[Mutation], uses: &Uses) {
             }
         }
         let _ = store.flush();
+    }
+}
+
+/// The soundness oracle of `open_store`: what a store hands out must not alias.
+///
+/// Among the entries the store describes (so any safe call can open them): no two may share data
+/// bytes (one could then be written through a `&mut [T]` while the other is read through a `&[U]`,
+/// or a `bool` be written as 7), and each entry's lock byte must be the one its catalog slot
+/// implies (two entries sharing a lock byte, or one using another's, break exclusion between
+/// processes). A store that refuses such a file, at open or when the entry is looked up, passes.
+pub fn check_handed_out(store: &Store, image: &Image, names: &[String]) {
+    let mut seen: Vec<(String, u64, u64)> = Vec::new();
+    for name in names {
+        let Ok(info) = store.entry_info(name) else { continue };
+        let (start, len) = (info.data_offset, info.bytes);
+        for (other, o_start, o_len) in &seen {
+            let disjoint = start.saturating_add(len) <= *o_start || o_start.saturating_add(*o_len) <= start;
+            assert!(
+                len == 0 || *o_len == 0 || disjoint,
+                "the store hands out entries `{other}` ({o_start}+{o_len}) and `{name}` ({start}+{len}), whose data overlap"
+            );
+        }
+        seen.push((name.clone(), start, len));
+        let slot = info.record_offset.checked_sub(HEADER_SIZE).map(|o| o / ENTRY_SIZE);
+        let (at, width) = RecordField::LockOffset.span();
+        let lock = usize::try_from(info.record_offset)
+            .ok()
+            .map(|r| get_le(&image.bytes, r + STATIC_OFFSET as usize + at, width));
+        if let (Some(slot), Some(lock)) = (slot, lock) {
+            let canonical = shmstore::format::entry::lock_offset_for(slot as u32);
+            assert_eq!(
+                lock, canonical,
+                "the store hands out entry `{name}` (slot {slot}) with another slot's lock byte"
+            );
+        }
     }
 }
 
@@ -1575,6 +1614,18 @@ pub fn replay(target: &str, data: &[u8]) {
                 run_api_ops(&ops);
             }
         }
+        other => panic!("no fuzz target named {other}"),
+    }
+}
+
+/// The structured input `data` decodes to for `target`, as `Debug` text: what a crash file means.
+pub fn describe(target: &str, data: &[u8]) -> String {
+    use arbitrary::Unstructured;
+    let u = Unstructured::new(data);
+    match target {
+        "open_store" => format!("{:#?}", <(Vec<Mutation>, Uses)>::arbitrary_take_rest(u)),
+        "schema_decode" => format!("{:#?}", SchemaInput::arbitrary_take_rest(u)),
+        "api_ops" => format!("{:#?}", <Vec<Op>>::arbitrary_take_rest(u)),
         other => panic!("no fuzz target named {other}"),
     }
 }
