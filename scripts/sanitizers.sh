@@ -44,6 +44,11 @@ for san in "${sanitizers[@]}"; do
   case "$san" in
     thread)
       export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp halt_on_error=0 print_suppressions=1 second_deadlock_stack=1"
+      # At opt-level 0, `AtomicU64::load` and friends are calls into the uninstrumented std, so
+      # TSan sees no atomic access at all (it then misses races against atomics, such as a plain
+      # copy of an atomic another thread is updating). From opt-level 1 they are inlined into the
+      # instrumented crates. Debug assertions stay on.
+      export CARGO_PROFILE_DEV_OPT_LEVEL=1
       ;;
     address)
       # Children killed with SIGKILL by the crash tests never report; everything else is checked,

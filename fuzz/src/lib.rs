@@ -111,10 +111,20 @@ pub const SEED_CAPACITY: u64 = 32 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Where the fuzzed files live: one directory per process, in /dev/shm when there is one.
 
+/// `/dev/shm/shmstore-fuzz-PID` (or the same in the temporary directory): libFuzzer ends the
+/// process with `exit`, so nothing removes it then; instead, each new process removes the
+/// directories of processes that are gone.
 fn scratch_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix("shmstore-fuzz-")).and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let dir = base.join(format!("shmstore-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("scratch directory");
         dir
