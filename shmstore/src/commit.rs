@@ -28,6 +28,10 @@
 //! A reader that loses this race [`OPTIMISTIC_TRIES`] times in a row takes the shared lock
 //! instead, so a stream of writers cannot starve it.
 //!
+//! The atomic accesses and fences of commits and optimistic reads live in `seqlock.rs`, generic
+//! over the atomic word, so that the loom model of the protocol (`tests/loom.rs`) runs the very
+//! functions and orderings this module uses.
+//!
 //! Entries updated in place (arrays, and objects holding atomics) bump `seq` after every write
 //! too, so that versions and [`wait_for_change`](crate::Shared::wait_for_change) work for every
 //! entry.
@@ -40,7 +44,7 @@
 //! leaves the count raised: everything still works, but commits to that entry then always make the
 //! wake-up system call.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, WaitedFor};
@@ -48,6 +52,7 @@ use crate::format::entry::{ENTRY_SIZE, FUTEX_OFFSET, SEQ_OFFSET, WAITERS_OFFSET}
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
+use crate::seqlock;
 use crate::sys;
 use crate::view::Staging;
 
@@ -193,6 +198,8 @@ pub(crate) enum Step {
     /// An optimistic read has copied the slot and is about to check whether `seq` moved (a test
     /// that commits here makes the read lose its race). Not a commit step.
     OptimisticCopied,
+    /// An entry changed in place has its data on disk (before its version is bumped).
+    DataSynced,
 }
 
 /// Something that watches the steps of commits (tests only).
@@ -241,34 +248,17 @@ impl EntryHandle {
     }
 
     fn slot_offset(&self, seq: u64) -> u64 {
-        self.entry.data_offset + (seq & 1) * self.entry.slot_stride
+        self.entry.data_offset + seqlock::active(seq) as u64 * self.entry.slot_stride
+    }
+
+    /// The words of the slot at `offset` that hold `len` bytes, or `None` outside the mapping.
+    fn slot_words(&self, offset: u64, len: usize) -> Option<&[AtomicU64]> {
+        self.store.map().atomic_words(offset, len.div_ceil(8))
     }
 
     /// Copies the slot at `offset` into `out` with atomic loads.
     fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
-        let Some(words) = self.store.map().atomic_words(offset, out.len().div_ceil(8)) else { return false };
-        let mut chunks = out.chunks_exact_mut(8);
-        for (chunk, word) in (&mut chunks).zip(words) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
-        }
-        let tail = chunks.into_remainder();
-        if let Some(word) = words.get(words.len().wrapping_sub(1)).filter(|_| !tail.is_empty()) {
-            let n = tail.len();
-            tail.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes()[..n]);
-        }
-        true
-    }
-
-    /// Copies `bytes` into the slot at `offset` with atomic stores (the slot's bytes past the value,
-    /// up to the next word, become zero).
-    fn copy_in(&self, offset: u64, bytes: &[u8]) -> bool {
-        let Some(words) = self.store.map().atomic_words(offset, bytes.len().div_ceil(8)) else { return false };
-        for (chunk, word) in bytes.chunks(8).zip(words) {
-            let mut buf = [0u8; 8];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_ne_bytes(buf), Ordering::Relaxed);
-        }
-        true
+        self.slot_words(offset, out.len()).is_some_and(|words| seqlock::copy_out(words, out))
     }
 
     fn outside(&self) -> Error {
@@ -281,24 +271,19 @@ impl EntryHandle {
         // Everything the loop touches was located when the handle was made: the sequence and
         // forwarding words, and both slots. (Mappings are never unmapped while the store lives,
         // so these stay valid even if the store grows meanwhile.)
-        let Some((seq, moved, [slot0, slot1])) = self.hot() else { return Err(self.outside()) };
-        for _ in 0..OPTIMISTIC_TRIES {
-            let before = seq.load(Ordering::Acquire);
-            // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump
-            // sees the move too, and never reads past the last value of the old type. (A migration
-            // never touches the old slots, so a read that races with one returns the value as it
-            // was just before it.)
-            if moved.load(Ordering::Acquire) != 0 {
-                self.check_current()?;
-            }
-            let staging = Staging::<T>::from_words(if before & 1 == 0 { slot0 } else { slot1 });
+        let Some((seq, moved, slots)) = self.hot() else { return Err(self.outside()) };
+        // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump sees
+        // the move too, and never reads past the last value of the old type. (A migration never
+        // touches the old slots, so a read that races with one returns the value as it was just
+        // before it.)
+        let check = || if moved.load(Ordering::Acquire) != 0 { self.check_current() } else { Ok(()) };
+        if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| {
+            let staging = Staging::<T>::from_words(words);
             step(Step::OptimisticCopied);
-            fence(Ordering::Acquire);
-            if seq.load(Ordering::Relaxed) == before {
-                let staging = staging.ok_or_else(|| self.outside())?;
-                return Ok((self.finish_staging(staging)?, Version(before)));
-            }
-            std::hint::spin_loop();
+            staging
+        })? {
+            let staging = staging.ok_or_else(|| self.outside())?;
+            return Ok((self.finish_staging(staging)?, Version(before)));
         }
         // Writers keep winning: queue up behind them instead.
         let hold = self.hold(false, Wait::Forever, None)?;
@@ -327,21 +312,21 @@ impl EntryHandle {
     /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
     /// entry's exclusive lock.
     pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
-        let seq = self.seq();
-        let current = seq.load(Ordering::Relaxed);
-        let target = self.slot_offset(current + 1);
-        // Pairs with the acquire fence of optimistic readers: one that reads any byte stored
-        // below also reads the `seq` store of the commit that made this slot inactive.
-        fence(Ordering::Release);
-        if !self.copy_in(target, bytes) {
-            return Err(self.outside());
-        }
-        step(Step::SlotWritten);
-        if durability == Durability::PowerLoss {
-            self.store.sync_range(target, bytes.len() as u64)?;
-            step(Step::SlotSynced);
-        }
-        seq.store(current + 1, Ordering::Release);
+        // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
+        let target = std::cell::Cell::new(0);
+        let slot = |next| {
+            target.set(self.slot_offset(next));
+            self.slot_words(target.get(), bytes.len()).ok_or_else(|| self.outside())
+        };
+        let written = || {
+            step(Step::SlotWritten);
+            if durability == Durability::PowerLoss {
+                self.store.sync_range(target.get(), bytes.len() as u64)?;
+                step(Step::SlotSynced);
+            }
+            Ok(())
+        };
+        seqlock::commit(self.seq(), bytes, slot, || self.outside(), written)?;
         step(Step::Published);
         if durability == Durability::PowerLoss {
             let record = self.store.record_offset(self.slot);
@@ -366,7 +351,9 @@ impl EntryHandle {
     /// the entry's exclusive lock.
     pub(crate) fn changed_in_place(&self, _hold: &Hold<'_>, durability: Durability) -> Result<()> {
         let synced = if durability == Durability::PowerLoss {
-            self.store.sync_range(self.entry.data_offset, self.entry.data_len())
+            let synced = self.store.sync_range(self.entry.data_offset, self.entry.data_len());
+            step(Step::DataSynced);
+            synced
         } else {
             Ok(())
         };
@@ -480,6 +467,79 @@ mod tests {
         );
     }
 
+    /// A load through a handle whose entry has been migrated is refused: the forwarding word is
+    /// checked before the copy (not only when a lock is taken). The migration bumps the old
+    /// record's version, by 2 for a double-buffered object so that its active slot stays put, by 1
+    /// for an entry changed in place.
+    #[test]
+    fn a_migration_refuses_old_loads_and_wakes_old_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("moved.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 2 }).unwrap();
+        pair.store(Pair { a: 3, b: 4 }).unwrap();
+        let (v, active) = (pair.version().get(), seqlock::active(pair.version().get()));
+        store.migrate("pair", |p: Pair| [p.a, p.b, 0u64]).unwrap();
+        assert_eq!(pair.version().get(), v + 2);
+        assert_eq!(seqlock::active(pair.version().get()), active, "the old value stays in the active slot");
+        assert!(matches!(pair.handle.load_optimistic::<Pair>(), Err(Error::LayoutMismatch { .. })));
+        assert_eq!(store.object::<[u64; 3]>("pair").unwrap().load().unwrap(), [3, 4, 0]);
+
+        let arr = store.array_or_init("arr", 4, 7u32).unwrap();
+        let v = arr.version().get();
+        store.migrate("arr", |x: u32| x as u64).unwrap();
+        assert_eq!(arr.version().get(), v + 1);
+    }
+
+    /// Entries changed in place bump their version once per change; with power-loss durability
+    /// their data is synced first, with process durability it is not.
+    #[test]
+    fn in_place_changes_bump_the_version_and_sync_only_for_power_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("inplace.shm"), 1 << 20).unwrap();
+        let arr = store.array_or_init("arr", 4, 0u32).unwrap();
+        for (durability, expected) in [(Durability::Process, vec![]), (Durability::PowerLoss, vec![Step::DataSynced])] {
+            let arr = arr.clone().with_durability(durability);
+            let v = arr.version().get();
+            let steps: Rc<RefCell<Vec<Step>>> = Rc::default();
+            let log = steps.clone();
+            STEP_HOOK.with(|h| *h.borrow_mut() = Some(Box::new(move |s| log.borrow_mut().push(s))));
+            arr.write_at(1, &[5, 6]).unwrap();
+            STEP_HOOK.with(|h| *h.borrow_mut() = None);
+            assert_eq!(*steps.borrow(), expected, "{durability:?}");
+            assert_eq!(arr.version().get(), v + 1);
+        }
+    }
+
+    /// A waiter registered on the entry is woken by the next commit: the committer bumps the
+    /// futex word and, seeing a waiter, wakes it. (The wait has no useful timeout: if the wake-up
+    /// were lost, this test would hang rather than pass late.)
+    #[test]
+    fn a_registered_waiter_is_woken_by_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("wake.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
+        let v = pair.version();
+        let (waiters, futex) = (pair.handle.live_u32(WAITERS_OFFSET), pair.handle.live_u32(FUTEX_OFFSET));
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| pair.wait_for_change(v, Duration::from_secs(24 * 3600)));
+            while waiters.load(Ordering::SeqCst) == 0 && !waiter.is_finished() {
+                std::thread::yield_now();
+            }
+            let word = futex.load(Ordering::SeqCst);
+            pair.store(Pair { a: 2, b: 2 }).unwrap();
+            assert_eq!(futex.load(Ordering::SeqCst), word.wrapping_add(1), "a commit bumps the futex word");
+            let (value, seen) = waiter.join().unwrap().unwrap();
+            assert_eq!((value, seen.get()), (Pair { a: 2, b: 2 }, v.get() + 1));
+        });
+        assert_eq!(waiters.load(Ordering::SeqCst), 0, "the waiter unregistered");
+        // A version that is already stale returns at once, and a wait that sees no commit times out.
+        assert_eq!(pair.handle.wait_changed(v, Some(Duration::ZERO)).unwrap().get(), v.get() + 1);
+        assert!(matches!(
+            pair.wait_for_change(pair.version(), Duration::ZERO),
+            Err(Error::Timeout { waited_for: crate::error::WaitedFor::Change, .. })
+        ));
+    }
+
     #[test]
     fn process_durability_skips_the_syncs() {
         let dir = tempfile::tempdir().unwrap();
@@ -491,6 +551,30 @@ mod tests {
         pair.update(|p| p.a = 5).unwrap();
         STEP_HOOK.with(|h| *h.borrow_mut() = None);
         assert_eq!(*steps.borrow(), vec![Step::SlotWritten, Step::Published]);
+    }
+
+    /// A sequence word at its maximum (a crafted file, or 2^64 commits) wraps to 0 on the next
+    /// commit, which lands in slot 0; before, the commit overflowed and panicked in debug builds.
+    #[test]
+    fn a_commit_at_the_maximum_sequence_word_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(dir.path().join("wrap.shm"), 1 << 20).unwrap();
+        let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
+        let h = &pair.handle;
+        // With seq odd, slot 1 is active: put the current value there.
+        let mut value = [0u8; 16];
+        assert!(h.copy_out(h.slot_offset(0), &mut value));
+        assert!(seqlock::copy_in(h.store.map().atomic_words(h.slot_offset(1), 2).unwrap(), &value));
+        h.seq().store(u64::MAX, Ordering::Release);
+        assert_eq!(pair.load().unwrap(), Pair { a: 1, b: 1 });
+        pair.store(Pair { a: 2, b: 3 }).unwrap();
+        assert_eq!(pair.version().get(), 0);
+        assert_eq!(pair.load().unwrap(), Pair { a: 2, b: 3 });
+        let mut slot0 = [0u8; 16];
+        assert!(h.copy_out(h.slot_offset(0), &mut slot0));
+        assert_eq!(u64::from_ne_bytes(slot0[8..].try_into().unwrap()), 3, "the wrapped commit went to slot 0");
+        pair.update(|p| p.a = 4).unwrap();
+        assert_eq!((pair.load().unwrap(), pair.version().get()), (Pair { a: 4, b: 3 }, 1));
     }
 
     #[test]

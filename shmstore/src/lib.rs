@@ -99,6 +99,7 @@ pub mod layout;
 mod lock;
 mod map;
 mod object;
+mod seqlock;
 mod stream;
 mod sys;
 mod view;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::schema::{Schema, SchemaKind};
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::{InvalidValue, Layout, SharedLayout, TypeKind};
+use crate::seqlock;
 
 /// A shared lock on an entry, giving `&T` (or `&[T]` for arrays) for as long as it lives.
 ///
@@ -516,11 +517,11 @@ impl<T: SharedLayout> Staging<T> {
         for (i, word) in words[..full].iter().enumerate() {
             // SAFETY: `i * 8 + 8 <= size`, so the 8 bytes written lie inside `buf`; unaligned
             // writes have no alignment requirement; `buf` is a local that nothing else accesses.
-            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(word.load(Ordering::Relaxed)) };
+            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(seqlock::load_word(word)) };
         }
         let tail = size % 8;
         if tail > 0 {
-            let last = words[full].load(Ordering::Relaxed).to_ne_bytes();
+            let last = seqlock::load_word(&words[full]).to_ne_bytes();
             // SAFETY: the `tail` bytes from `full * 8` are the last bytes of `buf`; `last` is a
             // distinct local array of 8 >= `tail` bytes.
             unsafe { std::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(full * 8), tail) };
