@@ -191,9 +191,8 @@ impl OpenOptions {
     /// (made by `touch`, or `tempfile::NamedTempFile`) is adopted as a new store when a capacity
     /// and [`create`](Self::create) are given, as .NET does: it is initialised in place under the
     /// store's catalog lock, so that of several processes adopting it at once exactly one
-    /// initialises it and all open the same store. (A process opening it *without* a capacity in
-    /// that instant may find it not yet a store.) Without a capacity, an empty file is
-    /// [`Error::NotAStore`].
+    /// initialises it and all open the same store. Without a capacity, an empty file is
+    /// [`Error::NotAStore`] (also for a process that looks at it just before another adopts it).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         StoreInner::open(path.as_ref(), self).map(|inner| Store { inner: Arc::new(inner) })
     }
@@ -510,7 +509,7 @@ impl StoreInner {
         let mut fresh = false;
         for _ in 0..MAX_OPEN_ATTEMPTS {
             let file = match sys::file::open_regular(path, !opts.read_only, 0) {
-                Ok(_) if opts.create_new => return Err(Error::AlreadyExists { path: path.to_owned() }),
+                Ok(_) if opts.create_new && !fresh => return Err(Error::AlreadyExists { path: path.to_owned() }),
                 Ok(file) => file,
                 Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound && may_create => {
                     if let Ok(target) = fs::read_link(path) {
@@ -549,6 +548,12 @@ impl StoreInner {
                     continue;
                 }
                 fresh = true;
+            } else if len > 0 && !fresh {
+                // Another process may be adopting this file right now (see `adopt_empty`): its
+                // catalog lock, held shared for a moment, waits until the header is complete.
+                sys::lock_range(&file, LOCK_BASE, sys::LockKind::Shared, true)
+                    .map_err(|e| Error::Io { op: "lock", path: path.to_owned(), source: e })?;
+                let _ = sys::unlock_range(&file, LOCK_BASE);
             }
             if fresh {
                 let mut opts = opts.clone();
@@ -1086,8 +1091,9 @@ fn lock_shared(path: &Path, file: &File, timeout: Option<Duration>) -> Result<()
 /// The initialisation happens under the store's catalog lock (an OFD byte-range lock, which
 /// conflicts across processes and, unlike `flock`, is independent of the shared `flock` every
 /// opener holds), so that of several processes adopting the file at once, exactly one writes the
-/// header; the others wait for it and then find a store. Until it is written, the header is
-/// all zeros and a process opening the file without a capacity reports it as not a store.
+/// header; the others wait for it and then find a store. Every open of a non-empty file takes
+/// that lock shared for a moment before it reads the header, so no opener sees the file extended
+/// but its header not yet written.
 fn adopt_empty(path: &Path, file: &File, opts: &OpenOptions) -> Result<bool> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
