@@ -161,7 +161,9 @@ fn an_open_that_waits_through_a_replacement_opens_the_new_store() {
     let p = path.clone();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(Store::options().lock_timeout(CHILD_PATIENCE).open(&p).map(|s| s.object::<u64>("v").map(|v| v.load())));
+        let _ = tx.send(
+            Store::options().lock_timeout(CHILD_PATIENCE).open(&p).map(|s| s.object::<u64>("v").map(|v| v.load())),
+        );
     });
     // Wait until the opener holds a descriptor of the old file (it is then polling for its lock).
     loop {

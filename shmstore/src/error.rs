@@ -431,7 +431,7 @@ pub enum Error {
     },
 
     /// The path is a symbolic link to a file that does not exist.
-    #[error("`{path}` is a symbolic link to `{target}`, which does not exist: fix or remove the link (a store is never created through a dangling link)")]
+    #[error("`{path}` is a symbolic link to `{target}`, which does not exist: check the link")]
     DanglingSymlink {
         /// The link.
         path: PathBuf,

@@ -551,8 +551,11 @@ impl StoreInner {
             } else if len > 0 && !fresh {
                 // Another process may be adopting this file right now (see `adopt_empty`): its
                 // catalog lock, held shared for a moment, waits until the header is complete.
-                sys::lock_range(&file, LOCK_BASE, sys::LockKind::Shared, true)
-                    .map_err(|e| Error::Io { op: "lock", path: path.to_owned(), source: e })?;
+                sys::lock_range(&file, LOCK_BASE, sys::LockKind::Shared, true).map_err(|e| Error::Io {
+                    op: "lock",
+                    path: path.to_owned(),
+                    source: e,
+                })?;
                 let _ = sys::unlock_range(&file, LOCK_BASE);
             }
             if fresh {
