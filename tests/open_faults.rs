@@ -47,7 +47,8 @@ fn a_fifo_is_refused_at_once() {
     let (dir, path) = temp_store();
     let fifo = dir.path().join("fifo");
     mkfifo(&fifo);
-    let opens: [(&str, fn(&Path) -> shmstore::Result<Store>); 4] = [
+    type Open = fn(&Path) -> shmstore::Result<Store>;
+    let opens: [(&str, Open); 4] = [
         ("open", |p| Store::open(p)),
         ("read-only open", |p| Store::options().read_only(true).open(p)),
         ("open_or_create", |p| Store::open_or_create(p, 1 << 20)),
@@ -285,7 +286,7 @@ fn role_adopt(args: &ChildArgs) {
     emit("ready");
     wait_for("go");
     let store = Store::open_or_create(&args.path, 1 << 20).unwrap();
-    let who = store.object_or_init("who", || std::process::id()).unwrap();
+    let who = store.object_or_init("who", std::process::id).unwrap();
     emit(format!("who {} {}", who.load().unwrap(), store.entries().unwrap().len()));
 }
 
@@ -322,6 +323,7 @@ struct SmallFs {
 
 impl SmallFs {
     fn mount(options: &str) -> Option<SmallFs> {
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
