@@ -141,6 +141,10 @@ impl Store {
     /// 0600, and a file at that path that is a symbolic link, not a regular file, or another
     /// user's is refused ([`Error::UnsafeTempRegion`]).
     ///
+    /// The capacity is an initial size, for a store that grows: one below what the header and
+    /// catalog need (20,544 bytes for the default 64 entries; .NET's common 4096, say) is rounded
+    /// up to that minimum.
+    ///
     /// Fails with [`Error::TempExists`] if a store of that name is in use; a leftover is replaced.
     /// Names are single file names of at most [`MAX_TEMP_NAME_LEN`](crate::MAX_TEMP_NAME_LEN)
     /// bytes, without control characters ([`Error::InvalidTempName`]).
