@@ -27,12 +27,12 @@ pub const DEFAULT_MAX_ENTRIES: u32 = 64;
 /// The largest size a store grows to by itself unless [`OpenOptions::max_capacity`] says
 /// otherwise: 1 TiB. A runaway request (an array of `1 << 40` values, say) then fails with
 /// [`Error::StoreFull`], which says how to raise the limit, instead of claiming terabytes.
-pub const DEFAULT_MAX_CAPACITY: u64 = 1 << 40;
+pub(crate) const DEFAULT_MAX_CAPACITY: u64 = 1 << 40;
 
 /// The largest capacity any store can have: what a file offset (and this process's address
 /// space) can express, `isize::MAX` bytes. Larger requests fail with [`Error::CapacityTooLarge`]
 /// or [`Error::EntryTooLarge`].
-pub const MAX_CAPACITY: u64 = isize::MAX as u64;
+pub(crate) const MAX_CAPACITY: u64 = isize::MAX as u64;
 
 /// How many times an open starts over because the file at the path was replaced between its
 /// `open` and its lock. Each restart means another process replaced the file, so this only guards
@@ -106,7 +106,7 @@ impl OpenOptions {
     /// A new store needs room for its header and catalog (4 KiB plus 256 bytes per
     /// [`max_entries`](Self::max_entries), plus 64: 20,544 bytes for the default 64 entries); a
     /// smaller capacity for a new file is rounded up to that minimum, since a store grows anyway.
-    /// More than [`MAX_CAPACITY`] is [`Error::CapacityTooLarge`].
+    /// More than `isize::MAX` bytes is [`Error::CapacityTooLarge`].
     pub fn capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = Some(bytes);
         self.capacity_only_if_created = false;
@@ -142,8 +142,8 @@ impl OpenOptions {
         self
     }
 
-    /// The largest size the store may grow to by itself (default: [`DEFAULT_MAX_CAPACITY`], 1 TiB;
-    /// at most [`MAX_CAPACITY`]). When a new entry does not fit, the store grows geometrically (at
+    /// The largest size the store may grow to by itself (default: 1 TiB;
+    /// at most `isize::MAX` bytes). When a new entry does not fit, the store grows geometrically (at
     /// least doubling) up to this size, and every process that has it open adopts the new size on
     /// its next access; past it, creation fails with [`Error::StoreFull`]. Growth also needs this
     /// process to map the new size: if it cannot (its address space, `ulimit -v`, is too small),
