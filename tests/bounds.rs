@@ -270,9 +270,16 @@ fn full_store_is_store_full_and_changes_nothing() {
     store.object_or_init("pair", Pair::default).unwrap();
     assert_eq!(*small.read().unwrap(), [3; 16]);
 
-    // Impossible sizes are StoreFull too, not an overflow panic.
-    for len in [usize::MAX, usize::MAX / 8 + 1, 1 << 61] {
-        assert!(matches!(store.array_or_init::<u64>("huge", len, 1), Err(Error::StoreFull { .. })), "len {len}");
+    // Impossible sizes are EntryTooLarge, not an overflow panic nor a max_capacity to raise.
+    for len in [usize::MAX, usize::MAX / 8, usize::MAX / 8 + 1, 1 << 61] {
+        match store.array_or_init::<u64>("huge", len, 1) {
+            Err(e @ Error::EntryTooLarge { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("more than a store can hold"), "{message}");
+                assert!(!message.contains("max_capacity"), "{message}");
+            }
+            other => panic!("len {len}: expected EntryTooLarge, got {:?}", other.map(|a| a.len())),
+        }
     }
     assert_eq!(store.entries().unwrap().len(), 2);
 
@@ -541,25 +548,25 @@ fn new_file_without_capacity_is_capacity_required() {
 }
 
 #[test]
-fn capacity_below_the_minimum_is_capacity_too_small() {
-    let (dir, path) = temp_store();
+fn capacity_below_the_minimum_is_rounded_up() {
+    let (_dir, path) = temp_store();
     for requested in [0, 100, 4096, MIN_CAPACITY - 1] {
-        match Store::open_or_create(&path, requested) {
-            Err(Error::CapacityTooSmall { requested: r, minimum, shrink, .. }) => {
-                assert_eq!((r, minimum, shrink), (requested, MIN_CAPACITY, false));
-            }
-            other => panic!("capacity {requested}: expected CapacityTooSmall, got {other:?}"),
-        }
-        assert!(matches!(
-            Store::options().create(true).capacity(requested).open(&path),
-            Err(Error::CapacityTooSmall { .. })
-        ));
-        assert!(dir_listing(dir.path()).is_empty(), "capacity {requested}: no file may be left behind");
+        let store = Store::open_or_create(&path, requested).unwrap();
+        assert_eq!((store.capacity(), store.used()), (MIN_CAPACITY, DATA_OFFSET), "capacity {requested}");
+        assert_eq!(len_of(&path), MIN_CAPACITY);
+        drop(store);
+        fs::remove_file(&path).unwrap();
+        // An explicit capacity of a new file is rounded up too, and not then refused as a shrink.
+        let store = Store::options().create(true).capacity(requested).open(&path).unwrap();
+        assert_eq!(store.capacity(), MIN_CAPACITY, "capacity {requested}");
+        drop(store);
+        fs::remove_file(&path).unwrap();
     }
-    // A smaller catalog lowers the minimum.
-    let small = Store::options().create(true).capacity(4096 + 63).max_entries(1).open(&path);
-    assert!(matches!(small, Err(Error::CapacityTooSmall { minimum: 4160, .. })), "{small:?}");
-    Store::options().create(true).capacity(4160).max_entries(1).open(&path).unwrap();
+    // A smaller catalog lowers the minimum: one page of header plus one 256-byte record (and 64
+    // bytes of the format's tail).
+    let small = Store::options().create(true).capacity(4096).max_entries(1).open(&path).unwrap();
+    assert_eq!(small.capacity(), 4160);
+    drop(small);
     fs::remove_file(&path).unwrap();
 
     // Exactly the minimum works.

@@ -58,3 +58,27 @@ fn directories_and_foreign_files() {
     // line says what it is.
     error_of_every_command(dir.path(), 1, "directory");
 }
+
+#[test]
+fn a_fifo_is_refused_at_once_by_every_command() {
+    let (dir, _) = temp_store("unused.shm");
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success(), "mkfifo");
+    // A command that blocked on the FIFO would never return: run them on a thread, and turn a
+    // hang into a failure (a safety net, not a synchronisation).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(error_of_every_command(&fifo, 1, "FIFO"));
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("a command hung on a FIFO");
+    assert!(line.contains("is a FIFO (named pipe), not a regular file"), "{line}");
+}
+
+#[test]
+fn verify_says_another_program_truncated_the_store() {
+    let (_dir, path) = temp_store("cut.shm");
+    drop(shmstore::Store::open_or_create(&path, 1 << 20).unwrap());
+    fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1 << 19).unwrap();
+    let line = shmstore(["verify", path.to_str().unwrap()]).fails(2, "truncated").to_owned();
+    assert!(line.contains("another program truncated it"), "{line}");
+}

@@ -69,8 +69,10 @@ pub enum Error {
         what: String,
     },
 
-    /// The file is shorter than its header says: it was truncated.
-    #[error("`{path}` is {actual} bytes long but its header records a capacity of {expected} bytes: the file was truncated; restore it from a backup")]
+    /// The file is shorter than its header says: another program truncated it (shmstore never
+    /// shrinks a store). Processes that had it mapped die of `SIGBUS` when they touch the lost
+    /// pages.
+    #[error("`{path}` is {actual} bytes long but its header records a capacity of {expected} bytes: another program truncated it (shmstore never shrinks a store, and processes that map it die of SIGBUS on the lost pages); restore it from a backup, and make programs that shrink or replace store files take the file's exclusive flock first")]
     Truncated {
         /// The file.
         path: PathBuf,
@@ -362,6 +364,107 @@ pub enum Error {
         /// What it asked for: `a read lock on`, `a write lock on`, `creating`, `migrating` or
         /// `growing`.
         requested: &'static str,
+    },
+
+    /// The path names something that is not a regular file (a FIFO, a directory, a device, a
+    /// socket). It is refused before anything waits on it.
+    #[error("`{path}` is {what}, not a regular file: a store is a regular file; check the path")]
+    NotRegularFile {
+        /// The path that was opened.
+        path: PathBuf,
+        /// What it is (`a FIFO (named pipe)`, `a directory`, ...).
+        what: &'static str,
+    },
+
+    /// The store file was renamed over or unlinked while this process had it open: this process
+    /// still uses the old file, while new openers of the path get another one (or none).
+    #[error("`{path}` no longer names the store this process has open: {}; this process still uses the old file, which nobody else will see: close this store and open the path again", if *.unlinked { "it was deleted (or renamed away)" } else { "another file was renamed over it (or put there after it was deleted)" })]
+    Replaced {
+        /// The store's path.
+        path: PathBuf,
+        /// Whether nothing is at the path any more (rather than another file).
+        unlinked: bool,
+    },
+
+    /// Another process holds the store file exclusively (its whole-file `flock`), as a tool that
+    /// compacts, shrinks or replaces a store does.
+    #[error("another process holds `{path}` exclusively (a tool compacting or replacing it?){}: retry later, or wait for it with Store::options().lock_timeout(duration)", match .waited { Some(w) => format!(" and still did after {w:?}"), None => String::new() })]
+    Busy {
+        /// The store file.
+        path: PathBuf,
+        /// How long the open waited ([`OpenOptions::lock_timeout`](crate::OpenOptions::lock_timeout)),
+        /// if it did.
+        waited: Option<Duration>,
+    },
+
+    /// [`OpenOptions::create_new`](crate::OpenOptions::create_new) found a file at the path.
+    #[error("`{path}` already exists: open it with Store::open, or drop create_new(true) to open an existing store")]
+    AlreadyExists {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// The file system has no room for the disk blocks that
+    /// [`OpenOptions::allocate`](crate::OpenOptions::allocate) reserves.
+    #[error("no room on the file system of `{path}` to reserve {requested} bytes (OpenOptions::allocate(true)): free some space, or ask for a smaller capacity")]
+    DiskFull {
+        /// The store file.
+        path: PathBuf,
+        /// The store size that was to be reserved.
+        requested: u64,
+    },
+
+    /// A capacity larger than this process can ever map was asked for.
+    #[error("capacity {requested} bytes for `{path}` is larger than this process's address space allows (at most {maximum} bytes): ask for less")]
+    CapacityTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The capacity asked for.
+        requested: u64,
+        /// The largest capacity a store can have.
+        maximum: u64,
+    },
+
+    /// An array or byte region was asked for with more bytes than any store can hold.
+    #[error("entry `{name}`: {len} values of {elem_size} bytes each are more than a store can hold (at most {maximum} bytes): ask for a shorter array")]
+    EntryTooLarge {
+        /// The entry.
+        name: String,
+        /// The number of values asked for.
+        len: u64,
+        /// The size of one value.
+        elem_size: u64,
+        /// The largest store capacity.
+        maximum: u64,
+    },
+
+    /// The store file lies on a read-only file system, and it was opened for writing.
+    #[error("`{path}` is on a read-only file system: open it read-only (Store::options().read_only(true).open(path)), or remount the file system read-write")]
+    ReadOnlyFileSystem {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The path is a symbolic link to a file that does not exist.
+    #[error("`{path}` is a symbolic link to `{target}`, which does not exist: check the link")]
+    DanglingSymlink {
+        /// The link.
+        path: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+    },
+
+    /// Growing the store failed because this process could not map its new size (its address
+    /// space, `ulimit -v`, is too small). The store was left at its old size.
+    #[error("could not map {capacity} bytes of `{path}` to grow it ({source}): this process's address space is too small (ulimit -v?); the store keeps its old size: ask for less, or raise the limit")]
+    GrowthFailed {
+        /// The file.
+        path: PathBuf,
+        /// The capacity that could not be mapped.
+        capacity: u64,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
 }
 

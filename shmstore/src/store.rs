@@ -18,10 +18,26 @@ use crate::layout::SharedLayout;
 use crate::lock::{Held, LockError, LockScope, RangeLock, Wait};
 use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
-use crate::sys::sync;
+use crate::sys::file::{Link, OpenError};
+use crate::sys::{self, sync};
 
 /// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
 pub const DEFAULT_MAX_ENTRIES: u32 = 64;
+
+/// The largest size a store grows to by itself unless [`OpenOptions::max_capacity`] says
+/// otherwise: 1 TiB. A runaway request (an array of `1 << 40` values, say) then fails with
+/// [`Error::StoreFull`], which says how to raise the limit, instead of claiming terabytes.
+pub(crate) const DEFAULT_MAX_CAPACITY: u64 = 1 << 40;
+
+/// The largest capacity any store can have: what a file offset (and this process's address
+/// space) can express, `isize::MAX` bytes. Larger requests fail with [`Error::CapacityTooLarge`]
+/// or [`Error::EntryTooLarge`].
+pub(crate) const MAX_CAPACITY: u64 = isize::MAX as u64;
+
+/// How many times an open starts over because the file at the path was replaced between its
+/// `open` and its lock. Each restart means another process replaced the file, so this only guards
+/// against an endless fight.
+const MAX_OPEN_ATTEMPTS: u32 = 10_000;
 
 /// How to open or create a [`Store`]; made by [`Store::options`].
 ///
@@ -56,6 +72,8 @@ pub struct OpenOptions {
     pub(crate) durability: Durability,
     pub(crate) max_capacity: Option<u64>,
     pub(crate) allocate: bool,
+    pub(crate) create_new: bool,
+    pub(crate) lock_timeout: Option<Duration>,
 }
 
 impl Default for OpenOptions {
@@ -69,6 +87,8 @@ impl Default for OpenOptions {
             capacity_only_if_created: false,
             read_only: false,
             max_entries: DEFAULT_MAX_ENTRIES,
+            create_new: false,
+            lock_timeout: None,
         }
     }
 }
@@ -82,6 +102,11 @@ impl OpenOptions {
 
     /// The capacity in bytes: of a new file, or to grow an existing file to. Below an existing
     /// file's length it is an error, since a store never shrinks.
+    ///
+    /// A new store needs room for its header and catalog (4 KiB plus 256 bytes per
+    /// [`max_entries`](Self::max_entries), plus 64: 20,544 bytes for the default 64 entries); a
+    /// smaller capacity for a new file is rounded up to that minimum, since a store grows anyway.
+    /// More than `isize::MAX` bytes is [`Error::CapacityTooLarge`].
     pub fn capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = Some(bytes);
         self.capacity_only_if_created = false;
@@ -89,6 +114,7 @@ impl OpenOptions {
     }
 
     /// The capacity a new file gets; an existing file opens at its length, whatever this says.
+    /// Below the minimum a new store needs, it is rounded up (see [`capacity`](Self::capacity)).
     pub fn initial_capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = Some(bytes);
         self.capacity_only_if_created = true;
@@ -116,25 +142,57 @@ impl OpenOptions {
         self
     }
 
-    /// The largest size the store may grow to (default: no limit). When a new entry does not fit,
-    /// the store grows geometrically (at least doubling) up to this size, and every process that
-    /// has it open adopts the new size on its next access; past it, creation fails with
-    /// [`Error::StoreFull`].
+    /// The largest size the store may grow to by itself (default: 1 TiB;
+    /// at most `isize::MAX` bytes). When a new entry does not fit, the store grows geometrically (at
+    /// least doubling) up to this size, and every process that has it open adopts the new size on
+    /// its next access; past it, creation fails with [`Error::StoreFull`]. Growth also needs this
+    /// process to map the new size: if it cannot (its address space, `ulimit -v`, is too small),
+    /// the store keeps its old size and the request fails with [`Error::GrowthFailed`].
     pub fn max_capacity(&mut self, bytes: u64) -> &mut Self {
         self.max_capacity = Some(bytes);
         self
     }
 
-    /// Reserve disk blocks when the store grows (`posix_fallocate`; default: `false`). A sparse
-    /// store (the default) costs disk only for pages actually written, which suits huge, mostly
-    /// empty arrays, but if the disk fills up, a write into a hole kills the process with `SIGBUS`.
-    /// With `allocate(true)` a full disk is an error at growth time instead.
+    /// Reserve disk blocks for the whole store (`posix_fallocate`; default: `false`), when it is
+    /// created (or an empty file adopted) and whenever it grows. A sparse store (the default)
+    /// costs disk only for pages actually written, which suits huge, mostly empty arrays, but if
+    /// the disk fills up, a write into a hole kills the process with `SIGBUS`. With
+    /// `allocate(true)` a full disk is [`Error::DiskFull`] when the space is claimed instead (a
+    /// creation that fails so leaves no file behind).
     pub fn allocate(&mut self, allocate: bool) -> &mut Self {
         self.allocate = allocate;
         self
     }
 
+    /// Create a new store, failing with [`Error::AlreadyExists`] if there is a file at the path
+    /// (default: `false`), as [`std::fs::OpenOptions::create_new`] and .NET's
+    /// `FileMode.CreateNew` do. Implies [`create`](Self::create); needs a capacity. The store is
+    /// built aside and linked into place atomically, so of several processes racing to create the
+    /// same path, exactly one succeeds.
+    pub fn create_new(&mut self, create_new: bool) -> &mut Self {
+        self.create_new = create_new;
+        self
+    }
+
+    /// How long an open waits while another process holds the store file exclusively (default:
+    /// not at all). Every opener holds the file's `flock` shared for its life; tools that compact,
+    /// shrink or replace a store take it exclusively first. By default such an open fails at once
+    /// with [`Error::Busy`]; with a timeout it polls (with a back-off up to 5 ms) until the tool
+    /// lets go, and fails with [`Error::Busy`] once the timeout has passed.
+    pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
     /// Opens (or creates) the store at `path`.
+    ///
+    /// Only regular files are opened: a FIFO, a directory or a device at the path is
+    /// [`Error::NotRegularFile`], refused before anything waits on it. An existing empty file
+    /// (made by `touch`, or `tempfile::NamedTempFile`) is adopted as a new store when a capacity
+    /// and [`create`](Self::create) are given, as .NET does: it is initialised in place under the
+    /// store's catalog lock, so that of several processes adopting it at once exactly one
+    /// initialises it and all open the same store. Without a capacity, an empty file is
+    /// [`Error::NotAStore`] (also for a process that looks at it just before another adopts it).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         StoreInner::open(path.as_ref(), self).map(|inner| Store { inner: Arc::new(inner) })
     }
@@ -291,6 +349,15 @@ impl Store {
     /// [`SharedArray::len`]). A zero `value` costs nothing: fresh store space is already zero, and
     /// stays sparse on disk until written.
     pub fn array_or_init<T: SharedLayout + Copy>(&self, name: &str, len: usize, value: T) -> Result<SharedArray<T>> {
+        let elem_size = std::mem::size_of::<T>() as u64;
+        if (len as u64).checked_mul(elem_size).is_none_or(|bytes| bytes > MAX_CAPACITY) {
+            return Err(Error::EntryTooLarge {
+                name: name.to_owned(),
+                len: len as u64,
+                elem_size,
+                maximum: MAX_CAPACITY,
+            });
+        }
         let (slot, entry) = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
             crate::view::value_bytes(&value).to_vec()
         })?;
@@ -342,7 +409,18 @@ impl Store {
         // store created with `Durability::Process` was not.
         let inner = &self.inner;
         sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))?;
-        sync::fsync_dir(parent_dir(&inner.path)).map_err(|source| inner.io("flush the directory of", source))
+        sync::fsync_dir(parent_dir(&inner.path)).map_err(|source| inner.io("flush the directory of", source))?;
+        // Written to disk, but to a file nobody else will open: say so.
+        inner.check()
+    }
+
+    /// Checks that the store's path still names the file this store has open:
+    /// [`Error::Replaced`] if another file was renamed over it, or it was deleted. A process that
+    /// goes on using a replaced store reads and writes a file that new openers of the path never
+    /// see. [`Store::open`], growth and [`Store::flush`] check this too; call it where a
+    /// long-running process wants to notice sooner (one `fstat` and one `stat`).
+    pub fn check(&self) -> Result<()> {
+        self.inner.check()
     }
 
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
@@ -386,7 +464,7 @@ pub(crate) struct StoreInner {
     maps: Mappings,
     pub(crate) header: Header,
     /// The largest capacity automatic growth may reach.
-    max_capacity: Option<u64>,
+    max_capacity: u64,
     /// Whether growth reserves disk blocks (`posix_fallocate`) instead of extending sparsely.
     allocate: bool,
     pub(crate) read_only: bool,
@@ -417,43 +495,101 @@ impl Drop for StoreInner {
 
 impl StoreInner {
     fn open(path: &Path, opts: &OpenOptions) -> Result<StoreInner> {
-        if opts.read_only && opts.create {
+        if opts.read_only && (opts.create || opts.create_new) {
             return Err(Error::InvalidOptions(
-                "a store cannot be created read-only: drop create(true) or read_only(true)",
+                "a store cannot be created read-only: drop create(true)/create_new(true) or read_only(true)",
             ));
         }
-        let io = |op, source| Error::Io { op, path: path.to_owned(), source };
-        let open = || fs::OpenOptions::new().read(true).write(!opts.read_only).open(path);
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && opts.create => {
-                let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
-                create(path, capacity, opts.max_entries, opts.durability)?;
-                open()
-            }
-            other => other,
+        if let Some(capacity) = opts.capacity {
+            check_capacity(path, capacity)?;
         }
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::FileNotFound { path: path.to_owned() }
-            } else {
-                io("open", e)
+        let may_create = opts.create || opts.create_new;
+        // Whether this open made the store (created or adopted it): then its capacity is the one
+        // asked for (rounded up to the minimum), and not checked against the file again.
+        let mut fresh = false;
+        for _ in 0..MAX_OPEN_ATTEMPTS {
+            let file = match sys::file::open_regular(path, !opts.read_only, 0) {
+                Ok(_) if opts.create_new && !fresh => return Err(Error::AlreadyExists { path: path.to_owned() }),
+                Ok(file) => file,
+                Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound && may_create => {
+                    if let Ok(target) = fs::read_link(path) {
+                        return Err(Error::DanglingSymlink { path: path.to_owned(), target });
+                    }
+                    let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
+                    let options = Creation {
+                        max_entries: opts.max_entries,
+                        durability: opts.durability,
+                        allocate: opts.allocate,
+                        exclusive: opts.create_new,
+                    };
+                    fresh = create(path, capacity, &options)?;
+                    continue;
+                }
+                Err(e) => return Err(open_error(path, e)),
+            };
+            // Every opener holds a shared whole-file lock for its life: a tool that wants to
+            // shrink or replace the file must take the exclusive lock first, and so cannot pull
+            // pages out from under a live mapping.
+            lock_shared(path, &file, opts.lock_timeout)?;
+            // The path may have been renamed over or unlinked between the open and the lock (by a
+            // tool that held the exclusive lock meanwhile): then start over with what it names now.
+            if sys::file::link_state(path, &file).map_err(|e| Error::Io {
+                op: "stat",
+                path: path.to_owned(),
+                source: e,
+            })? != Link::Linked
+            {
+                continue;
             }
-        })?;
-        StoreInner::from_file(path, file, opts)
+            let len = file.metadata().map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?.len();
+            if len == 0 && may_create && opts.capacity.is_some() && !opts.read_only {
+                if !adopt_empty(path, &file, opts)? {
+                    // It changed under us: look again.
+                    continue;
+                }
+                fresh = true;
+            } else if len > 0 && !fresh {
+                // Another process may be adopting this file right now (see `adopt_empty`): its
+                // catalog lock, held shared for a moment, waits until the header is complete.
+                sys::lock_range(&file, LOCK_BASE, sys::LockKind::Shared, true).map_err(|e| Error::Io {
+                    op: "lock",
+                    path: path.to_owned(),
+                    source: e,
+                })?;
+                let _ = sys::unlock_range(&file, LOCK_BASE);
+            }
+            if fresh {
+                let mut opts = opts.clone();
+                opts.capacity_only_if_created = true;
+                return StoreInner::from_file(path, file, &opts);
+            }
+            return StoreInner::from_file(path, file, opts);
+        }
+        Err(Error::Io {
+            op: "open",
+            path: path.to_owned(),
+            source: io::Error::other(format!(
+                "the file kept being replaced while it was opened; gave up after {MAX_OPEN_ATTEMPTS} attempts"
+            )),
+        })
     }
 
-    /// Finishes opening the store file `file` (found at `path`): shared `flock`, header and
-    /// catalog checks, mapping, and growth to an explicit capacity.
+    /// Finishes opening the store file `file` (found at `path`), on which the caller holds the
+    /// shared `flock`: header and catalog checks, mapping, and growth to an explicit capacity.
     pub(crate) fn from_file(path: &Path, file: File, opts: &OpenOptions) -> Result<StoreInner> {
         let io = |op, source| Error::Io { op, path: path.to_owned(), source };
-        // Every opener holds a shared whole-file lock for its life: a tool that wants to shrink or
-        // replace the file must take the exclusive lock first, and so cannot pull pages out from
-        // under a live mapping.
-        file.lock_shared().map_err(|e| io("lock", e))?;
         let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        if len == 0 {
+            return Err(Error::NotAStore {
+                path: path.to_owned(),
+                reason: "it is empty (0 bytes); to make it a new store, open it with a capacity: \
+                         Store::open_or_create(path, bytes) or Store::options().create(true).capacity(bytes)"
+                    .into(),
+            });
+        }
         let mut store = StoreInner::map_and_check(path, file, len, opts.read_only)?;
         store.durability = opts.durability;
-        store.max_capacity = opts.max_capacity;
+        store.max_capacity = opts.max_capacity.unwrap_or(DEFAULT_MAX_CAPACITY).min(MAX_CAPACITY);
         store.allocate = opts.allocate;
         if let (Some(capacity), false) = (opts.capacity, opts.capacity_only_if_created) {
             store.ensure_capacity(capacity)?;
@@ -482,7 +618,7 @@ impl StoreInner {
             file,
             maps: Mappings::new(map),
             header,
-            max_capacity: None,
+            max_capacity: DEFAULT_MAX_CAPACITY,
             allocate: false,
             read_only,
             durability: Durability::Process,
@@ -538,6 +674,13 @@ impl StoreInner {
         if self.read_only {
             return Err(self.read_only_error("growing the store"));
         }
+        if capacity > MAX_CAPACITY {
+            return Err(Error::CapacityTooLarge {
+                path: self.path.clone(),
+                requested: capacity,
+                maximum: MAX_CAPACITY,
+            });
+        }
         let _held = self.lock_catalog("growing", &self.path.display().to_string())?;
         self.grow_to(capacity)?;
         Ok(true)
@@ -549,17 +692,48 @@ impl StoreInner {
     /// The file is extended *before* the capacity word rises, so no process ever maps or touches
     /// bytes past the end of the file. With [`OpenOptions::allocate`], the new blocks are reserved
     /// on disk now, so that a full disk is an error here rather than a `SIGBUS` on a later write.
+    /// This process then maps the new size, still before the capacity word rises: if it cannot
+    /// ([`Error::GrowthFailed`]), nothing was published, and the file goes back to its old length
+    /// (if this call extended it), so that a failed request leaves the store as it was.
     ///
     /// With [`Durability::PowerLoss`] the same order holds on disk: the new length is synced
     /// (`fdatasync`, which covers the length) before the capacity word rises, and the header is
     /// synced after, so no power loss leaves a capacity beyond the file's length.
     pub(crate) fn grow_to(&self, capacity: u64) -> Result<()> {
+        self.check()?;
+        if capacity > MAX_CAPACITY {
+            return Err(Error::CapacityTooLarge {
+                path: self.path.clone(),
+                requested: capacity,
+                maximum: MAX_CAPACITY,
+            });
+        }
         let len = self.file.metadata().map_err(|e| self.io("stat", e))?.len();
-        if len < capacity {
-            if self.allocate {
-                sync::allocate(&self.path, &self.file, len, capacity - len).map_err(|e| self.io("allocate", e))?;
+        let extended = len < capacity;
+        // Puts the file back to its old length after a failure, if this call extended it. Nobody
+        // maps beyond the published capacity, which is at most `len`, so nobody loses a page.
+        let undo = |e: Error| {
+            if extended {
+                let _ = sync::set_len(&self.path, &self.file, len);
+            }
+            e
+        };
+        if extended {
+            let grown = if self.allocate {
+                sync::allocate(&self.path, &self.file, len, capacity - len)
             } else {
-                sync::set_len(&self.path, &self.file, capacity).map_err(|e| self.io("grow", e))?;
+                sync::set_len(&self.path, &self.file, capacity)
+            };
+            grown.map_err(|e| {
+                undo(disk_error(&self.path, capacity, if self.allocate { "allocate" } else { "grow" }, e))
+            })?;
+        }
+        if self.maps.current().len() < capacity {
+            match Mapping::new(&self.file, capacity, self.read_only) {
+                Ok(next) => {
+                    self.maps.push(next);
+                }
+                Err(source) => return Err(undo(Error::GrowthFailed { path: self.path.clone(), capacity, source })),
             }
         }
         let power_loss = self.durability == Durability::PowerLoss;
@@ -573,6 +747,15 @@ impl StoreInner {
             self.sync_range(0, HEADER_SIZE)?;
         }
         Ok(())
+    }
+
+    /// [`Error::Replaced`] if the store's path no longer names the file this process has open.
+    pub(crate) fn check(&self) -> Result<()> {
+        match sys::file::link_state(&self.path, &self.file).map_err(|e| self.io("stat", e))? {
+            Link::Linked => Ok(()),
+            Link::Unlinked => Err(Error::Replaced { path: self.path.clone(), unlinked: true }),
+            Link::Replaced => Err(Error::Replaced { path: self.path.clone(), unlinked: false }),
+        }
     }
 
     /// Waits until bytes `offset..offset + len` of the file are on disk (`msync`; whole pages).
@@ -589,11 +772,10 @@ impl StoreInner {
         }
         let doubled = self.capacity().saturating_mul(2);
         let target = crate::format::align_up(end, 1 << 20)?.max(doubled);
-        match self.max_capacity {
-            Some(max) if end > max => None,
-            Some(max) => Some(target.min(max)),
-            None => Some(target),
+        if end > self.max_capacity {
+            return None;
         }
+        Some(target.min(self.max_capacity))
     }
 
     /// The current mapping of the file, remapped first if another process (or this one) grew the
@@ -729,70 +911,220 @@ impl StoreInner {
     }
 }
 
-/// Creates a store at `path` if there is none, without ever exposing a half-written file: the
+/// How [`create`] builds a new store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Creation {
+    /// Catalog slots.
+    pub(crate) max_entries: u32,
+    /// Whether the new file (and its name) are synced before it is used.
+    pub(crate) durability: Durability,
+    /// Whether its blocks are reserved on disk ([`OpenOptions::allocate`]).
+    pub(crate) allocate: bool,
+    /// Whether a file already at the path is an error ([`OpenOptions::create_new`]) rather than
+    /// the store to open.
+    pub(crate) exclusive: bool,
+}
+
+/// Refuses a capacity no store can have.
+fn check_capacity(path: &Path, capacity: u64) -> Result<()> {
+    if capacity > MAX_CAPACITY {
+        return Err(Error::CapacityTooLarge { path: path.to_owned(), requested: capacity, maximum: MAX_CAPACITY });
+    }
+    Ok(())
+}
+
+/// The header of a new store of `capacity` bytes (rounded up to the minimum its catalog needs)
+/// with `max_entries` slots, and that capacity.
+fn new_header(path: &Path, capacity: u64, max_entries: u32) -> Result<(Header, u64)> {
+    if max_entries == 0 || max_entries > header::MAX_SLOTS {
+        return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
+    }
+    check_capacity(path, capacity)?;
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let probe = Header::new(max_entries, capacity, created);
+    let capacity = capacity.max(probe.min_capacity());
+    Ok((Header::new(max_entries, capacity, created), capacity))
+}
+
+/// Writes a new store of `capacity` bytes into the empty file `file` (found at `path`): its
+/// length (or its reserved blocks, with `allocate`), then its header and live words, synced with
+/// [`Durability::PowerLoss`] (header by `msync`, then the length by `fsync`).
+fn initialise(path: &Path, file: &File, header: &Header, capacity: u64, how: &Creation) -> Result<()> {
+    let io = |op, source| Error::Io { op, path: path.to_owned(), source };
+    if how.allocate {
+        sync::allocate(path, file, 0, capacity).map_err(|e| disk_error(path, capacity, "allocate", e))?;
+    } else {
+        sync::set_len(path, file, capacity).map_err(|e| disk_error(path, capacity, "grow", e))?;
+    }
+    let map = Mapping::new(file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
+    let written = map.write(0, &header.encode());
+    debug_assert!(written, "the header fits in its own mapping");
+    let live = |offset| map.atomic_u64(offset).expect("live words lie inside the header");
+    live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
+    live(header::GENERATION_OFFSET).store(0, Ordering::Release);
+    live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
+    if how.durability == Durability::PowerLoss {
+        // The header was written through the mapping: msync it, then fsync for the length.
+        map.flush(path).map_err(|e| io("msync", e))?;
+        sync::fsync(path, file).map_err(|e| io("fsync", e))?;
+    }
+    Ok(())
+}
+
+/// The error for a failed extension of a store file to `capacity` bytes.
+fn disk_error(path: &Path, capacity: u64, op: &'static str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { path: path.to_owned(), requested: capacity },
+        Some(libc::EFBIG) => {
+            Error::CapacityTooLarge { path: path.to_owned(), requested: capacity, maximum: MAX_CAPACITY }
+        }
+        _ => Error::Io { op, path: path.to_owned(), source: e },
+    }
+}
+
+/// Creates a store at `path` if there is none (returning whether this call linked it), without ever exposing a half-written file: the
 /// store is built in a temporary file beside `path` and hard-linked into place, which fails if
-/// another process got there first (and then its store is the one everybody opens).
+/// another process got there first (and then its store is the one everybody opens, unless
+/// `how.exclusive` makes that [`Error::AlreadyExists`]).
+///
+/// A capacity below what the header and catalog need is rounded up to it.
 ///
 /// With [`Durability::PowerLoss`], the new file (its header and its length) is synced before it
 /// is linked, and the directory after, so that once this returns a power loss can neither lose
 /// the store nor leave a name for a file that is empty or shorter than its header says. With
 /// [`Durability::Process`] nothing is synced: the page cache is shared by every process, so
 /// nobody needs the disk to see the new store.
-pub(crate) fn create(path: &Path, capacity: u64, max_entries: u32, durability: Durability) -> Result<()> {
+pub(crate) fn create(path: &Path, capacity: u64, how: &Creation) -> Result<bool> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
-    if max_entries == 0 || max_entries > header::MAX_SLOTS {
-        return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
-    }
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let header = Header::new(max_entries, capacity, created);
-    if capacity < header.min_capacity() {
-        return Err(Error::CapacityTooSmall {
-            path: path.to_owned(),
-            requested: capacity,
-            minimum: header.min_capacity(),
-            shrink: false,
-        });
-    }
+    let (header, capacity) = new_header(path, capacity, how.max_entries)?;
     let file_name = path.file_name().ok_or_else(|| io("create", io::Error::from(io::ErrorKind::InvalidInput)))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     // Unique per process, per thread and per attempt, so concurrent creators never collide.
     static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{attempt}.{created}.creating", std::process::id()));
+    tmp_name.push(format!(".{}.{attempt}.{}.creating", std::process::id(), header.created_unix_nanos));
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
-        let file =
-            fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(|e| io("create", e))?;
-        sync::set_len(&tmp, &file, capacity).map_err(|e| io("grow", e))?;
-        let map = Mapping::new(&file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
-        let written = map.write(0, &header.encode());
-        debug_assert!(written, "the header fits in its own mapping");
-        let live = |offset| map.atomic_u64(offset).expect("live words lie inside the header");
-        live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
-        live(header::GENERATION_OFFSET).store(0, Ordering::Release);
-        live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
-        let power_loss = durability == Durability::PowerLoss;
-        if power_loss {
-            // The header was written through the mapping: msync it, then fsync for the length.
-            map.flush(&tmp).map_err(|e| io("msync", e))?;
-            sync::fsync(&tmp, &file).map_err(|e| io("fsync", e))?;
-        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| create_error(path, e))?;
+        initialise(&tmp, &file, &header, capacity, how).map_err(|e| at_path(e, path))?;
+        let mut linked = true;
         match fs::hard_link(&tmp, path) {
             Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && how.exclusive => {
+                return Err(Error::AlreadyExists { path: path.to_owned() });
+            }
             // Another creator won: its store is the one to open; the directory sync below still
             // makes its name durable (its contents are its creator's to sync).
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("create", e)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => linked = false,
+            Err(e) => return Err(create_error(path, e)),
         }
-        if power_loss {
+        if how.durability == Durability::PowerLoss {
             // One directory sync covers the new name and the temporary one's removal.
             let _ = fs::remove_file(&tmp);
             sync::fsync_dir(parent_dir(path)).map_err(|e| io("fsync the directory of", e))?;
         }
-        Ok(())
+        Ok(linked)
     })();
     let _ = fs::remove_file(&tmp);
+    result
+}
+
+/// Reports an error about the staging file of [`create`] against the store's path.
+fn at_path(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Io { op, source, .. } => Error::Io { op, path: path.to_owned(), source },
+        Error::DiskFull { requested, .. } => Error::DiskFull { path: path.to_owned(), requested },
+        other => other,
+    }
+}
+
+/// The error for a failed creation of a file beside `path`.
+fn create_error(path: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EROFS) => Error::ReadOnlyFileSystem { path: path.to_owned() },
+        Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { path: path.to_owned(), requested: 0 },
+        _ => Error::Io { op: "create", path: path.to_owned(), source: e },
+    }
+}
+
+/// The error for a failed open of `path`.
+fn open_error(path: &Path, e: OpenError) -> Error {
+    match e {
+        OpenError::NotRegular(what) => Error::NotRegularFile { path: path.to_owned(), what },
+        OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match fs::read_link(path) {
+            Ok(target) => Error::DanglingSymlink { path: path.to_owned(), target },
+            Err(_) => Error::FileNotFound { path: path.to_owned() },
+        },
+        OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            Error::ReadOnlyFileSystem { path: path.to_owned() }
+        }
+        OpenError::Io(e) => Error::Io { op: "open", path: path.to_owned(), source: e },
+    }
+}
+
+/// Takes the shared `flock` of `file` (found at `path`): at once, or polling until `timeout`
+/// passes; [`Error::Busy`] if another process holds it exclusively.
+fn lock_shared(path: &Path, file: &File, timeout: Option<Duration>) -> Result<()> {
+    let io = |source| Error::Io { op: "lock", path: path.to_owned(), source };
+    if sys::file::try_lock_shared(file).map_err(io)? {
+        return Ok(());
+    }
+    let Some(timeout) = timeout else { return Err(Error::Busy { path: path.to_owned(), waited: None }) };
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_micros(20);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(Error::Busy { path: path.to_owned(), waited: Some(timeout) });
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(5));
+        if sys::file::try_lock_shared(file).map_err(io)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Makes the empty file `file` (found at `path`, on which the caller holds the shared `flock`) a
+/// new store with the capacity and catalog `opts` ask for. Returns `false` if it turned out not
+/// to be empty, or no longer at `path`, once the lock was held: the caller looks again.
+///
+/// The initialisation happens under the store's catalog lock (an OFD byte-range lock, which
+/// conflicts across processes and, unlike `flock`, is independent of the shared `flock` every
+/// opener holds), so that of several processes adopting the file at once, exactly one writes the
+/// header; the others wait for it and then find a store. Every open of a non-empty file takes
+/// that lock shared for a moment before it reads the header, so no opener sees the file extended
+/// but its header not yet written.
+fn adopt_empty(path: &Path, file: &File, opts: &OpenOptions) -> Result<bool> {
+    let io = |op, source| Error::Io { op, path: path.to_owned(), source };
+    let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
+    let (header, capacity) = new_header(path, capacity, opts.max_entries)?;
+    sys::lock_range(file, LOCK_BASE, sys::LockKind::Exclusive, true).map_err(|e| io("lock", e))?;
+    let result = (|| {
+        let empty = file.metadata().map_err(|e| io("stat", e))?.len() == 0;
+        if !empty || sys::file::link_state(path, file).map_err(|e| io("stat", e))? != Link::Linked {
+            return Ok(false);
+        }
+        let how = Creation {
+            max_entries: opts.max_entries,
+            durability: opts.durability,
+            allocate: opts.allocate,
+            exclusive: false,
+        };
+        if let Err(e) = initialise(path, file, &header, capacity, &how) {
+            // Leave it empty, as it was, rather than half initialised.
+            let _ = sync::set_len(path, file, 0);
+            return Err(e);
+        }
+        Ok(true)
+    })();
+    let _ = sys::unlock_range(file, LOCK_BASE);
     result
 }
 

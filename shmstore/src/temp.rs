@@ -65,7 +65,7 @@
 
 use std::fs::{self, File, TryLockError};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -140,6 +140,10 @@ impl Store {
     /// the environment variable [`SHMSTORE_TEMP_DIR`](crate::TEMP_DIR_VAR); the file has mode
     /// 0600, and a file at that path that is a symbolic link, not a regular file, or another
     /// user's is refused ([`Error::UnsafeTempRegion`]).
+    ///
+    /// The capacity is an initial size, for a store that grows: one below what the header and
+    /// catalog need (20,544 bytes for the default 64 entries; .NET's common 4096, say) is rounded
+    /// up to that minimum.
     ///
     /// Fails with [`Error::TempExists`] if a store of that name is in use; a leftover is replaced.
     /// Names are single file names of at most [`MAX_TEMP_NAME_LEN`](crate::MAX_TEMP_NAME_LEN)
@@ -282,7 +286,7 @@ fn open_in(dir: &Path, name: &str, mode: Mode, capacity: Option<u64>, opts: &Ope
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let Some(capacity) = capacity.filter(|_| mode != Mode::Open) else { return Err(not_found()) };
-                match create_region(dir, &path, capacity, opts.max_entries)? {
+                match create_region(dir, &path, capacity, opts.max_entries, opts.allocate)? {
                     // Locked and linked: nobody can remove it now (rules 1 and 4).
                     Some(file) => return attach(&path, name, file, opts),
                     // Another process created it first: open that one.
@@ -374,12 +378,28 @@ fn release(path: &Path, file: &File) {
     }
 }
 
-/// Opens the file at `path` for reading and writing, refusing to follow a symbolic link.
+/// Opens the file at `path` for reading and writing, refusing to follow a symbolic link, and
+/// refusing (without blocking on it) anything that is not a regular file: a FIFO planted at the
+/// path, say. A non-regular file is reported as `EISDIR`-like [`io::ErrorKind::InvalidInput`],
+/// which [`open_error`] turns into [`Error::UnsafeTempRegion`].
 fn open_region(path: &Path) -> io::Result<File> {
-    // `O_NONBLOCK` has no effect on regular files, but keeps the open of a FIFO planted at the path
-    // from blocking; `check_region` refuses it afterwards.
-    fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
+    sys::file::open_regular(path, true, libc::O_NOFOLLOW).map_err(|e| match e {
+        sys::file::OpenError::Io(e) => e,
+        sys::file::OpenError::NotRegular(what) => io::Error::new(io::ErrorKind::InvalidInput, NotRegular(what)),
+    })
 }
+
+/// The payload of the error [`open_region`] gives for a path that is not a regular file.
+#[derive(Debug)]
+struct NotRegular(&'static str);
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "it is {}, not a regular file", self.0)
+    }
+}
+
+impl std::error::Error for NotRegular {}
 
 /// The error for a failed open of an existing path.
 fn open_error(path: &Path, e: io::Error) -> Error {
@@ -389,7 +409,9 @@ fn open_error(path: &Path, e: io::Error) -> Error {
             "it is a symbolic link, which could redirect the store to another file: \
              remove it, or set SHMSTORE_TEMP_DIR to a directory only you can write to",
         ),
-        Some(libc::EISDIR) => refused("it is a directory, not a regular file: remove it or choose another name"),
+        _ if let Some(NotRegular(what)) = e.get_ref().and_then(|inner| inner.downcast_ref::<NotRegular>()) => {
+            refused(&format!("it is {what}, not a regular file: remove it or choose another name"))
+        }
         Some(libc::EACCES) => match fs::symlink_metadata(path) {
             Ok(meta) if meta.uid() != sys::current_uid() => refused(&foreign(meta.uid())),
             _ => Error::Io { op: "open", path: path.to_owned(), source: e },
@@ -423,15 +445,7 @@ fn check_region(path: &Path, file: &File) -> Result<()> {
 /// Whether `path` still names the file `file` is open on (rule 3): same device and inode, and the
 /// file still has a link.
 fn still_linked(path: &Path, file: &File) -> io::Result<bool> {
-    let open = file.metadata()?;
-    if open.nlink() == 0 {
-        return Ok(false);
-    }
-    match fs::symlink_metadata(path) {
-        Ok(named) => Ok(named.dev() == open.dev() && named.ino() == open.ino()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    sys::file::still_linked(path, file)
 }
 
 /// Unlinks `path`; already gone is fine. Only called under the exclusive lock of the file `path`
@@ -446,7 +460,7 @@ fn remove(path: &Path) -> io::Result<()> {
 /// Creates a new store at `path` (rule 4): built with `store::create` in a private staging
 /// directory, given mode 0600, locked shared, and hard-linked to `path`. Returns the locked file,
 /// or `None` if another process linked its store to `path` first.
-fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32) -> Result<Option<File>> {
+fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32, allocate: bool) -> Result<Option<File>> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     static ATTEMPT: AtomicU64 = AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
@@ -458,7 +472,8 @@ fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32) -> Re
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
         // A temporary store is not meant to outlive a reboot: its creation syncs nothing.
-        store::create(&staged, capacity, max_entries, crate::Durability::Process).map_err(|e| at_path(e, path))?;
+        let how = store::Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
+        store::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;
@@ -486,9 +501,10 @@ fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32) -> Re
 /// Reports an error of `store::create` on the staging file against the store's real path.
 fn at_path(e: Error, path: &Path) -> Error {
     match e {
-        Error::CapacityTooSmall { requested, minimum, shrink, .. } => {
-            Error::CapacityTooSmall { path: path.to_owned(), requested, minimum, shrink }
+        Error::CapacityTooLarge { requested, maximum, .. } => {
+            Error::CapacityTooLarge { path: path.to_owned(), requested, maximum }
         }
+        Error::DiskFull { requested, .. } => Error::DiskFull { path: path.to_owned(), requested },
         Error::Io { op, source, .. } => Error::Io { op, path: path.to_owned(), source },
         other => other,
     }
@@ -629,9 +645,9 @@ mod tests {
     #[test]
     fn a_failed_open_of_a_store_it_created_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let err = open_in(dir.path(), "tiny", Mode::Create, Some(10), &OpenOptions::default()).unwrap_err();
+        let err = open_in(dir.path(), "huge", Mode::Create, Some(u64::MAX), &OpenOptions::default()).unwrap_err();
         match err {
-            Error::CapacityTooSmall { path, .. } => assert_eq!(path, dir.path().join("shmstore.tiny")),
+            Error::CapacityTooLarge { path, .. } => assert_eq!(path, dir.path().join("shmstore.huge")),
             other => panic!("{other}"),
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -14,6 +14,9 @@ pub(crate) use linux::{
     watch_forks,
 };
 
+/// Opening store files without blocking, and checking that a path still names an open file.
+pub(crate) mod file;
+
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
 pub(crate) mod sync;
 
