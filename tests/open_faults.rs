@@ -22,6 +22,7 @@ fn child_main() {
         "hold_exclusive" => role_hold_exclusive(&args),
         "adopt" => role_adopt(&args),
         "fill" => role_fill(&args),
+        "relative_then_chdir" => role_relative_then_chdir(&args),
         other => panic!("unknown child role {other:?}"),
     }
 }
@@ -403,4 +404,25 @@ fn a_read_write_open_on_a_read_only_file_system_says_to_open_read_only() {
         other => panic!("expected ReadOnlyFileSystem, got {other:?}"),
     }
     Store::options().read_only(true).open(&path).unwrap();
+}
+
+/// Opens the store by a path relative to its directory, then changes the working directory: the
+/// relative path now names nothing, but the store was neither replaced nor deleted.
+fn role_relative_then_chdir(args: &ChildArgs) {
+    let dir = args.path.parent().unwrap();
+    std::env::set_current_dir(dir).unwrap();
+    let store = Store::open(args.path.file_name().unwrap()).unwrap();
+    std::env::set_current_dir("/").unwrap();
+    common::emit(format!("check {:?}", store.check().map_err(|e| e.to_string())));
+    common::emit(format!("flush {:?}", store.flush().map_err(|e| e.to_string())));
+}
+
+#[test]
+fn a_store_opened_by_a_relative_path_survives_a_change_of_directory() {
+    let (_dir, path) = temp_store();
+    Store::open_or_create(&path, 1 << 20).unwrap();
+    let mut child = ChildProc::spawn("relative_then_chdir", &path, "");
+    assert_eq!(child.expect("check"), "Ok(())");
+    assert_eq!(child.expect("flush"), "Ok(())");
+    child.finish();
 }

@@ -409,7 +409,7 @@ impl Store {
         // store created with `Durability::Process` was not.
         let inner = &self.inner;
         sync::fdatasync(&inner.path, &inner.file).map_err(|source| inner.io("flush", source))?;
-        sync::fsync_dir(parent_dir(&inner.path)).map_err(|source| inner.io("flush the directory of", source))?;
+        sync::fsync_dir(parent_dir(&inner.absolute)).map_err(|source| inner.io("flush the directory of", source))?;
         // Written to disk, but to a file nobody else will open: say so.
         inner.check()
     }
@@ -459,6 +459,9 @@ impl Store {
 #[derive(Debug)]
 pub(crate) struct StoreInner {
     pub(crate) path: PathBuf,
+    /// `path` made absolute at open, so that [`StoreInner::check`] looks at the same file after
+    /// the process changes its working directory.
+    absolute: PathBuf,
     pub(crate) file: File,
     /// The mappings of the file; see [`StoreInner::map`].
     maps: Mappings,
@@ -615,6 +618,7 @@ impl StoreInner {
         let scope = LockScope::of(&file).map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?;
         let store = StoreInner {
             path: path.to_owned(),
+            absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
             maps: Mappings::new(map),
             header,
@@ -751,7 +755,7 @@ impl StoreInner {
 
     /// [`Error::Replaced`] if the store's path no longer names the file this process has open.
     pub(crate) fn check(&self) -> Result<()> {
-        match sys::file::link_state(&self.path, &self.file).map_err(|e| self.io("stat", e))? {
+        match sys::file::link_state(&self.absolute, &self.file).map_err(|e| self.io("stat", e))? {
             Link::Linked => Ok(()),
             Link::Unlinked => Err(Error::Replaced { path: self.path.clone(), unlinked: true }),
             Link::Replaced => Err(Error::Replaced { path: self.path.clone(), unlinked: false }),
