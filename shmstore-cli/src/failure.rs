@@ -142,6 +142,17 @@ pub fn message(e: &Error) -> String {
         Error::Timeout { name, waited, .. } => {
             format!("entry `{name}` stayed locked by another process for {waited:?}: try again later")
         }
+        Error::Busy { path, .. } => format!(
+            "another process holds `{}` exclusively (a tool compacting or replacing it?): run the command again when it is done",
+            p(path)
+        ),
+        Error::ReadOnlyFileSystem { path } => {
+            format!("`{}` is on a read-only file system, and this command needs to write it", p(path))
+        }
+        Error::DiskFull { path, requested } => {
+            format!("no room on the file system of `{}` for {requested} more bytes: free some space", p(path))
+        }
+        Error::AlreadyExists { path } => format!("`{}` already exists", p(path)),
         Error::CapacityRequired { path } => {
             format!("`{}` does not exist, and shmstore commands never create a store", p(path))
         }
@@ -196,8 +207,10 @@ mod tests {
     use super::*;
 
     /// Words of the library's API that a shell user cannot act on.
-    const API_WORDS: [&str; 10] = [
+    const API_WORDS: [&str; 12] = [
         "Store::",
+        "OpenOptions",
+        "lock_timeout",
         "options()",
         "_or_init",
         "read()",
@@ -240,6 +253,10 @@ mod tests {
             Error::BeyondMapping { name: name(), mapped: 4096 },
             Error::TempNotFound { name: name() },
             Error::TempExists { name: name() },
+            Error::Busy { path: path.clone(), waited: None },
+            Error::ReadOnlyFileSystem { path: path.clone() },
+            Error::DiskFull { path: path.clone(), requested: 4096 },
+            Error::AlreadyExists { path: path.clone() },
         ]
     }
 
