@@ -27,6 +27,18 @@ pub fn run(path: &Path, max_reports: u64, out: &mut dyn Write) -> Result<(), Fai
     // problem there ends the run before any value is read.
     let mut checked = Vec::with_capacity(entries.len());
     let mut problems = Vec::new();
+    // The header's informational live words (the entry count, the growth generation) are not
+    // checked by open, since nothing depends on them; a value no real store can hold means the
+    // header was damaged or crafted. A count that lags the catalog is only a warning: it is raised
+    // just after an entry is published, so it lags during a creation or after a crash.
+    for s in crate::inspect::suspicious(&store.info(), entries.len() as u64) {
+        let line = format!("header word `{}` is {}: {}", s.field, s.value, s.why);
+        if s.why.starts_with("impossible") {
+            problems.push(line);
+        } else {
+            eprintln!("shmstore: warning: {line}");
+        }
+    }
     for e in &entries {
         match store.schema(&e.name) {
             Ok(schema) => match disagreement(e, &schema) {

@@ -260,6 +260,11 @@ fn inspect_marks_impossible_header_words() {
         )),
         "{text}"
     );
+    // verify refuses both, one line each.
+    let run = shmstore(["verify".as_ref(), path.as_os_str()]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.stderr.contains("header word `entry_count` is 4000000000: impossible"), "{run:#?}");
+    assert!(run.stderr.contains(&format!("header word `generation` is {}: impossible", u64::MAX)), "{run:#?}");
     let doc = inspect_json(&path);
     assert_eq!(
         doc["suspicious"],
@@ -279,5 +284,9 @@ fn inspect_marks_impossible_header_words() {
     poke(&path, entry_count, &3u32.to_ne_bytes());
     let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
     assert!(run.ok().contains("\nentries:    3 of at most 64 (the catalog lists 4: "), "{run:#?}");
+    // A count that lags the catalog is a warning, not a failure, for verify.
+    let run = shmstore(["verify".as_ref(), path.as_os_str()]);
+    assert!(run.ok().starts_with("ok: "), "{run:#?}");
+    assert!(run.stderr.contains("warning: header word `entry_count` is 3: the catalog lists 4"), "{run:#?}");
     assert_eq!(inspect_json(&path)["suspicious"][0]["field"], "entry_count");
 }
