@@ -28,6 +28,15 @@ pub enum Style {
 /// whether some part of it is invalid (shown as `<invalid: ...>`, in JSON `{"$invalid": ...}`).
 pub fn value(out: &mut dyn Write, schema: &Schema, bytes: &[u8], style: Style) -> io::Result<bool> {
     let mut r = Renderer { out, style, invalid: false };
+    // Values that take no bytes are not bounded by `bytes`, and nested arrays of them multiply:
+    // refuse the whole value up front rather than print for ever.
+    let empty = value::zero_sized_values(schema);
+    if empty > MAX_ZERO_SIZED_ELEMENTS {
+        r.invalid(&format!(
+            "holds {empty} zero-sized values (in arrays of zero-sized elements), more than the {MAX_ZERO_SIZED_ELEMENTS} that can be shown"
+        ))?;
+        return Ok(r.invalid);
+    }
     r.node(schema, bytes)?;
     Ok(r.invalid)
 }
@@ -78,11 +87,6 @@ impl Renderer<'_> {
                 })
             }
             SchemaKind::Array { elem, len } => {
-                if elem.size == 0 && *len > MAX_ZERO_SIZED_ELEMENTS {
-                    return self.invalid(&format!(
-                        "is an array of {len} zero-sized elements, more than the {MAX_ZERO_SIZED_ELEMENTS} that can be shown"
-                    ));
-                }
                 self.out.write_all(b"[")?;
                 for i in 0..*len {
                     if i > 0 {

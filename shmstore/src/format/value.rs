@@ -33,10 +33,32 @@ use std::ops::ControlFlow;
 use crate::format::schema::{Schema, SchemaKind, SchemaVariant};
 use crate::layout::{check_fixed_str, read_unsigned, InvalidValue, Primitive};
 
-/// The most elements an array of zero-sized elements may have for [`decode`] to expand it. Such
-/// arrays take no bytes, so their length is not bounded by the input; beyond this, [`decode`]
-/// refuses them instead of allocating without bound.
+/// The most values that take no bytes (elements of zero-sized arrays, at every depth together)
+/// that [`decode`] expands in one value. Such values are not bounded by the input's length, and
+/// nested arrays multiply (`[[[u8; 0]; 1 << 20]; 1 << 20]` is 2^40 of them); beyond this, [`decode`]
+/// refuses the value instead of allocating without bound. See [`zero_sized_values`].
 pub const MAX_ZERO_SIZED_ELEMENTS: u64 = 1 << 20;
+
+/// How many values of `schema`, expanded into a tree, take no bytes: every node of a zero-sized
+/// part, counted through every enclosing array (saturating at `u64::MAX`). A printer or decoder
+/// that walks a value must refuse one whose count exceeds its budget before it starts.
+pub fn zero_sized_values(schema: &Schema) -> u64 {
+    fn nodes(schema: &Schema) -> u64 {
+        match &schema.kind {
+            SchemaKind::Array { elem, len } => len.saturating_mul(nodes(elem)).saturating_add(1),
+            SchemaKind::Struct { fields } => fields.iter().fold(1, |n, f| n.saturating_add(nodes(&f.schema))),
+            _ => 1,
+        }
+    }
+    if schema.size == 0 {
+        return nodes(schema);
+    }
+    match &schema.kind {
+        SchemaKind::Array { elem, len } => len.saturating_mul(zero_sized_values(elem)),
+        SchemaKind::Struct { fields } => fields.iter().fold(0, |n, f| n.saturating_add(zero_sized_values(&f.schema))),
+        _ => 0,
+    }
+}
 
 /// A value decoded from entry bytes by its schema: a tree that mirrors the [`Schema`].
 ///
@@ -97,10 +119,19 @@ impl Value {
 ///
 /// Values that break their type's rules decode to [`Value::Invalid`] in place, so that the rest
 /// can still be shown; use [`validate`] to refuse them instead. The error is for bytes whose length
-/// is not the schema's size, and for arrays of more than [`MAX_ZERO_SIZED_ELEMENTS`] zero-sized
-/// elements.
+/// is not the schema's size, and for values holding more than [`MAX_ZERO_SIZED_ELEMENTS`]
+/// zero-sized values ([`zero_sized_values`]).
 pub fn decode(schema: &Schema, bytes: &[u8]) -> Result<Value, InvalidValue> {
     check_len(schema, bytes, "value")?;
+    let empty = zero_sized_values(schema);
+    if empty > MAX_ZERO_SIZED_ELEMENTS {
+        return Err(InvalidValue {
+            path: "value".into(),
+            detail: format!(
+                "holds {empty} zero-sized values (in arrays of zero-sized elements), more than the {MAX_ZERO_SIZED_ELEMENTS} that can be decoded"
+            ),
+        });
+    }
     decode_at(schema, bytes, &Path::Root("value"))
 }
 
@@ -350,14 +381,6 @@ fn decode_at(schema: &Schema, bytes: &[u8], path: &Path<'_>) -> Result<Value, In
             }
         },
         SchemaKind::Array { elem, len } => {
-            if elem.size == 0 && *len > MAX_ZERO_SIZED_ELEMENTS {
-                return Err(InvalidValue {
-                    path: path.render(),
-                    detail: format!(
-                        "is an array of {len} zero-sized elements, more than the {MAX_ZERO_SIZED_ELEMENTS} that can be decoded"
-                    ),
-                });
-            }
             let mut items = Vec::with_capacity(usize::try_from(*len).unwrap_or(0).min(bytes.len().max(64)));
             for i in 0..*len {
                 let Some(chunk) = i.checked_mul(elem.size).and_then(|start| slice(bytes, start, elem.size)) else {
