@@ -200,6 +200,8 @@ pub(crate) enum Step {
     OptimisticCopied,
     /// An entry changed in place has its data on disk (before its version is bumped).
     DataSynced,
+    /// A commit made the wake-up system call, because some process waits on the entry.
+    Woke,
 }
 
 /// Something that watches the steps of commits (tests only).
@@ -367,6 +369,7 @@ impl EntryHandle {
         futex.fetch_add(1, Ordering::SeqCst);
         if self.live_u32(WAITERS_OFFSET).load(Ordering::SeqCst) > 0 {
             sys::futex_wake(futex);
+            step(Step::Woke);
         }
     }
 
@@ -526,8 +529,17 @@ mod tests {
                 std::thread::yield_now();
             }
             let word = futex.load(Ordering::SeqCst);
+            let steps: Rc<RefCell<Vec<Step>>> = Rc::default();
+            let log = steps.clone();
+            STEP_HOOK.with(|h| *h.borrow_mut() = Some(Box::new(move |s| log.borrow_mut().push(s))));
             pair.store(Pair { a: 2, b: 2 }).unwrap();
+            STEP_HOOK.with(|h| *h.borrow_mut() = None);
             assert_eq!(futex.load(Ordering::SeqCst), word.wrapping_add(1), "a commit bumps the futex word");
+            assert_eq!(
+                *steps.borrow(),
+                [Step::SlotWritten, Step::Published, Step::Woke],
+                "and, seeing a waiter, wakes it"
+            );
             let (value, seen) = waiter.join().unwrap().unwrap();
             assert_eq!((value, seen.get()), (Pair { a: 2, b: 2 }, v.get() + 1));
         });
@@ -540,6 +552,7 @@ mod tests {
         ));
     }
 
+    /// Also: with nobody waiting, a commit makes no wake-up system call (no `Woke` step).
     #[test]
     fn process_durability_skips_the_syncs() {
         let dir = tempfile::tempdir().unwrap();
