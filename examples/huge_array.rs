@@ -24,7 +24,14 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let gib: u64 = args.next().map_or(Ok(64), |a| a.parse())?;
-    let path = args.next().unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/huge_array.shm").into());
+    let path = args.next().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("examples/ lies in the workspace")
+            .join("target/huge_array.shm")
+            .to_string_lossy()
+            .into_owned()
+    });
     let _ = std::fs::remove_file(&path);
 
     let len = usize::try_from(gib << 30)?;

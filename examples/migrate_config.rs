@@ -97,7 +97,10 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = match args.as_slice() {
-        [] => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/migrate_config.shm")),
+        [] => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("examples/ lies in the workspace")
+            .join("target/migrate_config.shm"),
         [flag] if flag.starts_with('-') => {
             return Err(format!("unknown option `{flag}`; usage: migrate_config [STORE_PATH]").into())
         }

@@ -37,7 +37,7 @@
 //! writing its own. Bytes 0 and 1 are never written, as in the original: they stay zero.
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use shmstore::Store;
@@ -63,7 +63,12 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let default_path = || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/persistent_accessor.shm"));
+    let default_path = || {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("examples/ lies in the workspace")
+            .join("target/persistent_accessor.shm")
+    };
     let default_message = "Hello from program B, through a typed view accessor!";
     match args.as_slice() {
         [flag, path] if flag == "--open-existing" => open_existing(Path::new(path)),

@@ -102,7 +102,12 @@ fn run() -> Result<(), Box<dyn Error>> {
             Err(format!("unknown option `{flag}`; usage: quickstart [STORE_PATH]").into())
         }
         [path] => parent(PathBuf::from(path)),
-        [] => parent(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/quickstart.shm"))),
+        [] => parent(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("examples/ lies in the workspace")
+                .join("target/quickstart.shm"),
+        ),
         _ => Err("usage: quickstart [STORE_PATH]".into()),
     }
 }
