@@ -127,17 +127,6 @@ pub use view::{ReadGuard, WriteGuard};
 #[cfg(feature = "derive")]
 pub use shmstore_derive::SharedLayout;
 
-/// Compiles the README's examples as doctests, so that they cannot drift from the API.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
-/// Compiles the examples of `docs/schema-encoding.md` as doctests: its types go through the
-/// derive, and its byte counts and fingerprints are checked against the code.
-#[cfg(doctest)]
-#[doc = include_str!("../../docs/schema-encoding.md")]
-pub struct SchemaEncodingDoctests;
-
 #[cfg(test)]
 mod tests {
     /// rustdoc lists `Store`'s methods in the order their modules are declared; keep the
