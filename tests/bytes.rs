@@ -3,6 +3,8 @@
 //! check of the stream against `std::io::Cursor`.
 
 mod common;
+#[path = "common/stream_model.rs"]
+mod stream_model;
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use common::{emit, temp_store, wait_for, ChildArgs, ChildProc};
 use proptest::prelude::*;
 use shmstore::{ByteStream, Error, SharedBytes, Store, WaitedFor};
+use stream_model::{on_model, on_stream, op};
 
 const MIB: u64 = 1 << 20;
 
@@ -502,107 +505,13 @@ fn a_large_region_is_sparse_and_its_views_are_bounded() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The stream against a model: `Cursor<Vec<u8>>` of the same fixed length, with the rule that a
-// write that does not fit writes nothing (and `read_exact` that cannot be filled reads nothing).
-
-#[derive(Debug, Clone)]
-enum Op {
-    Read(usize),
-    ReadExact(usize),
-    ReadToEnd,
-    Write(Vec<u8>),
-    Seek(SeekFrom),
-    /// A write through the region's handle, not the stream.
-    WriteAt(u64, Vec<u8>),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    let data = || prop::collection::vec(any::<u8>(), 0..24);
-    prop_oneof![
-        (0usize..24).prop_map(Op::Read),
-        (0usize..24).prop_map(Op::ReadExact),
-        Just(Op::ReadToEnd),
-        data().prop_map(Op::Write),
-        (0u64..80).prop_map(|n| Op::Seek(SeekFrom::Start(n))),
-        (-80i64..40).prop_map(|n| Op::Seek(SeekFrom::End(n))),
-        (-80i64..80).prop_map(|n| Op::Seek(SeekFrom::Current(n))),
-        (0u64..70, data()).prop_map(|(at, d)| Op::WriteAt(at, d)),
-    ]
-}
-
-/// What an operation gave: the bytes read or the count written, or the error's kind.
-type Outcome = Result<(usize, Vec<u8>), io::ErrorKind>;
-
-fn on_model(model: &mut Cursor<Vec<u8>>, op: &Op) -> Outcome {
-    let len = model.get_ref().len() as u64;
-    let remaining = len.saturating_sub(model.position()) as usize;
-    match op {
-        Op::Read(n) => {
-            let mut buf = vec![0u8; *n];
-            let k = model.read(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf[..k].to_vec()))
-        }
-        Op::ReadExact(n) if *n > remaining => Err(io::ErrorKind::UnexpectedEof),
-        Op::ReadExact(n) => {
-            let mut buf = vec![0u8; *n];
-            model.read_exact(&mut buf).map_err(|e| e.kind())?;
-            Ok((*n, buf))
-        }
-        Op::ReadToEnd => {
-            let mut buf = Vec::new();
-            let k = model.read_to_end(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf))
-        }
-        Op::Write(data) if data.is_empty() => Ok((0, Vec::new())),
-        Op::Write(data) if data.len() > remaining => Err(io::ErrorKind::StorageFull),
-        Op::Write(data) => {
-            let k = model.write(data).map_err(|e| e.kind())?;
-            assert_eq!(model.get_ref().len() as u64, len, "the model never grows");
-            Ok((k, Vec::new()))
-        }
-        Op::Seek(to) => model.seek(*to).map(|p| (p as usize, Vec::new())).map_err(|e| e.kind()),
-        Op::WriteAt(at, data) => match at.checked_add(data.len() as u64) {
-            Some(end) if end <= len => {
-                model.get_mut()[*at as usize..end as usize].copy_from_slice(data);
-                Ok((data.len(), Vec::new()))
-            }
-            _ => Err(io::ErrorKind::InvalidInput),
-        },
-    }
-}
-
-fn on_stream(stream: &mut ByteStream, op: &Op) -> Outcome {
-    match op {
-        Op::Read(n) => {
-            let mut buf = vec![0u8; *n];
-            let k = stream.read(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf[..k].to_vec()))
-        }
-        Op::ReadExact(n) => {
-            let mut buf = vec![0u8; *n];
-            stream.read_exact(&mut buf).map_err(|e| e.kind())?;
-            Ok((*n, buf))
-        }
-        Op::ReadToEnd => {
-            let mut buf = Vec::new();
-            let k = stream.read_to_end(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf))
-        }
-        Op::Write(data) => stream.write(data).map(|k| (k, Vec::new())).map_err(|e| e.kind()),
-        Op::Seek(to) => stream.seek(*to).map(|p| (p as usize, Vec::new())).map_err(|e| e.kind()),
-        Op::WriteAt(at, data) => match stream.get_ref().write_at(*at, data) {
-            Ok(()) => Ok((data.len(), Vec::new())),
-            Err(Error::OutOfBounds { .. }) => Err(io::ErrorKind::InvalidInput),
-            Err(e) => panic!("write_at failed unexpectedly: {e}"),
-        },
-    }
-}
+// The stream against a model (tests/common/stream_model.rs).
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_stream_behaves_like_a_fixed_length_cursor(len in 0u64..48, ops in prop::collection::vec(op(), 1..40)) {
+    fn the_stream_behaves_like_a_fixed_length_cursor(len in 0u64..48, ops in prop::collection::vec(op(true), 1..40)) {
         let (_dir, _store, region) = region(len);
         let mut stream = region.stream();
         let mut model = Cursor::new(vec![0u8; len as usize]);

@@ -5,6 +5,8 @@
 //! processes.
 
 mod common;
+#[path = "common/stream_model.rs"]
+mod stream_model;
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -12,6 +14,7 @@ use std::ops::Range;
 use common::{emit, temp_store, wait_for, ChildArgs, ChildProc};
 use proptest::prelude::*;
 use shmstore::{ByteStream, Error, SharedBytes, Store};
+use stream_model::{on_model, on_stream, op};
 
 const MIB: u64 = 1 << 20;
 
@@ -348,55 +351,6 @@ fn another_process_reads_what_a_window_wrote_and_writes_the_next_one() {
 // the window's bytes (with the stream's rule that a write that does not fit writes nothing), and
 // the region outside the window never changes.
 
-#[derive(Debug, Clone)]
-enum Op {
-    Read(usize),
-    ReadExact(usize),
-    ReadToEnd,
-    Write(Vec<u8>),
-    Seek(SeekFrom),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        (0usize..24).prop_map(Op::Read),
-        (0usize..24).prop_map(Op::ReadExact),
-        Just(Op::ReadToEnd),
-        prop::collection::vec(any::<u8>(), 0..24).prop_map(Op::Write),
-        (0u64..80).prop_map(|n| Op::Seek(SeekFrom::Start(n))),
-        (-80i64..40).prop_map(|n| Op::Seek(SeekFrom::End(n))),
-        (-80i64..80).prop_map(|n| Op::Seek(SeekFrom::Current(n))),
-    ]
-}
-
-/// What an operation gave: the bytes read or the count written, or the error's kind.
-type Outcome = Result<(usize, Vec<u8>), io::ErrorKind>;
-
-fn apply(io: &mut (impl Read + Write + Seek), op: &Op, remaining: usize) -> Outcome {
-    match op {
-        Op::Read(n) => {
-            let mut buf = vec![0u8; *n];
-            let k = io.read(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf[..k].to_vec()))
-        }
-        Op::ReadExact(n) if *n > remaining => Err(io::ErrorKind::UnexpectedEof),
-        Op::ReadExact(n) => {
-            let mut buf = vec![0u8; *n];
-            io.read_exact(&mut buf).map_err(|e| e.kind())?;
-            Ok((*n, buf))
-        }
-        Op::ReadToEnd => {
-            let mut buf = Vec::new();
-            let k = io.read_to_end(&mut buf).map_err(|e| e.kind())?;
-            Ok((k, buf))
-        }
-        Op::Write(data) if data.is_empty() => Ok((0, Vec::new())),
-        Op::Write(data) if data.len() > remaining => Err(io::ErrorKind::StorageFull),
-        Op::Write(data) => io.write(data).map(|k| (k, Vec::new())).map_err(|e| e.kind()),
-        Op::Seek(to) => io.seek(*to).map(|p| (p as usize, Vec::new())).map_err(|e| e.kind()),
-    }
-}
-
 /// A region length and a window within it.
 fn window() -> impl Strategy<Value = (u64, Range<u64>)> {
     (0u64..48, 0u64..=48, 0u64..=48).prop_map(|(len, a, b)| (len, a.min(b).min(len)..a.max(b).min(len)))
@@ -408,7 +362,7 @@ proptest! {
     #[test]
     fn a_window_stream_behaves_like_a_cursor_over_the_window(
         (len, range) in window(),
-        ops in prop::collection::vec(op(), 1..40),
+        ops in prop::collection::vec(op(false), 1..40),
     ) {
         let (_dir, _store, region) = region(len);
         let mut stream = region.stream_range(range.clone()).unwrap();
@@ -416,11 +370,8 @@ proptest! {
         let (start, end) = (range.start as usize, range.end as usize);
         let mut model = Cursor::new(full[start..end].to_vec());
         for (i, op) in ops.iter().enumerate() {
-            // The model only answers ops that do not depend on the stream's own rules (a write or
-            // `read_exact` that does not fit), which `apply` decides from what remains.
-            let remaining = (model.get_ref().len() as u64).saturating_sub(model.position()) as usize;
-            let expected = apply(&mut model, op, remaining);
-            let got = apply(&mut stream, op, usize::MAX);
+            let expected = on_model(&mut model, op);
+            let got = on_stream(&mut stream, op);
             prop_assert_eq!(&got, &expected, "op {} {:?}", i, op);
             prop_assert_eq!(stream.position(), model.position(), "position after op {} {:?}", i, op);
             full[start..end].copy_from_slice(model.get_ref());
