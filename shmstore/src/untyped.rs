@@ -350,13 +350,27 @@ impl UntypedObject {
     /// [`Error::InvalidValue`] and commits nothing, as does a panic in `f`. The current value is
     /// not validated first, so `f` can repair an invalid one.
     pub fn update_bytes<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Result<(R, Version)> {
+        let done = self.try_update_bytes(|value| Ok::<R, std::convert::Infallible>(f(value)))?;
+        Ok(done.unwrap_or_else(|never| match never {}))
+    }
+
+    /// Like [`update_bytes`](Self::update_bytes), but `f` decides whether to commit: `Ok(r)`
+    /// commits (if the value is valid) and gives `Ok((r, version))`, `Err(e)` commits nothing
+    /// and gives `Ok(Err(e))`. The outer error is the store's.
+    pub fn try_update_bytes<R, E>(
+        &self,
+        f: impl FnOnce(&mut [u8]) -> std::result::Result<R, E>,
+    ) -> Result<std::result::Result<(R, Version), E>> {
         let u = &self.inner;
         let hold = u.handle.hold(true, Wait::Forever, None)?;
         let mut value = vec![0u8; self.size()];
         u.copy_locked(&hold, 0, &mut value)?;
-        let result = f(&mut value);
+        let result = match f(&mut value) {
+            Ok(result) => result,
+            Err(e) => return Ok(Err(e)),
+        };
         value::validate(&u.schema, &value, "value").map_err(|invalid| u.invalid(invalid))?;
-        Ok((result, self.publish(&hold, &value)?))
+        Ok(Ok((result, self.publish(&hold, &value)?)))
     }
 
     /// Sleeps until the object's version differs from `since` (another commit, by any thread or
@@ -576,6 +590,12 @@ mod tests {
 
         let (port, v3) = obj.update_bytes(|b| u16::from_ne_bytes([b[0], b[1]])).unwrap();
         assert_eq!((port, v3.get()), (8080, v2.get() + 1));
+        let refused = obj.try_update_bytes(|b| {
+            b[0] = 1;
+            Err::<(), _>("no")
+        });
+        assert_eq!(refused.unwrap(), Err("no"));
+        assert_eq!((typed.load().unwrap().port, obj.version()), (8080, v3), "an Err from f commits nothing");
         assert!(obj.expect_layout(24, Config::LAYOUT.fingerprint).is_ok());
         assert!(matches!(obj.expect_layout(24, 1), Err(Error::ForeignLayoutMismatch { .. })));
         assert!(matches!(obj.expect_layout(16, Config::LAYOUT.fingerprint), Err(Error::ForeignLayoutMismatch { .. })));
