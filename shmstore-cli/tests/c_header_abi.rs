@@ -309,3 +309,84 @@ fn the_typed_wrappers_use_the_library() {
     assert_eq!(samples.get(1).unwrap(), -2.0);
     assert_eq!(samples.get(2).unwrap(), 3.0);
 }
+
+/// The quickstart example's types (examples/quickstart.rs), declared again: a store checks
+/// layouts, not Rust types, so this writes the store the quickstart writes.
+mod quickstart {
+    use shmstore::{FixedStr, SharedLayout};
+
+    #[derive(SharedLayout, Clone, Copy, Debug, Default)]
+    #[repr(C)]
+    #[shared(version = 1)]
+    pub struct RunLog {
+        pub runs: u64,
+        pub last_run_unix_secs: u64,
+        pub last_pid: u32,
+        pub last_workers: u32,
+        pub last_host: FixedStr<32>,
+    }
+
+    #[derive(SharedLayout, Clone, Copy, Debug, Default)]
+    #[repr(C)]
+    pub struct Totals {
+        pub runs: u64,
+        pub last_run: u64,
+        pub all_runs: u64,
+    }
+
+    #[derive(SharedLayout, Clone, Copy, Debug, Default, PartialEq)]
+    #[repr(C)]
+    pub struct WorkerRow {
+        pub pid: u32,
+        pub id: u32,
+        pub increments: u64,
+        pub micros: u64,
+    }
+}
+
+/// The C example `shmstore-ffi/examples/quickstart_reader.c`, built as its comment says, reads a
+/// store written as the quickstart writes it.
+#[test]
+fn the_c_quickstart_reader_example_reads_the_quickstart_store() {
+    use quickstart::{RunLog, Totals, WorkerRow};
+    let Some(cc) = c_compiler("the_c_quickstart_reader_example_reads_the_quickstart_store") else { return };
+    let (dir, path) = temp_store("quickstart.shm");
+    {
+        let store = Store::open_or_create(&path, 1 << 20).unwrap();
+        let log = store.object_or_init("run_log", RunLog::default).unwrap();
+        log.update(|l| {
+            l.runs = 2;
+            l.last_pid = 4242;
+            l.last_workers = 4;
+            l.last_host = FixedStr::new("edge-1").unwrap();
+        })
+        .unwrap();
+        store
+            .object_or_init("totals", Totals::default)
+            .unwrap()
+            .store(Totals { runs: 1, last_run: 100, all_runs: 100 })
+            .unwrap();
+        let workers = store.array_or_init("workers", 2, WorkerRow::default()).unwrap();
+        workers.write_at(1, &[WorkerRow { pid: 7, id: 1, increments: 50, micros: 9 }]).unwrap();
+        store.object_or_init("counter", || 0u64).unwrap();
+    }
+    let run_log_version = Store::open(&path).unwrap().object::<RunLog>("run_log").unwrap().version().get();
+    fs::write(dir.path().join("quickstart.h"), header(&path)).unwrap();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shmstore-ffi/include/shmstore.h");
+    fs::copy(include, dir.path().join("shmstore.h")).unwrap();
+    let example =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shmstore-ffi/examples/quickstart_reader.c"))
+            .unwrap();
+    let lib = std::env::current_exe().unwrap().parent().unwrap().join("libshmstore_ffi.a");
+    let libs = [lib.as_os_str(), "-lpthread".as_ref(), "-ldl".as_ref(), "-lm".as_ref()];
+    let exe = compile(&cc, dir.path(), &example, "quickstart_reader", &libs);
+    let out = run(&exe, &[path.to_str().unwrap()]);
+    let expected = [
+        format!("run_log: 2 runs, the last by pid 4242 with 4 workers on edge-1 (version {run_log_version})"),
+        "totals: 1 finished runs, the last counted 100, all together 100".to_owned(),
+        "worker 0: pid 0, 0 increments in 0 us".to_owned(),
+        "worker 1: pid 7, 50 increments in 9 us".to_owned(),
+        "totals (header-only read): 1 finished runs".to_owned(),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "the example printed:\n{out}");
+}

@@ -711,3 +711,30 @@ pub unsafe extern "C" fn shmstore_array_len(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: `shmstore_last_error` returns a NUL-terminated string owned by this thread,
+        // valid until the next failing call on it (none is made while it is read here).
+        unsafe { CStr::from_ptr(shmstore_last_error()) }.to_str().unwrap().to_owned()
+    }
+
+    /// A panic inside a call stops at the ABI: the caller gets a status and a message.
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = run(|| panic!("boom"));
+        assert_eq!(status, ShmstoreStatus::Panic);
+        assert_eq!(last_error(), "shmstore panicked (boom): this is a bug in shmstore, please report it");
+        assert_eq!(run(|| Ok(())), ShmstoreStatus::Ok);
+        assert!(last_error().starts_with("shmstore panicked (boom)"), "a success leaves the last error as it was");
+    }
+
+    #[test]
+    fn a_message_with_a_nul_is_escaped() {
+        set_last_error("a\0b");
+        assert_eq!(last_error(), "a\\0b");
+    }
+}
