@@ -528,10 +528,8 @@ pub unsafe extern "C" fn shmstore_update(
         // SAFETY (both): the caller's contract for each argument.
         let (store, name) = unsafe { (store_arg(store)?, str_arg(name, "the entry name")?) };
         let update = update.ok_or_else(|| null("the update callback"))?;
-        let mut calls = 0;
         let done = store.with(&store.objects, name, size as u64, fingerprint, |h| {
             h.try_update_bytes(|value| {
-                calls += 1;
                 // SAFETY: `value` is a buffer of `size` bytes (the size was checked against the
                 // entry) that lives for the call; `update` and `context` are the caller's, who
                 // vouches that this call is valid.

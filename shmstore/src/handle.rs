@@ -175,6 +175,7 @@ impl EntryHandle {
     /// The caller holds `hold` on this entry.
     fn elements<T: SharedLayout>(&self, _hold: &Hold<'_>, start: u64, count: u64) -> Result<NonNull<[T]>> {
         let layout = &T::LAYOUT;
+        debug_assert!(matches!(self.expected, Expected::Type(l) if l.fingerprint == layout.fingerprint));
         let size = layout.size as u64;
         let offset = self.active_offset() + start * size;
         let len = count * size;
@@ -187,7 +188,9 @@ impl EntryHandle {
         if self.validate {
             // SAFETY: `ptr..ptr + len` is inside the mapping, which `self.store` keeps alive for
             // this borrow, holds `count` values of `T::LAYOUT` (checked when the handle was
-            // made), and the caller holds this entry's lock (`_hold`), which is what
+            // made: the typed methods are only called by the `Shared<T>`, `SharedArray<T>` or
+            // `SharedBytes` holding a handle that `EntryHandle::new::<T>` made for this same `T`;
+            // untyped handles never call them), and the caller holds this entry's lock (`_hold`), which is what
             // `validate_shared` needs to read it without racing (atomics are read atomically).
             let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
