@@ -75,6 +75,8 @@ struct Untyped {
     handle: EntryHandle,
     schema: Arc<Schema>,
     info: EntryInfo,
+    /// `value::needs_validation(&schema)`, computed once: the schema walk is not free.
+    validate: bool,
 }
 
 impl Untyped {
@@ -88,7 +90,8 @@ impl Untyped {
         let info = inner.entry_info(slot, &entry)?;
         let schema = Arc::new(inner.stored_schema(&entry)?);
         let handle = EntryHandle::untyped(inner, slot, entry, schema.clone())?;
-        Ok(Untyped { handle, schema, info })
+        let validate = value::needs_validation(&schema);
+        Ok(Untyped { handle, schema, info, validate })
     }
 
     fn name(&self) -> &str {
@@ -120,6 +123,14 @@ impl Untyped {
 
     fn buffer_size(&self, what: &'static str, len: usize, exact: bool) -> Error {
         Error::BufferSize { name: self.name().to_owned(), what, len: len as u64, elem_size: self.elem_size(), exact }
+    }
+
+    /// Checks that `bytes` (one value, of the right length) are a valid value of the schema.
+    fn check_value(&self, bytes: &[u8]) -> Result<()> {
+        if !self.validate {
+            return Ok(());
+        }
+        value::validate(&self.schema, bytes, "value").map_err(|invalid| self.invalid(invalid))
     }
 
     fn invalid(&self, invalid: crate::InvalidValue) -> Error {
@@ -291,7 +302,7 @@ impl UntypedObject {
                 u.version_under(&hold)
             }
         };
-        value::validate(&u.schema, out, "value").map_err(|invalid| u.invalid(invalid))?;
+        u.check_value(out)?;
         Ok(version)
     }
 
@@ -319,7 +330,7 @@ impl UntypedObject {
     fn commit(&self, what: &'static str, bytes: &[u8], expected: Option<Version>) -> Result<Version> {
         self.check_len(what, bytes.len())?;
         let u = &self.inner;
-        value::validate(&u.schema, bytes, "value").map_err(|invalid| u.invalid(invalid))?;
+        u.check_value(bytes)?;
         let hold = u.handle.hold(true, Wait::Forever, None)?;
         if let Some(expected) = expected {
             let found = u.version_under(&hold);
@@ -369,7 +380,7 @@ impl UntypedObject {
             Ok(result) => result,
             Err(e) => return Ok(Err(e)),
         };
-        value::validate(&u.schema, &value, "value").map_err(|invalid| u.invalid(invalid))?;
+        u.check_value(&value)?;
         Ok(Ok((result, self.publish(&hold, &value)?)))
     }
 
@@ -616,7 +627,15 @@ mod tests {
         let err = obj.store_bytes(&[0u8; 23]).unwrap_err();
         assert!(matches!(err, Error::BufferSize { len: 23, elem_size: 24, exact: true, .. }), "{err}");
         assert!(matches!(obj.load_into(&mut [0u8; 25]), Err(Error::BufferSize { .. })));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            obj.update_bytes(|b| {
+                b[0] = 99;
+                panic!("in f")
+            })
+        }));
+        assert!(panicked.is_err());
         assert_eq!((typed.load().unwrap(), obj.version()), (config(), v), "nothing was committed");
+        assert!(obj.store_bytes(&bytes_of(config())).is_ok(), "and the lock was released");
     }
 
     #[test]
@@ -683,6 +702,45 @@ mod tests {
         assert_eq!(&got, b"abc");
         assert!(matches!(store.untyped_object("raw"), Err(Error::KindMismatch { .. })));
         assert!(matches!(store.untyped_array("nope"), Err(Error::NotFound { .. })));
+    }
+
+    /// A waiter on an untyped handle is woken by a commit from another handle, and one that
+    /// sees nothing times out.
+    #[test]
+    fn wait_for_change_returns_the_version_of_the_next_commit() {
+        let (_dir, store) = store();
+        store.object_or_init("n", || 1u64).unwrap();
+        store.array_or_init("a", 2, 0u8).unwrap();
+        let (obj, arr) = (store.untyped_object("n").unwrap(), store.untyped_array("a").unwrap());
+        let (v, va) = (obj.version(), arr.version());
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| obj.wait_for_change(v, Duration::from_secs(24 * 3600)));
+            let array_waiter = scope.spawn(|| arr.wait_for_change(va, Duration::from_secs(24 * 3600)));
+            let committed = store.object::<u64>("n").unwrap().update(|n| *n += 1);
+            assert!(committed.is_ok());
+            store.array::<u8>("a").unwrap().set(1, 9).unwrap();
+            assert_eq!(waiter.join().unwrap().unwrap().get(), v.get() + 1);
+            assert_eq!(array_waiter.join().unwrap().unwrap().get(), va.get() + 1);
+        });
+        let quiet = obj.wait_for_change(obj.version(), Duration::ZERO);
+        assert!(matches!(quiet, Err(Error::Timeout { .. })), "{quiet:?}");
+    }
+
+    #[test]
+    fn a_read_only_store_is_read_and_never_written() {
+        let (dir, store) = store();
+        store.object_or_init("n", || 1u64).unwrap();
+        store.array_or_init("a", 2, 5u8).unwrap();
+        let ro = Store::options().read_only(true).open(dir.path().join("u.shm")).unwrap();
+        let (obj, arr) = (ro.untyped_object("n").unwrap(), ro.untyped_array("a").unwrap());
+        assert_eq!(obj.load().unwrap().0, 1u64.to_ne_bytes());
+        let mut out = [0u8; 2];
+        arr.read_at(0, &mut out).unwrap();
+        assert_eq!(out, [5, 5]);
+        assert!(matches!(obj.store_bytes(&2u64.to_ne_bytes()), Err(Error::ReadOnly { .. })));
+        assert!(matches!(obj.update_bytes(|_| ()), Err(Error::ReadOnly { .. })));
+        assert!(matches!(arr.write_at(0, &[1]), Err(Error::ReadOnly { .. })));
+        assert_eq!(store.object::<u64>("n").unwrap().load().unwrap(), 1);
     }
 
     #[test]
