@@ -169,6 +169,13 @@ pub struct Shmstore {
     arrays: Mutex<HashMap<String, Arc<UntypedArray>>>,
 }
 
+// C callers share one `shmstore *` between threads (the header says they may): the compiler
+// checks that this is sound.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Shmstore>()
+};
+
 /// Something a handle of either kind can be asked about.
 trait Untyped: Sized {
     fn open(store: &Store, name: &str) -> Result<Self, Error>;
@@ -226,9 +233,7 @@ impl Shmstore {
         handle.expect_layout(size, fingerprint)?;
         op(&handle)
     }
-}
 
-impl Shmstore {
     /// The current version of entry `name`, of any kind, from a fresh lookup (which replaces the
     /// cached handle).
     fn version_of(&self, name: &str) -> Result<Version, Error> {
