@@ -159,11 +159,16 @@ impl Peer {
         })
     }
 
-    /// Sends `command` and returns the answer.
-    fn ask(&mut self, command: &str) -> String {
+    /// Sends `command`.
+    fn send(&mut self, command: &str) {
         let stdin = self.stdin.as_mut().unwrap();
         writeln!(stdin, "{command}").unwrap();
         stdin.flush().unwrap();
+    }
+
+    /// Sends `command` and returns the answer.
+    fn ask(&mut self, command: &str) -> String {
+        self.send(command);
         self.line()
     }
 
@@ -268,6 +273,12 @@ fn a_running_c_process_follows_a_migration_or_gets_a_clear_error() {
     let seen = field(&before, "version");
     let early = c.ask("load2");
     assert!(early.starts_with("err 5 entry `config` holds ConfigV1 (16 bytes"), "{early}");
+    // A C waiter is woken by a Rust commit (if the commit comes first, the wait returns at once:
+    // either way, with the commit's version).
+    c.send(&format!("wait {seen}"));
+    store.object::<ConfigV1>("config").unwrap().update(|c| c.restarts += 1).unwrap();
+    assert_eq!(c.line(), format!("ok version={}", seen + 1));
+    let seen = seen + 1;
 
     store
         .migrate("config", |c: ConfigV1| ConfigV2 {
@@ -294,7 +305,7 @@ fn a_running_c_process_follows_a_migration_or_gets_a_clear_error() {
     };
     assert_eq!(old, format!("err 5 {expected}"));
     // The new layout: the C process follows the entry.
-    assert_eq!(c.ask("load2"), format!("ok port=1234 restarts=3 limit=99 version={migrated}"));
+    assert_eq!(c.ask("load2"), format!("ok port=1234 restarts=4 limit=99 version={migrated}"));
 
     // And it writes through the new record, under the same locks as Rust.
     assert!(c.ask("store2 4321").starts_with("ok "));
