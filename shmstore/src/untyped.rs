@@ -9,9 +9,10 @@
 //! is committed) as on the way out.
 //!
 //! A handle is bound to the record it was opened on. After [`Store::migrate`] replaced the
-//! entry's layout, every access through it fails with [`Error::LayoutMismatch`] (from the layout
-//! it was opened with to the new one), never with bytes of the new layout read as the old; open
-//! the entry again by name ([`UntypedObject::reopen`]) to follow it.
+//! entry's layout, every load, commit, read, write and wait through it fails with
+//! [`Error::LayoutMismatch`] (from the layout it was opened with to the new one): it never returns
+//! bytes of the old record written after the migration, nor bytes of the new layout as the old.
+//! Open the entry again by name ([`UntypedObject::reopen`]) to follow it.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -204,8 +205,11 @@ pub(crate) fn mismatch(store: &StoreInner, newest: &Entry, expected: &Schema) ->
 /// for a double-buffered object, a copy under the shared lock otherwise), commits go through the
 /// same protocol as [`Shared::store`](crate::Shared::store), and every value is validated against
 /// the stored schema: an invalid value is [`Error::InvalidValue`] and is never committed. Buffers
-/// must be exactly [`size`](Self::size) bytes ([`Error::BufferSize`]). See the
-/// [module documentation](self) for migrations.
+/// must be exactly [`size`](Self::size) bytes ([`Error::BufferSize`]).
+///
+/// The handle is bound to the record it was opened on: after [`Store::migrate`] replaced the
+/// entry's layout, its loads, commits and waits fail with [`Error::LayoutMismatch`] (never
+/// returning bytes of either layout as the other), and [`reopen`](Self::reopen) follows the entry.
 #[derive(Clone, Debug)]
 pub struct UntypedObject {
     inner: Untyped,
