@@ -405,7 +405,8 @@ impl UntypedObject {
 /// [`write_at`](crate::SharedArray::write_at) do, and are bounds-checked
 /// ([`Error::OutOfBounds`]). Buffers must hold whole elements ([`Error::BufferSize`]). Elements
 /// are validated against the stored schema both ways: a write of an invalid element is
-/// [`Error::InvalidValue`] and writes nothing.
+/// [`Error::InvalidValue`] and writes nothing. After a migration of the entry, reads, writes and
+/// waits fail with [`Error::LayoutMismatch`], and [`reopen`](Self::reopen) follows it.
 #[derive(Clone, Debug)]
 pub struct UntypedArray {
     inner: Untyped,
