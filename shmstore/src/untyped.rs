@@ -765,5 +765,14 @@ mod tests {
         }
         let new = obj.reopen().unwrap();
         assert_eq!(new.load().unwrap().0, 10u64.to_ne_bytes());
+
+        store.array_or_init("a", 2, 3u16).unwrap();
+        let arr = store.untyped_array("a").unwrap();
+        store.migrate("a", |x: u16| u32::from(x) + 1).unwrap();
+        assert!(matches!(arr.read_at(0, &mut [0u8; 2]), Err(Error::LayoutMismatch { .. })));
+        assert!(matches!(arr.write_at(0, &[0u8; 2]), Err(Error::LayoutMismatch { .. })));
+        let mut out = [0u8; 8];
+        arr.reopen().unwrap().read_at(0, &mut out).unwrap();
+        assert_eq!(out, [4u32.to_ne_bytes(), 4u32.to_ne_bytes()].concat().as_slice());
     }
 }
