@@ -383,7 +383,7 @@ fn misuse_of_the_abi_is_an_error_code_with_the_rust_message() {
         ("null_version", "1 the version is NULL: pass a valid pointer".to_owned()),
         ("not_found", format!("4 {not_found}")),
         ("bad_name", format!("2 {bad_name}")),
-        ("not_utf8", "2 the entry name is not UTF-8: pass UTF-8 text".to_owned()),
+        ("not_utf8", "2 invalid entry name \"\u{fffd}\": it is not UTF-8: pass UTF-8 text".to_owned()),
         ("wrong_size", format!("5 {}", torn_mismatch(248, fp))),
         ("wrong_fingerprint", format!("5 {}", torn_mismatch(256, fp ^ 1))),
         ("kind", format!("6 {kind}")),
