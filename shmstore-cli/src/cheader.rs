@@ -9,6 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+use shmstore::format::entry::{self, Entry};
+use shmstore::format::header;
 use shmstore::{EntryInfo, EntryKind, Primitive, Schema, SchemaField, SchemaKind, SchemaVariant};
 
 use crate::escape;
@@ -70,19 +72,34 @@ pub fn generate(file: &str, only: Option<&str>, entries: &[(EntryInfo, Schema)])
  *   atomic operations; u128/i128 are unsigned __int128/__int128.
  * - Enums are a typedef of their integer type and one #define per variant.
  * - FixedStr<N> is char[N]: UTF-8, NUL-padded, not NUL-terminated when full.
- * - The active copy of an entry starts at DATA_OFFSET + (seq & 1) * SLOT_STRIDE, where seq is the
- *   native uint64_t at SEQ_OFFSET. Load seq with acquire ordering, copy the value, and load seq
- *   again: if it changed, a commit happened meanwhile, so copy again (see docs/format.md).
- *   The offsets are those of this file as it is now.
+ *
+ * Two ways to use an entry from C:
+ * - Through the C ABI of the shmstore library (shmstore-ffi: shmstore.h, -lshmstore_ffi): the
+ *   static inline wrappers below (NAME_load, NAME_store, NAME_update, NAME_read_at, ...) are
+ *   declared when shmstore.h can be included (define SHMSTORE_NO_ABI to leave them out). They
+ *   take the same locks, commits, validation and migrations as Rust processes: the way to write,
+ *   and to read arrays and byte regions.
+ * - Header-only, for a reader that cannot link the library: NAME_read_mapped reads a
+ *   double-buffered object from a mapping of the store file, following the protocol of
+ *   docs/format.md (see shmstore_mapped_read). It writes nothing and takes no lock.
+ * The *_OFFSET constants describe the entry's record as the file was when this header was made;
+ * shmstore_mapped_read starts from RECORD_OFFSET and reads everything else from the records.
  */
 #ifndef {guard}
 #define {guard}
 
 #include <stddef.h>
 #include <stdint.h>
+{mapped}
+#if !defined(SHMSTORE_NO_ABI) && defined(__has_include)
+#if __has_include(\"shmstore.h\")
+#include \"shmstore.h\"
+#endif
+#endif
 ",
         version = env!("CARGO_PKG_VERSION"),
         file = comment_safe(file),
+        mapped = mapped_read(),
     );
     if !gen.types.is_empty() {
         out.push_str("\n/* ---- Types ---- */\n");
@@ -450,8 +467,302 @@ impl Generator {
             "_Static_assert(sizeof({typedef}) == {size}, \"{typedef} must be {size} bytes\");",
             size = schema.size
         );
+        self.wrappers(e, &prefix, &typedef, out);
         Ok(())
     }
+
+    /// The entry's typed functions: the header-only reader of a double-buffered object, and
+    /// wrappers over the C ABI, declared when `shmstore.h` is included.
+    fn wrappers(&mut self, e: &EntryInfo, prefix: &str, typedef: &str, out: &mut String) {
+        let base = c_ident(&e.name);
+        let mut name = |suffix: &str| unique(format!("{base}_{suffix}"), &mut self.used);
+        let literal = c_string(&e.name);
+        let fp = format!("{prefix}_FINGERPRINT");
+        if e.kind == EntryKind::Object && e.is_double_buffered() {
+            let f = name("read_mapped");
+            let _ = write!(
+                out,
+                "/* Header-only: reads `{entry}` from a mapping of the whole store file (see shmstore_mapped_read). */
+static inline int {f}(const void *map, uint64_t map_len, {typedef} *out, uint64_t *version) {{
+    return shmstore_mapped_read(map, map_len, {prefix}_RECORD_OFFSET, {fp}, sizeof *out, out, version);
+}}
+",
+                entry = comment_safe(&e.name),
+            );
+        }
+        let _ = writeln!(out, "#ifdef SHMSTORE_H");
+        if e.kind == EntryKind::Object {
+            let (load, load_v, store, store_if, update, wait) = (
+                name("load"),
+                name("load_versioned"),
+                name("store"),
+                name("store_if"),
+                name("update"),
+                name("wait_for_change"),
+            );
+            let _ = write!(
+                out,
+                "/* `{entry}` through the library: a consistent, validated copy; a commit; a conditional commit;
+ * a read-modify-write under the entry's lock (see shmstore.h). */
+static inline shmstore_status {load}(const shmstore *store, {typedef} *out) {{
+    return shmstore_load(store, \"{literal}\", out, sizeof *out, {fp}, NULL);
+}}
+static inline shmstore_status {load_v}(const shmstore *store, {typedef} *out, uint64_t *version) {{
+    return shmstore_load(store, \"{literal}\", out, sizeof *out, {fp}, version);
+}}
+static inline shmstore_status {store}(const shmstore *store, const {typedef} *value) {{
+    return shmstore_store(store, \"{literal}\", value, sizeof *value, {fp}, NULL);
+}}
+static inline shmstore_status {store_if}(const shmstore *store, const {typedef} *value, uint64_t expected, uint64_t *version) {{
+    return shmstore_store_if(store, \"{literal}\", value, sizeof *value, {fp}, expected, version);
+}}
+static inline shmstore_status {update}(const shmstore *store, shmstore_update_fn update, void *context, uint64_t *version) {{
+    return shmstore_update(store, \"{literal}\", sizeof({typedef}), {fp}, update, context, version);
+}}
+static inline shmstore_status {wait}(const shmstore *store, uint64_t since, uint64_t timeout_ms, uint64_t *version) {{
+    return shmstore_wait_for_change(store, \"{literal}\", since, timeout_ms, version);
+}}
+",
+                entry = comment_safe(&e.name),
+            );
+        } else {
+            let (read_at, write_at, len, wait) =
+                (name("read_at"), name("write_at"), name("len"), name("wait_for_change"));
+            let _ = write!(
+                out,
+                "/* `{entry}` through the library, under the entry's lock: elements [start, start + count). */
+static inline shmstore_status {read_at}(const shmstore *store, uint64_t start, {typedef} *out, size_t count) {{
+    return shmstore_read_at(store, \"{literal}\", start, out, count, sizeof({typedef}), {fp}, NULL);
+}}
+static inline shmstore_status {write_at}(const shmstore *store, uint64_t start, const {typedef} *values, size_t count) {{
+    return shmstore_write_at(store, \"{literal}\", start, values, count, sizeof({typedef}), {fp}, NULL);
+}}
+static inline shmstore_status {len}(const shmstore *store, uint64_t *len) {{
+    return shmstore_array_len(store, \"{literal}\", len);
+}}
+static inline shmstore_status {wait}(const shmstore *store, uint64_t since, uint64_t timeout_ms, uint64_t *version) {{
+    return shmstore_wait_for_change(store, \"{literal}\", since, timeout_ms, version);
+}}
+",
+                entry = comment_safe(&e.name),
+            );
+        }
+        let _ = writeln!(out, "#endif /* SHMSTORE_H */");
+    }
+}
+
+/// Where the header-only reader finds things in a store file, all from the format module: the
+/// catalog and record geometry and live words from its constants, and the record's static fields
+/// from its encoder ([`Entry::encode`] of a probe record), so that a change of format changes the
+/// generated reader with it.
+struct RecordOffsets {
+    catalog: u64,
+    record_size: u64,
+    state: u64,
+    fingerprint: u64,
+    elem_size: u64,
+    data_offset: u64,
+    slot_stride: u64,
+    seq: u64,
+    moved_to: u64,
+}
+
+/// The offset of the record's `state` word. `format::entry` names no constant for it: it is the
+/// record's first word (docs/format.md).
+const STATE_IN_RECORD: u64 = 0;
+
+fn record_offsets() -> RecordOffsets {
+    // Distinct values whose little-endian bytes appear exactly once in the encoded record.
+    const FINGERPRINT: u64 = 0xf1f2_f3f4_f5f6_f7f8;
+    const ELEM_SIZE: u64 = 0xe1e2_e3e4_e5e6_e7e8;
+    const DATA_OFFSET: u64 = 0xd1d2_d3d4_d5d6_d7d8;
+    const SLOT_STRIDE: u64 = 0xc1c2_c3c4_c5c6_c7c8;
+    let probe = Entry {
+        name: "p".into(),
+        kind: EntryKind::Object,
+        slot_count: 2,
+        version: 1,
+        fingerprint: FINGERPRINT,
+        elem_size: ELEM_SIZE,
+        elem_align: 8,
+        count: 1,
+        data_offset: DATA_OFFSET,
+        slot_stride: SLOT_STRIDE,
+        schema_offset: 0,
+        schema_len: 0,
+        lock_offset: 0,
+    }
+    .encode();
+    let at = |value: u64| {
+        let bytes = value.to_le_bytes();
+        let found: Vec<usize> = probe.windows(8).enumerate().filter(|(_, w)| *w == bytes).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "the probe value {value:#x} must appear once in an encoded record");
+        entry::STATIC_OFFSET + found[0] as u64
+    };
+    RecordOffsets {
+        catalog: header::HEADER_SIZE,
+        record_size: entry::ENTRY_SIZE,
+        state: STATE_IN_RECORD,
+        fingerprint: at(FINGERPRINT),
+        elem_size: at(ELEM_SIZE),
+        data_offset: at(DATA_OFFSET),
+        slot_stride: at(SLOT_STRIDE),
+        seq: entry::SEQ_OFFSET,
+        moved_to: entry::MOVED_TO_OFFSET,
+    }
+}
+
+/// The header-only reader: `shmstore_mapped_read`, emitted once per translation unit whatever the
+/// number of generated headers it includes.
+fn mapped_read() -> String {
+    let o = record_offsets();
+    format!(
+        r#"
+#ifndef SHMSTORE_MAPPED_READ
+#define SHMSTORE_MAPPED_READ 1
+#include <stdatomic.h>
+#include <string.h>
+
+/* Where things are in a store file (docs/format.md). */
+#define SHMSTORE_CATALOG_OFFSET {catalog}ULL
+#define SHMSTORE_RECORD_SIZE {record_size}ULL
+#define SHMSTORE_RECORD_STATE {state}ULL /* native _Atomic uint32_t */
+#define SHMSTORE_RECORD_FINGERPRINT {fingerprint}ULL /* little-endian uint64_t */
+#define SHMSTORE_RECORD_ELEM_SIZE {elem_size}ULL /* little-endian uint64_t */
+#define SHMSTORE_RECORD_DATA_OFFSET {data_offset}ULL /* little-endian uint64_t */
+#define SHMSTORE_RECORD_SLOT_STRIDE {slot_stride}ULL /* little-endian uint64_t */
+#define SHMSTORE_RECORD_SEQ {seq}ULL /* native _Atomic uint64_t */
+#define SHMSTORE_RECORD_MOVED_TO {moved_to}ULL /* native _Atomic uint32_t */
+#define SHMSTORE_STATE_LIVE {live}u
+#define SHMSTORE_STATE_SHADOW {shadow}u
+
+/* What shmstore_mapped_read returns. */
+#define SHMSTORE_MAPPED_OK 0
+/* The entry's record (after following its migrations) holds another layout: this program was
+ * built for a layout the entry no longer has. Regenerate the header, or use the library. */
+#define SHMSTORE_MAPPED_LAYOUT_MISMATCH 1
+/* A record is not what the header says (another file? a damaged one?), or lies outside the map. */
+#define SHMSTORE_MAPPED_BAD_RECORD 2
+/* Writers committed during every one of SHMSTORE_MAPPED_TRIES copies: try again later (the
+ * library instead queues behind them on the entry's lock). */
+#define SHMSTORE_MAPPED_BUSY 3
+#define SHMSTORE_MAPPED_TRIES 64
+
+_Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "the header-only reader needs lock-free 64-bit atomics laid out as uint64_t");
+_Static_assert(sizeof(_Atomic uint32_t) == 4 && ATOMIC_INT_LOCK_FREE == 2,
+               "the header-only reader needs lock-free 32-bit atomics laid out as uint32_t");
+
+/* A little-endian uint64_t of a record's static part: written before the record was published
+ * and never changed after, so read with plain loads once an acquire load saw it published. */
+static inline uint64_t shmstore_le64(const unsigned char *p) {{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}}
+
+/* Reads one double-buffered object straight from `map`, a mapping of `map_len` bytes of the store
+ * file (from offset 0), without the library: copies its current value (`size` bytes) into `out`,
+ * and its version into *version (if not NULL). Returns SHMSTORE_MAPPED_OK, or one of the codes
+ * above, with `out` zeroed. The protocol, as docs/format.md specifies it:
+ * 1. Follow the migrations: from the entry's record at `record`, whose state must be live (or
+ *    shadow, for a header made after a migration), follow the moved_to words (acquire loads) to
+ *    the newest record, whose state must be shadow.
+ * 2. Check that record's fingerprint and value size against the caller's (`fingerprint`, `size`):
+ *    after a migration to another layout this fails, and no stale bytes of the old record and no
+ *    bytes of the new layout are returned.
+ * 3. Copy the active slot as a seqlock reader: load seq (acquire); stop if moved_to is set (a
+ *    migration began: start again at 1); copy the slot at DATA_OFFSET + (seq & 1) * SLOT_STRIDE
+ *    word by word with relaxed C11 atomic loads (never memcpy from the mapping: a writer may be
+ *    storing to these words, and a plain copy would be a data race); issue an acquire fence
+ *    (needed on ARM, so that the second load of seq is not satisfied before the copy); load seq
+ *    again (relaxed). If it moved, a commit overlapped the copy: copy again.
+ * What it does not do: validate bool, enum and FixedStr values (the library does), read objects
+ * holding atomics, arrays or byte regions (they are changed in place under the entry's byte-range
+ * lock: use the library's shmstore_load / shmstore_read_at), notice a store that grew past
+ * `map_len` (map the whole file), or write anything. */
+static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64_t record, uint64_t fingerprint,
+                                       size_t size, void *out, uint64_t *version) {{
+    unsigned char *base = (unsigned char *)(uintptr_t)map;
+    int status = SHMSTORE_MAPPED_BUSY;
+    for (int attempt = 0; attempt < SHMSTORE_MAPPED_TRIES; attempt++) {{
+        uint64_t at = record;
+        status = SHMSTORE_MAPPED_BAD_RECORD;
+        for (uint64_t hops = 0;; hops++) {{
+            if (hops > (map_len / SHMSTORE_RECORD_SIZE) || at % 8 != 0 || at > map_len ||
+                map_len - at < SHMSTORE_RECORD_SIZE)
+                goto fail;
+            _Atomic uint32_t *state = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_STATE);
+            uint32_t seen = atomic_load_explicit(state, memory_order_acquire);
+            if (seen != SHMSTORE_STATE_SHADOW && (hops > 0 || seen != SHMSTORE_STATE_LIVE)) goto fail;
+            _Atomic uint32_t *moved = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_MOVED_TO);
+            uint32_t next = atomic_load_explicit(moved, memory_order_acquire);
+            if (next == 0) break;
+            at = SHMSTORE_CATALOG_OFFSET + (uint64_t)(next - 1) * SHMSTORE_RECORD_SIZE;
+        }}
+        if (shmstore_le64(base + at + SHMSTORE_RECORD_FINGERPRINT) != fingerprint ||
+            shmstore_le64(base + at + SHMSTORE_RECORD_ELEM_SIZE) != (uint64_t)size) {{
+            status = SHMSTORE_MAPPED_LAYOUT_MISMATCH;
+            goto fail;
+        }}
+        uint64_t data = shmstore_le64(base + at + SHMSTORE_RECORD_DATA_OFFSET);
+        uint64_t stride = shmstore_le64(base + at + SHMSTORE_RECORD_SLOT_STRIDE);
+        uint64_t words = ((uint64_t)size + 7) / 8;
+        if (data % 8 != 0 || stride % 8 != 0 || stride < words * 8 || data > map_len ||
+            map_len - data < stride + words * 8)
+            goto fail;
+        _Atomic uint64_t *seq = (_Atomic uint64_t *)(base + at + SHMSTORE_RECORD_SEQ);
+        _Atomic uint32_t *moved = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_MOVED_TO);
+        status = SHMSTORE_MAPPED_BUSY;
+        for (int copy = 0; copy < SHMSTORE_MAPPED_TRIES; copy++) {{
+            uint64_t before = atomic_load_explicit(seq, memory_order_acquire);
+            if (atomic_load_explicit(moved, memory_order_acquire) != 0) break; /* migrated: follow it */
+            _Atomic uint64_t *slot = (_Atomic uint64_t *)(base + data + (before & 1) * stride);
+            unsigned char *dst = (unsigned char *)out;
+            for (uint64_t w = 0; w < words; w++) {{
+                uint64_t word = atomic_load_explicit(&slot[w], memory_order_relaxed);
+                size_t n = (uint64_t)size - w * 8 < 8 ? (size_t)((uint64_t)size - w * 8) : 8;
+                memcpy(dst + w * 8, &word, n); /* from a local copy of the word, not the mapping */
+            }}
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(seq, memory_order_relaxed) == before) {{
+                if (version) *version = before;
+                return SHMSTORE_MAPPED_OK;
+            }}
+        }}
+    }}
+fail:
+    memset(out, 0, size);
+    return status;
+}}
+#endif /* SHMSTORE_MAPPED_READ */
+"#,
+        catalog = o.catalog,
+        record_size = o.record_size,
+        state = o.state,
+        fingerprint = o.fingerprint,
+        elem_size = o.elem_size,
+        data_offset = o.data_offset,
+        slot_stride = o.slot_stride,
+        seq = o.seq,
+        moved_to = o.moved_to,
+        live = entry::STATE_LIVE,
+        shadow = entry::STATE_SHADOW,
+    )
+}
+
+/// `s` as the contents of a C string literal: printable ASCII as itself (but `"`, `\` and `?`,
+/// which could start an escape or a trigraph), every other byte as a three-digit octal escape.
+fn c_string(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'?') || b == b' ' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "\\{b:03o}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -483,6 +794,23 @@ mod tests {
             g.declare(s).unwrap();
         }
         g.types
+    }
+
+    /// The header-only reader's offsets, found from the format module, are those
+    /// docs/format.md gives.
+    #[test]
+    fn record_offsets_are_those_of_the_format() {
+        let o = record_offsets();
+        assert_eq!((o.catalog, o.record_size, o.state), (512, 256, 0));
+        assert_eq!((o.fingerprint, o.elem_size, o.data_offset, o.slot_stride), (80, 88, 112, 120));
+        assert_eq!((o.seq, o.moved_to), (192, 208));
+    }
+
+    #[test]
+    fn names_become_c_string_literals() {
+        assert_eq!(c_string("config"), "config");
+        assert_eq!(c_string("a \"b\" c\\d??="), "a \\042b\\042 c\\134d\\077\\077=");
+        assert_eq!(c_string("grüße"), "gr\\303\\274\\303\\237e");
     }
 
     #[test]

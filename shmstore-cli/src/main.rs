@@ -183,10 +183,18 @@ enum Command {
         the same name are told apart by a fingerprint suffix.\n\n\
         For each entry (NAME being its name in upper case, other characters as _) it defines NAME_FINGERPRINT, NAME_VERSION, NAME_LEN, NAME_ELEM_SIZE, \
         NAME_SLOTS, and this file's NAME_DATA_OFFSET, NAME_SLOT_STRIDE, NAME_RECORD_OFFSET and \
-        NAME_SEQ_OFFSET, and a typedef shmstore_name_t of the entry's value (an array's element). \
-        The active copy of an entry is at DATA_OFFSET + (seq & 1) * SLOT_STRIDE, where seq is the \
-        native uint64_t at SEQ_OFFSET (read it with acquire ordering, and re-read it after copying \
-        to detect a concurrent commit); see docs/format.md.",
+        NAME_SEQ_OFFSET, and a typedef shmstore_name_t of the entry's value (an array's element), \
+        and typed functions named after the entry (name as a C identifier):\n\n  \
+        objects             name_load, name_load_versioned, name_store, name_store_if, name_update, name_wait_for_change\n  \
+        arrays, byte regions  name_read_at, name_write_at, name_len, name_wait_for_change\n\n\
+        These wrap the C ABI of the shmstore-ffi library (shmstore.h, -lshmstore_ffi), which takes \
+        the same locks, commits, validation and migrations as Rust; they are declared when \
+        shmstore.h can be included (define SHMSTORE_NO_ABI to leave them out). For a reader that \
+        cannot link the library, a double-buffered object also gets name_read_mapped, a \
+        header-only reader of a mapping of the file (shmstore_mapped_read): it follows the \
+        entry's migrations, checks the record's state and fingerprint, and copies the active slot \
+        with C11 atomic loads between two loads of its sequence word, with an acquire fence before \
+        the second; see docs/format.md.",
         after_long_help = concat!(
             "Examples:\n  \
             shmstore header app.shm > app_store.h\n  \
