@@ -174,7 +174,7 @@ pub enum Durability {
 /// Compare versions to tell whether anything changed since you last looked, and pass one to
 /// [`Shared::wait_for_change`](crate::Shared::wait_for_change) to sleep until something does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version(u64);
+pub struct Version(pub(crate) u64);
 
 impl Version {
     /// The number of commits the entry has seen since it was created.

@@ -466,6 +466,56 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A layout compiled in another language (a struct from `shmstore header`, given to the C ABI
+    /// as its size and fingerprint, or to [`UntypedObject::expect_layout`](crate::UntypedObject::expect_layout))
+    /// is not the entry's stored layout: the program was built against another version of the
+    /// entry's type, or the entry was migrated since.
+    #[error("entry `{name}` holds {found_type} ({found_size} bytes, fingerprint {found_fingerprint}), but the caller's compiled layout is {expected_size} bytes with fingerprint {expected_fingerprint}: regenerate the header with `shmstore header` and rebuild, or migrate the entry to the caller's layout")]
+    ForeignLayoutMismatch {
+        /// The entry.
+        name: String,
+        /// The stored type's name.
+        found_type: String,
+        /// The stored value's (or element's) size in bytes.
+        found_size: u64,
+        /// The stored fingerprint.
+        found_fingerprint: Fingerprint,
+        /// The size the caller compiled.
+        expected_size: u64,
+        /// The fingerprint the caller compiled.
+        expected_fingerprint: Fingerprint,
+    },
+
+    /// A byte buffer given to an untyped handle ([`UntypedObject`](crate::UntypedObject),
+    /// [`UntypedArray`](crate::UntypedArray), the C ABI) does not fit the entry's values.
+    #[error("entry `{name}`: {what} was given {len} bytes, but {}", if *.exact { format!("its value is {elem_size} bytes: pass a buffer of exactly {elem_size} bytes") } else { format!("that is not a whole number of its {elem_size}-byte elements: pass a multiple of {elem_size} bytes") })]
+    BufferSize {
+        /// The entry.
+        name: String,
+        /// The call (`load_into`, `write_at`, ...).
+        what: &'static str,
+        /// The buffer's length.
+        len: u64,
+        /// The size of one value (or element) of the entry.
+        elem_size: u64,
+        /// Whether the buffer must be exactly one value (an object) rather than whole elements
+        /// (an array).
+        exact: bool,
+    },
+
+    /// A conditional commit ([`UntypedObject::store_bytes_if`](crate::UntypedObject::store_bytes_if))
+    /// found the object at another version than the one it was based on: another writer
+    /// committed in between, and this commit was not made.
+    #[error("entry `{name}` is at version {found}, not {expected}: another writer committed first; load it again, re-apply the change and retry")]
+    VersionConflict {
+        /// The entry.
+        name: String,
+        /// The version the commit was based on.
+        expected: u64,
+        /// The version the object is at.
+        found: u64,
+    },
 }
 
 /// A layout fingerprint ([`Layout::fingerprint`](crate::Layout::fingerprint), a `u64`) as

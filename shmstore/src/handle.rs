@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::commit::Durability;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, MOVED_TO_OFFSET, SEQ_OFFSET};
+use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::{RangeLock, Wait};
 use crate::map::Located;
@@ -27,7 +28,8 @@ pub(crate) struct EntryHandle {
     pub(crate) entry: Arc<Entry>,
     pub(crate) slot: u32,
     lock: Arc<RangeLock>,
-    layout: &'static Layout,
+    /// The layout the handle was opened with, to report a migration against.
+    expected: Expected,
     /// `layout.needs_validation()`, computed once: the layout walk is not free.
     validate: bool,
     /// `layout.contains_atomics()`, computed once.
@@ -36,6 +38,17 @@ pub(crate) struct EntryHandle {
     pub(crate) durability: Durability,
     /// For double-buffered objects, the words a lock-free load touches, located once.
     hot: Option<Hot>,
+}
+
+/// The layout a handle was opened with: a Rust type's, or, for an untyped handle
+/// ([`UntypedObject`](crate::UntypedObject), [`UntypedArray`](crate::UntypedArray)), the schema
+/// stored with the record it was opened on.
+#[derive(Debug, Clone)]
+pub(crate) enum Expected {
+    /// A typed handle's layout.
+    Type(&'static Layout),
+    /// An untyped handle's stored schema.
+    Stored(Arc<Schema>),
 }
 
 /// The sequence word, forwarding word and both slots of a double-buffered object.
@@ -57,12 +70,44 @@ impl EntryHandle {
         {
             return Err(store.mismatch(&entry, layout));
         }
+        let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
+        EntryHandle::located(store, slot, entry, Expected::Type(layout), validate, atomics)
+    }
+
+    /// Checks that `schema` (decoded from the entry's record) describes the entry's values, and
+    /// that the entry lies inside this process's mapping: an untyped handle.
+    pub(crate) fn untyped(
+        store: Arc<StoreInner>,
+        slot: u32,
+        entry: Arc<Entry>,
+        schema: Arc<Schema>,
+    ) -> Result<EntryHandle> {
+        if schema.fingerprint != entry.fingerprint
+            || schema.version != entry.version
+            || schema.size != entry.elem_size
+            || schema.align != entry.elem_align
+        {
+            return Err(store.corrupt(format!("the stored schema of entry `{}` does not match its record", entry.name)));
+        }
+        let validate = crate::format::value::needs_validation(&schema);
+        let atomics = view::Shape::holds_atomics(&*schema);
+        EntryHandle::located(store, slot, entry, Expected::Stored(schema), validate, atomics)
+    }
+
+    /// Locates the entry of a checked handle.
+    fn located(
+        store: Arc<StoreInner>,
+        slot: u32,
+        entry: Arc<Entry>,
+        expected: Expected,
+        validate: bool,
+        atomics: bool,
+    ) -> Result<EntryHandle> {
         let end = entry.data_offset + entry.data_len();
         if end > store.map().len() {
             return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map().len() });
         }
         let lock = store.entry_lock(slot, entry.lock_offset)?;
-        let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
         if entry.kind == EntryKind::Object && entry.slot_count != if atomics { 1 } else { 2 } {
             return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
         }
@@ -70,7 +115,7 @@ impl EntryHandle {
         let hot = if entry.slot_count == 2 {
             let map = store.map();
             let record = store.record_offset(slot);
-            let words = layout.size.div_ceil(8);
+            let words = (entry.elem_size as usize).div_ceil(8);
             let located = (
                 map.locate_u64(record + SEQ_OFFSET),
                 map.locate_u32(record + MOVED_TO_OFFSET),
@@ -85,7 +130,7 @@ impl EntryHandle {
         } else {
             None
         };
-        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics, durability, hot })
+        Ok(EntryHandle { store, entry, slot, lock, expected, validate, atomics, durability, hot })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -117,9 +162,9 @@ impl EntryHandle {
         unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
     }
 
-    /// The layout of the handle's type.
-    pub(crate) fn layout(&self) -> &'static Layout {
-        self.layout
+    /// The layout the handle was opened with.
+    pub(crate) fn expected(&self) -> &Expected {
+        &self.expected
     }
 
     fn active_offset(&self) -> u64 {
@@ -129,26 +174,27 @@ impl EntryHandle {
     /// Locates elements `start..start + count` of the active slot and validates their bytes.
     /// The caller holds `hold` on this entry.
     fn elements<T: SharedLayout>(&self, _hold: &Hold<'_>, start: u64, count: u64) -> Result<NonNull<[T]>> {
-        let size = self.layout.size as u64;
+        let layout = &T::LAYOUT;
+        let size = layout.size as u64;
         let offset = self.active_offset() + start * size;
         let len = count * size;
         // `EntryHandle::new` checked that the whole entry lies in the mapping and `Entry::decode`
         // checked the alignment, so this lookup only fails if the file was tampered with.
-        let ptr = self.store.map().ptr(offset, len, self.layout.align as u64).ok_or_else(|| Error::Corrupt {
+        let ptr = self.store.map().ptr(offset, len, layout.align as u64).ok_or_else(|| Error::Corrupt {
             path: self.store.path.clone(),
             detail: format!("entry `{}` points outside the mapping", self.entry.name),
         })?;
         if self.validate {
             // SAFETY: `ptr..ptr + len` is inside the mapping, which `self.store` keeps alive for
-            // this borrow, holds `count` values of `self.layout` (checked when the handle was
+            // this borrow, holds `count` values of `T::LAYOUT` (checked when the handle was
             // made), and the caller holds this entry's lock (`_hold`), which is what
             // `validate_shared` needs to read it without racing (atomics are read atomically).
-            let checked = unsafe { view::validate_shared(self.layout, ptr, count as usize) };
+            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
                 }
-                Error::InvalidValue { name: self.entry.name.clone(), type_name: self.layout.display_name(), invalid }
+                Error::InvalidValue { name: self.entry.name.clone(), type_name: layout.display_name(), invalid }
             })?;
         }
         Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
@@ -182,7 +228,7 @@ impl EntryHandle {
         if self.entry.slot_count == 2 {
             return self.publish(&hold, bytes, self.durability);
         }
-        let offset = self.active_offset() + start as u64 * self.layout.size as u64;
+        let offset = self.active_offset() + start as u64 * self.entry.elem_size;
         if !self.store.map().write(offset, bytes) {
             return Err(self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name)));
         }

@@ -102,6 +102,7 @@ mod object;
 mod seqlock;
 mod stream;
 mod sys;
+mod untyped;
 mod view;
 
 pub use array::SharedArray;
@@ -119,6 +120,7 @@ pub use object::Shared;
 pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
+pub use untyped::{UntypedArray, UntypedObject};
 pub use view::{ReadGuard, WriteGuard};
 
 /// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` (or `#[repr(transparent)]`)

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, ENTRY_SIZE, MOVED_TO_OFFSET, STATE_SHADOW};
-use crate::handle::EntryHandle;
+use crate::handle::{EntryHandle, Expected};
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::Wait;
 use crate::store::Store;
@@ -147,6 +147,9 @@ impl EntryHandle {
             return Ok(());
         }
         let (_, newest) = self.store.resolve((self.slot, self.entry.clone()))?;
-        Err(self.store.mismatch(&newest, self.layout()))
+        Err(match self.expected() {
+            Expected::Type(layout) => self.store.mismatch(&newest, layout),
+            Expected::Stored(schema) => crate::untyped::mismatch(&self.store, &newest, schema),
+        })
     }
 }
