@@ -159,7 +159,7 @@ impl Store {
     /// one atomic read-modify-write under the entry's lock; returns the new version. A nested
     /// struct may be given in part (a dict of some of its fields); an array is given whole.
     /// A value that does not fit raises `InvalidValueError` and commits nothing.
-    #[pyo3(signature = (name, **fields))]
+    #[pyo3(signature = (name, /, **fields))]
     fn update(&self, py: Python<'_>, name: &str, fields: Option<&Bound<'_, PyDict>>) -> PyResult<u64> {
         let object = self.object(py, name)?;
         let schema = object.schema();
