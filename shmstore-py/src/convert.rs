@@ -79,8 +79,9 @@ fn integer(obj: &Bound<'_, PyAny>, path: &str, schema: &Schema) -> PyResult<Opti
     ))
 }
 
-/// Converts `obj` to a value of `schema`. With `partial`, a struct's mapping may leave fields out
-/// (an update); otherwise [`shmstore::format::encode::encode`] asks for all of them.
+/// Converts `obj` to a value of `schema`. A struct's mapping may leave fields out: whether that
+/// is allowed is for the encoder to say ([`shmstore::format::encode::encode`] asks for all of
+/// them, [`shmstore::format::encode::patch`] changes only those given).
 pub fn from_python(obj: &Bound<'_, PyAny>, schema: &Schema, path: &str) -> PyResult<Value> {
     let py = obj.py();
     match &schema.kind {
@@ -193,19 +194,23 @@ pub fn from_python(obj: &Bound<'_, PyAny>, schema: &Schema, path: &str) -> PyRes
 }
 
 /// The keyword arguments of an update as a partial struct value.
-pub fn fields_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>, schema: &Schema, path: &str) -> PyResult<Value> {
-    let py_dict = match kwargs {
-        Some(d) => d.clone(),
-        None => return Ok(Value::Struct { type_name: schema.type_name.clone(), fields: Vec::new() }),
-    };
+pub fn fields_from_kwargs(
+    py: Python<'_>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    schema: &Schema,
+    path: &str,
+) -> PyResult<Value> {
     if !matches!(schema.kind, SchemaKind::Struct { .. }) {
         return Err(invalid_value(
-            py_dict.py(),
+            py,
             format!(
-                "{path} is a `{}`, not a struct: store a whole value with `store[name] = value`",
+                "{path} is a `{}`, not a struct: store a whole value with `store[{path:?}] = value`",
                 schema.display_name()
             ),
         ));
     }
-    from_python(py_dict.as_any(), schema, path)
+    match kwargs {
+        Some(fields) => from_python(fields.as_any(), schema, path),
+        None => Ok(Value::Struct { type_name: schema.type_name.clone(), fields: Vec::new() }),
+    }
 }

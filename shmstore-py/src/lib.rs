@@ -163,7 +163,7 @@ impl Store {
     fn update(&self, py: Python<'_>, name: &str, fields: Option<&Bound<'_, PyDict>>) -> PyResult<u64> {
         let object = self.object(py, name)?;
         let schema = object.schema();
-        let v = convert::fields_from_kwargs(fields, schema, name)?;
+        let v = convert::fields_from_kwargs(py, fields, schema, name)?;
         // Check the change before taking the lock: whether it fits depends only on the schema,
         // so a change that patches these zeros patches the current value too, and one that does
         // not is refused without a commit.
@@ -244,8 +244,8 @@ impl Array {
         self.handle.elem_size() as u64
     }
 
-    /// Reads elements `start..start + count` under the shared lock, as a bytearray.
-    fn read_bytes<'py>(&self, py: Python<'py>, start: u64, count: u64) -> PyResult<Bound<'py, PyByteArray>> {
+    /// Reads elements `start..start + count` under the shared lock, without the GIL.
+    fn read_bytes(&self, py: Python<'_>, start: u64, count: u64) -> PyResult<Vec<u8>> {
         let len = count.checked_mul(self.elem_size()).and_then(|n| usize::try_from(n).ok());
         let Some(len) = len else {
             return Err(PyValueError::new_err(format!(
@@ -255,7 +255,7 @@ impl Array {
         };
         let mut buf = vec![0u8; len];
         py.allow_threads(|| self.handle.read_at(start, &mut buf)).py_err(py)?;
-        Ok(PyByteArray::new(py, &buf))
+        Ok(buf)
     }
 }
 
@@ -294,7 +294,8 @@ impl Array {
             self.read_bytes(py, start, count)?;
             return Ok(numpy.call_method1("zeros", (count, self.dtype.bind(py)))?.unbind());
         }
-        let bytes = self.read_bytes(py, start, count)?;
+        // numpy's array keeps the bytearray alive and writes to it: the copy is the caller's.
+        let bytes = PyByteArray::new(py, &self.read_bytes(py, start, count)?);
         let kwargs = PyDict::new(py);
         kwargs.set_item("dtype", self.dtype.bind(py))?;
         Ok(numpy.call_method("frombuffer", (bytes,), Some(&kwargs))?.unbind())
@@ -307,7 +308,6 @@ impl Array {
         let at = if index < 0 { len.checked_sub(index.unsigned_abs()) } else { Some(index as u64) };
         let at = at.unwrap_or(u64::MAX);
         let bytes = self.read_bytes(py, at, 1)?;
-        let bytes = bytes.to_vec();
         Store::decode(py, self.handle.schema(), &bytes, &format!("{}[{at}]", self.handle.name()))
     }
 
