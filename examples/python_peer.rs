@@ -128,9 +128,11 @@ fn create(path: &str) -> Result<(), Box<dyn Error>> {
     }
     let store = Store::open_or_create(path, CAPACITY)?;
     store.object_or_init("config", config)?;
-    let samples = store.array_or_init("samples", 8, Sample { t: 0, value: 0.0, channel: 0, ok: false, _pad: [0; 5] })?;
+    let samples =
+        store.array_or_init("samples", 8, Sample { t: 0, value: 0.0, channel: 0, ok: false, _pad: [0; 5] })?;
     for i in 0..8u16 {
-        let s = Sample { t: 1000 + u64::from(i), value: f64::from(i) * 1.5, channel: i % 3, ok: i % 2 == 0, _pad: [0; 5] };
+        let s =
+            Sample { t: 1000 + u64::from(i), value: f64::from(i) * 1.5, channel: i % 3, ok: i % 2 == 0, _pad: [0; 5] };
         samples.set(usize::from(i), s)?;
     }
     let points = store.array_or_init("points", 4, Point { x: 0.0, y: 0.0, id: 0 })?;
@@ -221,7 +223,10 @@ fn run(args: &[String]) -> Result<(), Box<dyn Error>> {
             println!("migrate: {outcome:?}");
             Ok(())
         }
-        _ => Err("usage: python_peer create|show PATH | layout | set-port PATH N | set-reading PATH I X | migrate PATH".into()),
+        _ => {
+            Err("usage: python_peer create|show PATH | layout | set-port PATH N | set-reading PATH I X | migrate PATH"
+                .into())
+        }
     }
 }
 
