@@ -40,7 +40,7 @@ class EntryInfo(TypedDict):
     """``"object"``, ``"array"`` or ``"bytes"`` (a byte region, an array of ``u8``)."""
     type_name: str
     """The stored type's name: ``Config``, ``f64``, ``[u8; 16]``."""
-    version: int
+    layout_version: int
     """The version of the stored layout (``#[shared(version = N)]``), not of the value."""
     fingerprint: int
     elem_size: int

@@ -150,7 +150,7 @@ pub fn from_python(obj: &Bound<'_, PyAny>, schema: &Schema, path: &str) -> PyRes
             }
             Err(wrong_kind(obj, path, &format!("a str (`{}`)", schema.display_name())))
         }
-        SchemaKind::Array { elem, .. } => {
+        SchemaKind::Array { elem, len } => {
             if obj.is_instance_of::<PyString>()
                 || obj.is_instance_of::<PyBytes>()
                 || obj.downcast::<PyMapping>().is_ok()
@@ -162,6 +162,16 @@ pub fn from_python(obj: &Bound<'_, PyAny>, schema: &Schema, path: &str) -> PyRes
             };
             let mut items = Vec::new();
             for (i, item) in iter.enumerate() {
+                // Stop at the first element too many: the iterable may be endless.
+                if i as u64 == *len {
+                    return Err(invalid_value(
+                        py,
+                        format!(
+                            "{path} has more than {len} elements, but `{}` has exactly {len}",
+                            schema.display_name()
+                        ),
+                    ));
+                }
                 items.push(from_python(&item?, elem, &format!("{path}[{i}]"))?);
             }
             Ok(Value::Array(items))

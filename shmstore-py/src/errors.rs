@@ -112,7 +112,10 @@ pub fn store_error(py: Python<'_>, err: shmstore::Error) -> PyErr {
         }
         shmstore::Error::LayoutMismatch { name, .. } => (
             &c.layout_mismatch,
-            format!("{err}\n(from Python: the entry `{name}` was migrated since this handle was made; call store.array({name:?}) again for its new layout)"),
+            format!(
+                "{err}\n(from Python: the entry `{name}` was migrated to another layout while this handle or call used the old one; \
+                 store calls look the entry up again, so retry the call; an Array must be made again with store.array({name:?}))"
+            ),
         ),
         shmstore::Error::ForeignLayoutMismatch { .. } => (&c.layout_mismatch, err.to_string()),
         shmstore::Error::OutOfBounds { .. } => (&c.out_of_bounds, err.to_string()),

@@ -32,16 +32,6 @@ fn timeout_from(seconds: f64) -> PyResult<Duration> {
     Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
-fn kind_name(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Object => "object",
-        EntryKind::Array => "array",
-        EntryKind::Bytes => "bytes",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
-}
-
 /// Sleeps until `wait` reports a change or `timeout` passes, without the GIL, waking every
 /// [`SIGNAL_CHECK`] to let Python handle signals (a `KeyboardInterrupt` ends the wait).
 fn wait_releasing_gil(
@@ -105,15 +95,15 @@ impl Store {
     }
 
     /// The entries of the store, one dict each: `name`, `kind` (`"object"`, `"array"` or
-    /// `"bytes"`), `type_name`, `version` (of the layout), `fingerprint`, `elem_size`, `len`.
+    /// `"bytes"`), `type_name`, `layout_version`, `fingerprint`, `elem_size`, `len`.
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for e in self.store.entries().py_err(py)? {
             let d = PyDict::new(py);
             d.set_item("name", &e.name)?;
-            d.set_item("kind", kind_name(e.kind))?;
+            d.set_item("kind", e.kind.as_str())?;
             d.set_item("type_name", &e.type_name)?;
-            d.set_item("version", e.version)?;
+            d.set_item("layout_version", e.version)?;
             d.set_item("fingerprint", e.fingerprint)?;
             d.set_item("elem_size", e.elem_size)?;
             d.set_item("len", e.len)?;

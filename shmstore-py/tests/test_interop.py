@@ -4,6 +4,7 @@ The Rust process is examples/python_peer.rs (see conftest.py); every call to `pe
 process that opens the store, acts, and exits.
 """
 
+import itertools
 import threading
 
 import numpy as np
@@ -118,7 +119,7 @@ def test_a_migration_by_rust_is_seen_from_python(peer):
     assert peer("migrate") == "migrate: Migrated\n"
     # The next call looks the entry up by name again and reads its new layout.
     assert s["config"] == {**CONFIG, "timeout_ms": 5000}
-    assert next(e for e in s.entries() if e["name"] == "config")["version"] == 2
+    assert next(e for e in s.entries() if e["name"] == "config")["layout_version"] == 2
     assert s.dtype("config").itemsize == 64
     s.update("config", timeout_ms=250, port=1)
     assert peer.show()["config"].startswith("ConfigV2 { port: 1,")
@@ -192,6 +193,7 @@ BAD_UPDATES = [
     ({"gains": [1.0, 2.0]}, "config.gains has 2 elements, but `[f32; 3]` has exactly 3: give all of them"),
     ({"gains": [1.0, 2.0, 1e39]}, "config.gains[2] is 1e39, out of range for `f32`"),
     ({"threshold": "high"}, "config.threshold expects a number (`f64`), got a Python `str`"),
+    ({"gains": itertools.count()}, "config.gains has more than 3 elements, but `[f32; 3]` has exactly 3"),
     ({"port": 1, "mode": "Nope"}, "config.mode is \"Nope\""),
 ]
 

@@ -110,8 +110,6 @@ fn describe(value: &Value) -> String {
         Value::Array(items) => format!("an array of {} elements", items.len()),
         Value::Struct { .. } => "a struct".to_owned(),
         Value::Invalid { detail } => format!("an invalid value ({detail})"),
-        #[allow(unreachable_patterns)]
-        _ => "a value of an unknown kind".to_owned(),
     }
 }
 
