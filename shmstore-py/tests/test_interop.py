@@ -4,6 +4,7 @@ The Rust process is examples/python_peer.rs (see conftest.py); every call to `pe
 process that opens the store, acts, and exits.
 """
 
+import _thread
 import itertools
 import threading
 
@@ -126,9 +127,7 @@ def test_a_migration_by_rust_is_seen_from_python(peer):
     assert peer.show()["config"].endswith("threshold: 0.125, timeout_ms: 250 }")
 
 
-def test_an_array_handle_made_before_a_migration_refuses_to_guess(peer):
-    # Arrays are not migrated by the peer, but a handle is bound to its record: check the object
-    # path's error class through a store.array handle on an object, which is the same mismatch.
+def test_objects_and_arrays_are_not_confused(peer):
     s = shmstore.open(peer.path)
     with pytest.raises(shmstore.LayoutMismatchError) as e:
         s.array("config")
@@ -323,3 +322,23 @@ def test_wait_for_change_times_out_with_a_typed_error(peer):
         s.wait_for_change("config", s.version("config"), 0.01)
     assert isinstance(e.value, TimeoutError)
     assert "call wait_for_change again to keep waiting" in str(e.value)
+
+
+def test_ctrl_c_interrupts_a_long_wait(peer):
+    """A wait without the GIL still lets Python handle signals: without that, this wait would
+    last its full 60 seconds and end in TimeoutError instead."""
+    s = shmstore.open(peer.path)
+    about_to_wait = threading.Event()
+
+    def interrupt():
+        about_to_wait.wait()
+        _thread.interrupt_main()
+
+    helper = threading.Thread(target=interrupt)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            about_to_wait.set()
+            s.wait_for_change("config", s.version("config"), 60.0)
+    finally:
+        helper.join()
