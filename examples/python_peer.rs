@@ -16,6 +16,8 @@
 //! - `layout`: prints the Rust layouts (size and field offsets), to compare with numpy's dtypes;
 //! - `set-port PATH N`: commits `config.port = N`;
 //! - `set-reading PATH I X`: writes `readings[I] = X`;
+//! - `churn PATH N`: N rounds of: `config.limits = {-k, k}` and `config.retries = k` in one
+//!   update, then every element of `readings` set to `k` in one write (k = 1..=N);
 //! - `migrate PATH`: migrates `config` to version 2 of its layout (one field added).
 //!
 //! The Python package's tests (shmstore-py/tests/) run it as the Rust process.
@@ -206,6 +208,21 @@ fn run(args: &[String]) -> Result<(), Box<dyn Error>> {
             println!("readings[{index}] = {x}");
             Ok(())
         }
+        ["churn", path, rounds] => {
+            let rounds: i32 = rounds.parse()?;
+            let store = Store::open(path)?;
+            let config = store.object::<Config>("config")?;
+            let readings = store.array::<f64>("readings")?;
+            for k in 1..=rounds {
+                config.update(|c| {
+                    c.limits = Limits { min: -k, max: k };
+                    c.retries = k.unsigned_abs();
+                })?;
+                readings.write_at(0, &[f64::from(k); 16])?;
+            }
+            println!("churned {rounds} rounds");
+            Ok(())
+        }
         ["migrate", path] => {
             let store = Store::open(path)?;
             let outcome = store.migrate("config", |old: Config| ConfigV2 {
@@ -224,7 +241,7 @@ fn run(args: &[String]) -> Result<(), Box<dyn Error>> {
             Ok(())
         }
         _ => {
-            Err("usage: python_peer create|show PATH | layout | set-port PATH N | set-reading PATH I X | migrate PATH"
+            Err("usage: python_peer create|show PATH | layout | set-port PATH N | set-reading PATH I X | churn PATH N | migrate PATH"
                 .into())
         }
     }

@@ -342,3 +342,31 @@ def test_ctrl_c_interrupts_a_long_wait(peer):
             s.wait_for_change("config", s.version("config"), 60.0)
     finally:
         helper.join()
+
+
+def test_python_reads_are_never_torn_and_updates_lose_nothing_while_rust_writes(peer):
+    """A Rust process commits 3000 rounds while Python reads and updates: every Python read is
+    one whole commit (limits and retries from the same round, all readings equal), and neither
+    side's updates overwrite the other's fields."""
+    rounds = 3000
+    s = shmstore.open(peer.path)
+    readings = s.array("readings")
+    churn = peer.popen("churn", rounds)
+    reads = 0
+    port = 0
+    try:
+        while churn.poll() is None or reads == 0:
+            config = s["config"]
+            k = config["retries"]
+            assert config["limits"] == {"min": -k, "max": k} or k == 3 and config["limits"] == CONFIG["limits"], config
+            values = readings.read()
+            assert (values == values[0]).all() or values.tolist() == [i / 4 for i in range(16)], values
+            port += 1
+            s.update("config", port=port)
+            reads += 1
+    finally:
+        out, err = churn.communicate(timeout=120)
+    assert churn.returncode == 0, err
+    config = s["config"]
+    assert (config["port"], config["retries"], config["limits"]) == (port, rounds, {"min": -rounds, "max": rounds})
+    assert readings.read().tolist() == [float(rounds)] * 16
