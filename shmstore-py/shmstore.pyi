@@ -147,9 +147,12 @@ class Array:
     def write_at(self, index: int, values: Union[npt.ArrayLike, Sequence[Value], Value]) -> int:
         """Writes ``values`` into the elements from ``index`` under the array's exclusive lock.
 
-        ``values`` is a numpy array (converted to ``dtype``), a list of Python values (dicts for
-        structs, variant names for enums), or one value. Every element is checked before anything
-        is written: a bad one raises ``InvalidValueError``, a range past the end
+        ``values`` is a list (or tuple) of elements as Python values (dicts for structs, variant
+        names for enums, str for ``FixedStr``), one such element that is not a list, or a numpy
+        array: of exactly ``dtype`` (as ``read()`` gives; written as it is), or of plain numbers
+        or strings (checked one by one, like a list). A structured array of another dtype is
+        refused, since numpy would match its fields by position. Every element is checked before
+        anything is written: a bad one raises ``InvalidValueError``, a range past the end
         ``OutOfBoundsError``, and nothing is written. Returns the new version.
         """
     def view(self) -> np.memmap[Any, np.dtype[Any]]:

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyList};
+use pyo3::types::{PyByteArray, PyDict, PyList, PyTuple};
 use shmstore::format::{encode, value};
 use shmstore::{EntryKind, Schema, Store as RustStore, UntypedArray, UntypedObject, Version};
 
@@ -302,38 +302,49 @@ impl Array {
     }
 
     /// Writes `values` into elements `index..` under the array's exclusive lock, and returns the
-    /// new version. `values` is a numpy array (converted to `dtype` with `numpy.asarray`, so that
-    /// a structured array of the same fields works) or a list of Python values (dicts for
-    /// structs, variant names for enums, str for `FixedStr`), or one such value. Every element
-    /// is checked first: if one does not fit, `InvalidValueError` is raised and nothing is
-    /// written.
+    /// new version. `values` is a list (or tuple) of elements as Python values (dicts for
+    /// structs, variant names for enums, str for `FixedStr`), one such element that is not a
+    /// list, or a numpy array: of exactly `dtype` (as `read()` gives, written as it is), or of
+    /// plain numbers or strings, taken as Python values. Every element is checked first: if one
+    /// does not fit, `InvalidValueError` is raised and nothing is written.
     fn write_at(&self, py: Python<'_>, index: u64, values: &Bound<'_, PyAny>) -> PyResult<u64> {
         let numpy = py.import("numpy")?;
         let schema = self.handle.schema();
-        let bytes: Vec<u8> = if values.is_instance(&numpy.getattr("ndarray")?)? {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("dtype", self.dtype.bind(py))?;
-            let converted = numpy.call_method("ascontiguousarray", (values,), Some(&kwargs))?;
-            converted.call_method0("tobytes")?.extract()?
-        } else {
-            let items: Vec<Bound<'_, PyAny>> = match values.downcast::<PyList>() {
-                Ok(list) => list.iter().collect(),
-                Err(_)
-                    if values.is_instance_of::<pyo3::types::PyTuple>()
-                        && !matches!(schema.kind, shmstore::SchemaKind::Array { .. }) =>
-                {
-                    values.try_iter()?.collect::<PyResult<_>>()?
-                }
-                Err(_) => vec![values.clone()],
-            };
-            let mut bytes = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("{}[{}]", self.handle.name(), index.saturating_add(i as u64));
-                let v = convert::from_python(item, schema, &path)?;
-                bytes.extend(encode::encode(schema, &v, &path).map_err(|e| invalid_value(py, e.to_string()))?);
+        let mut values = values.clone();
+        if values.is_instance(&numpy.getattr("ndarray")?)? {
+            let dtype = values.getattr("dtype")?;
+            if dtype.eq(self.dtype.bind(py))? {
+                let bytes: Vec<u8> =
+                    numpy.call_method1("ascontiguousarray", (&values,))?.call_method0("tobytes")?.extract()?;
+                return py.allow_threads(|| self.handle.write_at(index, &bytes)).py_err(py).map(Version::get);
             }
-            bytes
+            if !dtype.getattr("names")?.is_none() {
+                // numpy casts one structured dtype to another by position, not by name: refuse
+                // rather than scramble the fields.
+                return Err(invalid_value(
+                    py,
+                    format!(
+                        "{} takes a structured numpy array only of its own dtype ({}), but this one is {}: build it with dtype=array.dtype, or pass a list of dicts",
+                        self.handle.name(),
+                        self.dtype.bind(py).str()?,
+                        dtype.str()?
+                    ),
+                ));
+            }
+            // Plain numbers or strings of another dtype: checked one by one, like a list.
+            values = values.call_method0("tolist")?;
+        }
+        let items: Vec<Bound<'_, PyAny>> = if values.is_instance_of::<PyList>() || values.is_instance_of::<PyTuple>() {
+            values.try_iter()?.collect::<PyResult<_>>()?
+        } else {
+            vec![values]
         };
+        let mut bytes = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{}]", self.handle.name(), index.saturating_add(i as u64));
+            let v = convert::from_python(item, schema, &path)?;
+            bytes.extend(encode::encode(schema, &v, &path).map_err(|e| invalid_value(py, e.to_string()))?);
+        }
         py.allow_threads(|| self.handle.write_at(index, &bytes)).py_err(py).map(Version::get)
     }
 

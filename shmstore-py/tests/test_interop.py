@@ -75,6 +75,7 @@ def test_python_writes_rust_reads(peer):
     copy["value"] = [-1.0, -2.0]
     samples.write_at(6, copy)
     s.array("readings").write_at(14, np.array([100.0, 200.0]))
+    s.array("readings").write_at(13, np.array([7], dtype=np.int32))
     s.array("raw").write_at(0, np.frombuffer(b"HELLO", dtype=np.uint8))
 
     shown = peer.show()
@@ -86,7 +87,7 @@ def test_python_writes_rust_reads(peer):
     assert shown["samples[2]"] == "Sample { t: 5, value: 2.5, channel: 1, ok: false, _pad: [0, 0, 0, 0, 0] }"
     assert shown["samples[6]"] == "Sample { t: 1006, value: -1.0, channel: 0, ok: true, _pad: [0, 0, 0, 0, 0] }"
     assert shown["samples[7]"] == "Sample { t: 1007, value: -2.0, channel: 1, ok: false, _pad: [0, 0, 0, 0, 0] }"
-    assert shown["readings"].endswith("3.0, 3.25, 100.0, 200.0]")
+    assert shown["readings"].endswith("3.0, 7.0, 100.0, 200.0]")
     assert shown["raw"] == "[72, 69, 76, 76, 79, 0, 0, 0]"
 
 
@@ -229,6 +230,15 @@ def test_bad_whole_values_and_array_writes_raise_and_change_nothing(peer):
         s.array("readings").write_at(15, np.zeros(2))
     with pytest.raises(shmstore.InvalidValueError, match=r"readings\[0\] expects a number"):
         s.array("readings").write_at(0, ["x"])
+    # Numbers of another dtype are checked like Python values: no silent overflow to inf.
+    with pytest.raises(shmstore.InvalidValueError, match=r"samples\[1\].channel is 70000, out of range for `u16`"):
+        samples.write_at(1, [{**good, "channel": np.int64(70000)}])
+    with pytest.raises(shmstore.InvalidValueError, match=r"raw\[1\] is 256, out of range for `u8`"):
+        s.array("raw").write_at(0, np.array([1, 256]))
+    # A structured array of other fields is refused, not cast field by position.
+    swapped = np.zeros(1, dtype=[("value", "f8"), ("t", "u8"), ("channel", "u2"), ("ok", "?"), ("_pad", "u1", (5,))])
+    with pytest.raises(shmstore.InvalidValueError, match=r"samples takes a structured numpy array only of its own dtype"):
+        samples.write_at(0, swapped)
 
     assert peer.show() == before
     assert {name: s.version(name) for name in versions} == versions
