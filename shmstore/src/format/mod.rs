@@ -20,6 +20,7 @@
 
 pub mod catalog_check;
 pub mod diff;
+pub mod encode;
 pub mod entry;
 pub mod header;
 pub mod schema;
