@@ -1,5 +1,5 @@
 //! The Rust side of a store shared with Python (`pip install ./shmstore-py`; see
-//! docs/foreign-python.md): a Rust program creates and writes the entries, a Python program reads
+//! shmstore-py/README.md): a Rust program creates and writes the entries, a Python program reads
 //! and writes them through the schema stored in the file, with no Rust types on its side.
 //!
 //! ```text
