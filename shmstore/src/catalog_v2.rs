@@ -878,9 +878,7 @@ impl StoreInner {
             .write(&self.file, &self.scope, Wait::Forever)
             .map_err(|e| self.entry_lock_error(e, name, true, None))?;
         let admin = self.lock_catalog(requested, name)?;
-        let current = self.word32(found.at + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(found.at + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        Ok(current.then_some((entry, admin)))
+        Ok(self.still_live(found.at, found.serial).then_some((entry, admin)))
     }
 
     /// Wakes the waiters of `entry` (at `at`) after a change that ends it: its `seq` moves (by 2
@@ -988,9 +986,7 @@ impl StoreInner {
         let name = &found.entry.name;
         let _admin = self.lock_catalog("replacing", name)?;
         let old = found.at;
-        let current = self.word32(old + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(old + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        if !current {
+        if !self.still_live(old, found.serial) {
             return Err(Error::Removed { name: name.clone() });
         }
         let shape = Shape::of(layout);
@@ -1012,11 +1008,12 @@ impl StoreInner {
     /// was made for: [`Error::Removed`], [`Error::Moved`] (renamed or resized), or
     /// [`Error::LayoutMismatch`] (migrated away from `layout`, if given).
     pub(crate) fn v2_check_current(&self, at: u64, serial: u64, entry: &Entry, layout: Option<&Layout>) -> Result<()> {
-        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
-        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
-        if state == blk::STATE_LIVE && same {
+        // A committed shadow (a replacement whose last step a crash cut off) is live too.
+        if self.still_live(at, serial) {
             return Ok(());
         }
+        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
+        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
         if state != blk::STATE_MOVED || !same {
             return Err(Error::Removed { name: entry.name.clone() });
         }
