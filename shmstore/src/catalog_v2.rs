@@ -47,6 +47,8 @@ const PAGE: u64 = 4096;
 const MAX_HOPS: usize = 64;
 /// How many times a lookup starts over because the catalog changed under it.
 const MAX_RETRIES: usize = 100_000;
+/// How many times a lookup that met an error looks again before it believes it.
+const TRANSIENT_ERRORS: usize = 64;
 /// Offset, in an index table's header, of its live `used` word (`AtomicU64`): slots that are
 /// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
 pub(crate) const INDEX_USED: u64 = 24;
@@ -237,6 +239,10 @@ impl StoreInner {
     /// The live entry `name`, if any. Lock-free; cached by name until the catalog changes.
     pub(crate) fn v2_lookup(&self, name: &str) -> Result<Option<Found>> {
         self.check_not_forked()?;
+        // Errors seen while no catalog change was visible: a block being reused right now (its
+        // writer bumps `catalog_seq` only when done) looks damaged for a moment, so an error is
+        // believed only once it persists.
+        let mut errors = 0;
         for _ in 0..MAX_RETRIES {
             let seq = self.catalog_seq().load(Ordering::Acquire);
             {
@@ -264,6 +270,10 @@ impl StoreInner {
                 // A miss or an error while the catalog changed may come from a table that was
                 // replaced (and its bytes reused) under the probe: look again.
                 _ if !unchanged => continue,
+                Err(_) if errors < TRANSIENT_ERRORS => {
+                    errors += 1;
+                    std::thread::yield_now();
+                }
                 other => return other,
             }
         }
@@ -1075,7 +1085,10 @@ impl StoreInner {
             return Err(Error::Removed { name: entry.name.clone() });
         }
         let next = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
-        let Some(newest) = self.resolve_block(next, None)? else {
+        // The block may be reused right now (its words rewritten): then the entry is gone.
+        let resolved = self.resolve_block(next, None);
+        let reused = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) != serial;
+        let Ok(Some(newest)) = resolved.map(|found| found.filter(|_| !reused)) else {
             return Err(Error::Removed { name: entry.name.clone() });
         };
         let e = &newest.entry;
