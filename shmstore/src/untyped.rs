@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,14 +82,15 @@ struct Untyped {
 impl Untyped {
     fn open(store: &Store, name: &str, kinds: &[EntryKind]) -> Result<Untyped> {
         let inner = store.inner_arc();
-        let (slot, entry) = inner.find(name)?;
+        let found = inner.find(name)?;
+        let entry = found.entry.clone();
         if !kinds.contains(&entry.kind) {
             let expected = if kinds.contains(&EntryKind::Object) { "object" } else { "array" };
             return Err(Error::KindMismatch { name: entry.name.clone(), expected, found: entry.kind.as_str() });
         }
-        let info = inner.entry_info(slot, &entry)?;
+        let info = inner.entry_info(found.at, &entry)?;
         let schema = Arc::new(inner.stored_schema(&entry)?);
-        let handle = EntryHandle::untyped(inner, slot, entry, schema.clone())?;
+        let handle = EntryHandle::untyped(inner, found, schema.clone())?;
         let validate = value::needs_validation(&schema);
         Ok(Untyped { handle, schema, info, validate })
     }
@@ -152,7 +152,7 @@ impl Untyped {
     /// atomic loads of their own width. The caller holds `_hold` on this entry.
     fn copy_locked(&self, _hold: &Hold<'_>, start: u64, out: &mut [u8]) -> Result<()> {
         let store = &self.handle.store;
-        let offset = store.active_offset(self.handle.slot, &self.handle.entry) + start;
+        let offset = store.active_offset(self.handle.at, &self.handle.entry) + start;
         let map = store.map();
         let ptr = map.ptr(offset, out.len() as u64, 1).ok_or_else(|| self.outside())?;
         // SAFETY: `ptr` checked that `out.len()` bytes from `ptr` lie in the mapping, which
@@ -285,9 +285,9 @@ impl UntypedObject {
         let u = &self.inner;
         let version = match u.handle.hot() {
             Some((seq, moved, slots)) => {
-                // As `Shared::load`: a migration sets `moved_to` before it bumps `seq`, so a
-                // read that sees the bump sees the move, and reports it.
-                let check = || if moved.load(Ordering::Acquire) != 0 { u.handle.check_current() } else { Ok(()) };
+                // As `Shared::load`: a migration, removal or rename marks the entry before it
+                // bumps `seq`, so a read that sees the bump sees the mark, and reports it.
+                let check = || if u.handle.moved_away(moved) { u.handle.check_current() } else { Ok(()) };
                 let copied = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| seqlock::copy_out(words, out))?;
                 match copied {
                     Some((true, seq)) => Version(seq),
