@@ -42,7 +42,12 @@ pub struct ReadGuard<'a, T: ?Sized> {
 /// reports errors (a failed `msync` under [`Durability::PowerLoss`](crate::Durability::PowerLoss)).
 ///
 /// Arrays and objects holding atomics are changed **in place**: every change is visible at once,
-/// and a process killed while holding the guard can leave the value partly changed.
+/// and a process killed while holding the guard can leave the value partly changed. Objects made
+/// *only* of atomics ([`AllAtomic`](crate::AllAtomic) types, which
+/// [`Shared::get`](crate::Shared::get) hands out without a lock) are the exception: the guard
+/// works on a private copy, which its commit stores back one atomic at a time (so an abort or a
+/// panic discards it, and a process killed during the commit can leave some atomics stored and
+/// others not).
 pub struct WriteGuard<'a, T: ?Sized> {
     target: Target<T>,
     handle: &'a EntryHandle,
@@ -108,8 +113,9 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
 
     /// Discards the change: the entry keeps the value it had before the guard was taken.
     ///
-    /// Only double-buffered objects can do this. For an entry changed in place (an array, or an
-    /// object holding atomics), the changes are already visible, so this returns
+    /// Only objects whose guard works on a copy can do this: double-buffered objects, and objects
+    /// made only of atomics. For an entry changed in place (an array, or an object holding atomics
+    /// and other fields), the changes are already visible, so this returns
     /// [`Error::RollbackUnsupported`](crate::Error::RollbackUnsupported) and keeps them.
     pub fn abort(mut self) -> Result<()> {
         match self.target {
@@ -147,6 +153,12 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
     pub(crate) fn staged(value: T, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
         let publish: Publish<T> =
             |handle, hold, value, durability| handle.publish(hold, owned_bytes(value), durability);
+        Self::staged_with(value, handle, hold, publish)
+    }
+
+    /// A guard over a private copy of an object's value, written back by `publish` on commit
+    /// (and discarded by an abort or a panic). `hold` is the entry's exclusive lock.
+    pub(crate) fn staged_with(value: T, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
         WriteGuard {
             target: Target::Staged { value: Box::new(value), publish },
             handle,
@@ -439,6 +451,75 @@ unsafe fn load_atomic(src: NonNull<u8>, width: usize, out: &mut [u8]) {
         }
     };
     out.copy_from_slice(&bytes[..width]);
+}
+
+/// Copies `bytes`, values of the all-atomic `layout` (see [`Layout::is_all_atomic`]), to `dst`
+/// with one atomic store per atomic, at that atomic's own width. Returns `false`, having stored
+/// nothing, if the layout is not all atomics or `bytes` is not a whole number of values.
+///
+/// This is how an entry made only of atomics is written: holders of the `&T` that
+/// [`Shared::get`](crate::Shared::get) hands out use its atomics at any moment without a lock, so
+/// no byte of it may ever be written with a plain store.
+///
+/// # Safety
+///
+/// `dst..dst + bytes.len()` lies in a live, writable mapping, aligned for `layout`, and holds
+/// values of layout `layout`, whose every byte (the layout is all atomics) is only ever accessed
+/// by cooperating threads and processes through a std atomic of the width the layout gives it.
+pub(crate) unsafe fn store_atomics(layout: &Layout, dst: NonNull<u8>, bytes: &[u8]) -> bool {
+    let size = layout.size;
+    if !layout.is_all_atomic() || size == 0 || !bytes.len().is_multiple_of(size) {
+        return layout.is_all_atomic() && bytes.is_empty();
+    }
+    for (i, value) in bytes.chunks_exact(size).enumerate() {
+        // SAFETY: value `i` lies at `dst + i * size`, inside the range the caller vouches for.
+        unsafe { store_value(layout, dst.add(i * size), value) };
+    }
+    true
+}
+
+/// [`store_atomics`] for one value of an all-atomic layout.
+///
+/// # Safety
+///
+/// As for [`store_atomics`], with `value.len() == layout.size`.
+unsafe fn store_value(layout: &Layout, dst: NonNull<u8>, value: &[u8]) {
+    match layout.kind {
+        TypeKind::Atomic(p) => {
+            let (p, width) = (dst.as_ptr(), p.size());
+            let mut word = [0u8; 8];
+            word[..width].copy_from_slice(&value[..width]);
+            // SAFETY (each arm): `p` is aligned for this atomic (the layout places it at an offset
+            // aligned for its type, inside a value aligned for the layout), its `width` bytes lie
+            // in a live, writable mapping, and every cooperating access to them is an atomic
+            // access of this width (the caller's contract). Any bits are a valid integer; an
+            // `AtomicBool` is stored from a validated value, whose byte is 0 or 1.
+            match width {
+                1 => unsafe { AtomicU8::from_ptr(p) }.store(word[0], Ordering::Relaxed),
+                2 => unsafe { AtomicU16::from_ptr(p.cast()) }
+                    .store(u16::from_ne_bytes([word[0], word[1]]), Ordering::Relaxed),
+                4 => unsafe { AtomicU32::from_ptr(p.cast()) }
+                    .store(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]), Ordering::Relaxed),
+                _ => unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(word), Ordering::Relaxed),
+            }
+        }
+        TypeKind::Array { elem, len } => {
+            for i in 0..len {
+                let at = i * elem.size;
+                // SAFETY: element `i` lies at `dst + at`, inside this value.
+                unsafe { store_value(elem, dst.add(at), &value[at..at + elem.size]) };
+            }
+        }
+        TypeKind::Struct { fields } => {
+            for field in fields {
+                let at = field.offset;
+                // SAFETY: the field lies at `dst + at`, inside this value.
+                unsafe { store_value(field.layout, dst.add(at), &value[at..at + field.layout.size]) };
+            }
+        }
+        // `store_atomics` checked that the layout is all atomics: no other kind occurs.
+        TypeKind::Primitive(_) | TypeKind::Enum { .. } | TypeKind::FixedStr { .. } => {}
+    }
 }
 
 /// `bytes` (at most 8) at the start of an 8-byte array.
