@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::commit::{Durability, Version};
+use crate::commit::{Durability, Version, OPTIMISTIC_TRIES};
 use crate::error::Result;
 use crate::guard_free::AtomicValue;
 use crate::handle::EntryHandle;
@@ -170,7 +170,22 @@ impl<T: SharedLayout> Shared<T> {
     where
         T: Copy,
     {
-        self.load_versioned().map(|(value, _)| value)
+        // One optimistic try, inlined: no version, no error path. Everything else (a lost race, a
+        // migration, invalid bytes, an object with one slot) goes the cold way.
+        match self.handle.load_fast::<T>() {
+            Some(value) => Ok(value),
+            None => self.load_slow(),
+        }
+    }
+
+    /// `load()` after its first optimistic try failed or could not be made.
+    #[cold]
+    #[inline(never)]
+    fn load_slow(&self) -> Result<T>
+    where
+        T: Copy,
+    {
+        self.load_versioned_with(OPTIMISTIC_TRIES - 1).map(|(value, _)| value)
     }
 
     /// A copy of the current value and the [`Version`] it belongs to.
@@ -179,8 +194,16 @@ impl<T: SharedLayout> Shared<T> {
     where
         T: Copy,
     {
+        self.load_versioned_with(OPTIMISTIC_TRIES)
+    }
+
+    #[inline(always)]
+    fn load_versioned_with(&self, tries: u32) -> Result<(T, Version)>
+    where
+        T: Copy,
+    {
         if self.handle.entry.slot_count == 2 {
-            return self.handle.load_optimistic::<T>();
+            return self.handle.load_optimistic::<T>(tries);
         }
         // Only objects holding atomics have one slot, and a `Copy` type holds none (see the
         // `SharedLayout` contract), so this copy under the shared lock races with nothing.
