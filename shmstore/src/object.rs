@@ -171,21 +171,29 @@ impl<T: SharedLayout> Shared<T> {
         T: Copy,
     {
         // One optimistic try, inlined: no version, no error path. Everything else (a lost race, a
-        // migration, invalid bytes, an object with one slot) goes the cold way.
+        // migration, invalid bytes, an object with one slot) goes the cold way, which writes its
+        // value to memory of its own: had it returned the `Result` itself, both ways would build
+        // it in one place in memory, and the fast way could not keep its words in registers.
+        let mut slow = std::mem::MaybeUninit::<T>::uninit();
         match self.handle.load_fast::<T>() {
             Some(value) => Ok(value),
-            None => self.load_slow(),
+            None => match self.load_slow(&mut slow) {
+                Ok(value) => Ok(*value),
+                Err(e) => Err(e),
+            },
         }
     }
 
-    /// `load()` after its first optimistic try failed or could not be made.
+    /// `load()` after its first optimistic try failed or could not be made: the value, written
+    /// into `out`.
     #[cold]
     #[inline(never)]
-    fn load_slow(&self) -> Result<T>
+    fn load_slow<'o>(&self, out: &'o mut std::mem::MaybeUninit<T>) -> Result<&'o mut T>
     where
         T: Copy,
     {
-        self.load_versioned_with(OPTIMISTIC_TRIES - 1).map(|(value, _)| value)
+        let (value, _) = self.load_versioned_with(OPTIMISTIC_TRIES - 1)?;
+        Ok(out.write(value))
     }
 
     /// A copy of the current value and the [`Version`] it belongs to.

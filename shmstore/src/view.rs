@@ -603,32 +603,10 @@ impl<T: SharedLayout> Staging<T> {
         }
         let dst = buf.as_mut_ptr().cast::<u8>();
         let full = size / 8;
-        // Pairs of words are stored as one 16-byte value: the compiler copies a value that large
-        // (out of a `Result`, into the caller's variable) 16 bytes at a time, and a 16-byte load
-        // that spans two 8-byte stores cannot be forwarded from them, which stalls it for the
-        // time the stores take to reach the cache (most of a `load()`, measured).
-        let pairs = full / 2;
-        for i in 0..pairs {
-            let (lo, hi) = (seqlock::load_word(&words[2 * i]), seqlock::load_word(&words[2 * i + 1]));
-            // SAFETY: `i * 16 + 16 <= full * 8 <= size`, so the 16 bytes written lie inside `buf`;
-            // unaligned writes have no alignment requirement; `buf` is exclusively borrowed. The
-            // bytes are the two words' native bytes, in order, as two 8-byte writes would be.
-            // SSE2 is part of the x86-64 baseline.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                use std::arch::x86_64::{__m128i, _mm_set_epi64x, _mm_storeu_si128};
-                _mm_storeu_si128(dst.add(i * 16).cast::<__m128i>(), _mm_set_epi64x(hi as i64, lo as i64));
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unsafe {
-                dst.add(i * 16).cast::<u64>().write_unaligned(lo);
-                dst.add(i * 16 + 8).cast::<u64>().write_unaligned(hi);
-            }
-        }
-        if full % 2 == 1 {
-            let i = full - 1;
-            // SAFETY: `i * 8 + 8 <= size`, so the 8 bytes written lie inside `buf`, as above.
-            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(seqlock::load_word(&words[i])) };
+        for (i, word) in words[..full].iter().enumerate() {
+            // SAFETY: `i * 8 + 8 <= size`, so the 8 bytes written lie inside `buf`; unaligned
+            // writes have no alignment requirement; `buf` is exclusively borrowed.
+            unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(seqlock::load_word(word)) };
         }
         let tail = size % 8;
         if tail > 0 {
