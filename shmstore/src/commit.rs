@@ -275,6 +275,13 @@ impl EntryHandle {
     #[inline(always)]
     pub(crate) fn load_fast<T: SharedLayout>(&self) -> Option<T> {
         let (seq, moved, slots) = self.hot()?;
+        // Both slots cover a `T` (they were located for its layout): checked here, before the
+        // read, the check does not depend on which slot is active, so the compiler can drop the
+        // one `fill` makes (and hoist this one out of a caller's loop).
+        let words = std::mem::size_of::<T>().div_ceil(8);
+        if slots[0].len() < words || slots[1].len() < words {
+            return None;
+        }
         // As in `load_optimistic`: a reader that sees a migration's `seq` bump sees its move.
         let check = || if moved.load(Ordering::Acquire) != 0 { Err(()) } else { Ok(()) };
         // Filled in place, so that the words go from the loads to the caller's value with no
