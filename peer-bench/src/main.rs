@@ -142,9 +142,9 @@ fn single_operations(dirs: &Dirs, redis: Option<&RedisServer>) -> Vec<Row> {
     // ---- The raw floors and the raw lock baselines. ----
     let raw = Raw::create(&dirs.disk.join("raw.bin"));
     let seqlock = raw.seqlock();
-    rows.push(row(Group::Read, "raw memmap2 seqlock", "lock-free read (the floor)", true, || {
-        black_box(&seqlock).read()
-    }));
+    // The floors are measured as the library is: the handle (here the seqlock's and the
+    // counter's addresses) is loop-invariant, and the compiler may keep it in registers for both.
+    rows.push(row(Group::Read, "raw memmap2 seqlock", "lock-free read (the floor)", true, || seqlock.read()));
     rows.push(row(Group::Read, "raw memmap2 + OFD lock", "shared lock, copy, unlock", false, || {
         raw.ofd(libc::F_RDLCK);
         let v = seqlock.read();
@@ -169,7 +169,7 @@ fn single_operations(dirs: &Dirs, redis: Option<&RedisServer>) -> Vec<Row> {
     }));
     let counter = raw.counter();
     rows.push(row(Group::Increment, "raw memmap2", "`fetch_add` (the floor)", true, || {
-        black_box(counter).fetch_add(1, Ordering::Relaxed)
+        counter.fetch_add(1, Ordering::Relaxed)
     }));
 
     // ---- shmstore. ----
