@@ -74,8 +74,25 @@ pub struct Row {
     pub system: &'static str,
     pub op: String,
     pub timing: Timing,
-    /// Whether this row is the group's floor.
-    pub floor: bool,
+    /// The group's floor, timed in turns with this row (the row's own timing for a floor).
+    pub floor: Timing,
+}
+
+/// The floor of each group, as a loop of `n` operations, to time every row in turns with.
+struct Floors<'a> {
+    read: Box<dyn FnMut(u64) + 'a>,
+    commit: Box<dyn FnMut(u64) + 'a>,
+    increment: Box<dyn FnMut(u64) + 'a>,
+}
+
+impl Floors<'_> {
+    fn of(&mut self, group: Group) -> &mut dyn FnMut(u64) {
+        match group {
+            Group::Read => &mut *self.read,
+            Group::Commit => &mut *self.commit,
+            Group::Increment => &mut *self.increment,
+        }
+    }
 }
 
 /// Where a run keeps its files: `disk` on the project's disk, `tmpfs` under /dev/shm.
@@ -108,6 +125,9 @@ fn main() {
 
     eprintln!("single operations ...");
     let rows = single_operations(&dirs, redis.as_ref());
+    if std::env::var_os(FILTER_ENV).is_some() {
+        return;
+    }
     eprintln!("contended increments ...");
     let scaling = contend::scaling(&dirs, redis.as_ref().map(|r| r.url.as_str()));
     notes.push(
@@ -124,14 +144,43 @@ fn main() {
     eprintln!("wrote {} and {}", out_dir.join("peer-table.md").display(), out_dir.join("scaling.svg").display());
 }
 
-/// Times `op` as one row.
-fn row<R>(group: Group, system: &'static str, op: &str, floor: bool, mut f: impl FnMut() -> R) -> Row {
-    let timing = time(|n| {
+/// Set to a substring of `system operation` to time only the single operations that match it
+/// (and nothing else: no contention, no report written), for example to profile one of them.
+const FILTER_ENV: &str = "PEER_BENCH_FILTER";
+
+/// Times `op` as one row of `group`, in turns with the group's floor, or as the floor itself
+/// when `floors` is `None` (or skips it, see [`FILTER_ENV`]).
+fn row<R>(
+    floors: Option<&mut Floors<'_>>,
+    group: Group,
+    system: &'static str,
+    op: &str,
+    mut f: impl FnMut() -> R,
+) -> Row {
+    if let Ok(filter) = std::env::var(FILTER_ENV) {
+        if !format!("{system} {op}").contains(&filter) {
+            let skipped = Timing { median_ns: f64::NAN, min_ns: f64::NAN, max_ns: f64::NAN };
+            return Row { group, system, op: op.to_owned(), timing: skipped, floor: skipped };
+        }
+    }
+    let case = |n: u64| {
         for _ in 0..n {
             black_box(f());
         }
-    });
-    eprintln!("  {system:<28} {op:<44} {:>12.1} ns", timing.median_ns);
+    };
+    let (timing, floor) = match floors {
+        Some(floors) => harness::time_paired(floors.of(group), case),
+        None => {
+            let timing = time(case);
+            (timing, timing)
+        }
+    };
+    eprintln!(
+        "  {system:<28} {op:<44} {:>12.1} ns  (floor {:.1} ns, x{:.2})",
+        timing.median_ns,
+        floor.median_ns,
+        timing.median_ns / floor.median_ns
+    );
     Row { group, system, op: op.to_owned(), timing, floor }
 }
 
@@ -142,89 +191,123 @@ fn single_operations(dirs: &Dirs, redis: Option<&RedisServer>) -> Vec<Row> {
     // ---- The raw floors and the raw lock baselines. ----
     let raw = Raw::create(&dirs.disk.join("raw.bin"));
     let seqlock = raw.seqlock();
+    let counter = raw.counter();
     // The floors are measured as the library is: the handle (here the seqlock's and the
     // counter's addresses) is loop-invariant, and the compiler may keep it in registers for both.
-    rows.push(row(Group::Read, "raw memmap2 seqlock", "lock-free read (the floor)", true, || seqlock.read()));
-    rows.push(row(Group::Read, "raw memmap2 + OFD lock", "shared lock, copy, unlock", false, || {
+    rows.push(row(None, Group::Read, "raw memmap2 seqlock", "lock-free read (the floor)", || seqlock.read()));
+    rows.push(row(
+        None,
+        Group::Commit,
+        "raw memmap2 + robust mutex",
+        "lock, copy out, commit, unlock (the floor)",
+        || raw.mutex_commit(bump),
+    ));
+    rows.push(row(None, Group::Increment, "raw memmap2", "`fetch_add` (the floor)", || {
+        counter.fetch_add(1, Ordering::Relaxed)
+    }));
+    let mut floors = Floors {
+        read: Box::new(|n| {
+            for _ in 0..n {
+                black_box(seqlock.read());
+            }
+        }),
+        commit: Box::new(|n| {
+            for _ in 0..n {
+                raw.mutex_commit(bump);
+            }
+        }),
+        increment: Box::new(|n| {
+            for _ in 0..n {
+                black_box(counter.fetch_add(1, Ordering::Relaxed));
+            }
+        }),
+    };
+    let floors = &mut floors;
+    rows.push(row(Some(&mut *floors), Group::Read, "raw memmap2 + OFD lock", "shared lock, copy, unlock", || {
         raw.ofd(libc::F_RDLCK);
         let v = seqlock.read();
         raw.ofd(libc::F_UNLCK);
         v
     }));
-    rows.push(row(Group::Read, "raw memmap2 + robust mutex", "lock, copy, unlock", false, || {
+    rows.push(row(Some(&mut *floors), Group::Read, "raw memmap2 + robust mutex", "lock, copy, unlock", || {
         raw.mutex_lock();
         let v = seqlock.read();
         raw.mutex_unlock();
         v
     }));
     rows.push(row(
+        Some(&mut *floors),
         Group::Commit,
-        "raw memmap2 + robust mutex",
-        "lock, copy out, commit, unlock (the floor)",
-        true,
-        || raw.mutex_commit(bump),
+        "raw memmap2 + OFD lock",
+        "lock, copy out, commit, unlock",
+        || raw.ofd_commit(bump),
     ));
-    rows.push(row(Group::Commit, "raw memmap2 + OFD lock", "lock, copy out, commit, unlock", false, || {
-        raw.ofd_commit(bump)
-    }));
-    let counter = raw.counter();
-    rows.push(row(Group::Increment, "raw memmap2", "`fetch_add` (the floor)", true, || {
-        counter.fetch_add(1, Ordering::Relaxed)
-    }));
 
     // ---- shmstore. ----
     let store = Store::open_or_create(dirs.disk.join("shmstore.shm"), 1 << 20).unwrap();
     let obj = store.object_or_init("obj64", Obj64::default).unwrap();
     let atomic = store.object_or_init("counter", || Counter { n: AtomicU64::new(0) }).unwrap();
-    rows.push(row(Group::Read, "shmstore", "`load()`", false, || obj.load().unwrap()));
-    rows.push(row(Group::Read, "shmstore", "`read()` guard, copy", false, || *obj.read().unwrap()));
+    rows.push(row(Some(&mut *floors), Group::Read, "shmstore", "`load()`", || obj.load().unwrap()));
+    rows.push(row(Some(&mut *floors), Group::Read, "shmstore", "`read()` guard, copy", || *obj.read().unwrap()));
     let mut value = Obj64::default();
-    rows.push(row(Group::Commit, "shmstore", "`store(v)`", false, || {
+    rows.push(row(Some(&mut *floors), Group::Commit, "shmstore", "`store(v)`", || {
         value.a[0] = value.a[0].wrapping_add(1);
         obj.store(black_box(value)).unwrap()
     }));
-    rows.push(row(Group::Commit, "shmstore", "`update(|o| o.a[0] += 1)`", false, || obj.update(bump).unwrap()));
-    rows.push(row(Group::Increment, "shmstore", "`get()?.n.fetch_add(1)`", false, || {
+    rows.push(row(Some(&mut *floors), Group::Commit, "shmstore", "`update(|o| o.a[0] += 1)`", || {
+        obj.update(bump).unwrap()
+    }));
+    rows.push(row(Some(&mut *floors), Group::Increment, "shmstore", "`get()?.n.fetch_add(1)`", || {
         atomic.get().unwrap().n.fetch_add(1, Ordering::Relaxed)
     }));
-    rows.push(row(Group::Increment, "shmstore", "`read()?.n.fetch_add(1)` (a guard per call)", false, || {
-        atomic.read().unwrap().n.fetch_add(1, Ordering::Relaxed)
-    }));
+    rows.push(row(
+        Some(&mut *floors),
+        Group::Increment,
+        "shmstore",
+        "`read()?.n.fetch_add(1)` (a guard per call)",
+        || atomic.read().unwrap().n.fetch_add(1, Ordering::Relaxed),
+    ));
 
     // ---- LMDB. ----
     let lmdb = Lmdb::open(&peers::lmdb_dir(&dirs.disk, true), true);
-    rows.push(row(Group::Read, "LMDB (heed)", "read txn, get, copy", false, || lmdb.get()));
+    rows.push(row(Some(&mut *floors), Group::Read, "LMDB (heed)", "read txn, get, copy", || lmdb.get()));
     let mut value = Obj64::default();
-    rows.push(row(Group::Commit, "LMDB (heed)", "put + commit, `NO_SYNC`", false, || {
+    rows.push(row(Some(&mut *floors), Group::Commit, "LMDB (heed)", "put + commit, `NO_SYNC`", || {
         value.a[0] = value.a[0].wrapping_add(1);
         lmdb.put(&value)
     }));
     let lmdb = Lmdb::open(&peers::lmdb_dir(&dirs.disk, false), false);
-    rows.push(row(Group::Commit, "LMDB (heed)", "put + commit, synced", false, || {
+    rows.push(row(Some(&mut *floors), Group::Commit, "LMDB (heed)", "put + commit, synced", || {
         value.a[0] = value.a[0].wrapping_add(1);
         lmdb.put(&value)
     }));
 
     // ---- SQLite. ----
     let sqlite = Sqlite::open(&dirs.disk.join("off.sqlite"), "OFF");
-    rows.push(row(Group::Read, "SQLite (rusqlite, WAL)", "`SELECT`, copy", false, || sqlite.get()));
-    rows.push(row(Group::Commit, "SQLite (rusqlite, WAL)", "`UPDATE`, `synchronous=OFF`", false, || {
+    rows.push(row(Some(&mut *floors), Group::Read, "SQLite (rusqlite, WAL)", "`SELECT`, copy", || sqlite.get()));
+    rows.push(row(Some(&mut *floors), Group::Commit, "SQLite (rusqlite, WAL)", "`UPDATE`, `synchronous=OFF`", || {
         value.a[0] = value.a[0].wrapping_add(1);
         sqlite.put(&value)
     }));
     drop(sqlite);
     let sqlite = Sqlite::open(&dirs.disk.join("normal.sqlite"), "NORMAL");
-    rows.push(row(Group::Commit, "SQLite (rusqlite, WAL)", "`UPDATE`, `synchronous=NORMAL`", false, || {
-        value.a[0] = value.a[0].wrapping_add(1);
-        sqlite.put(&value)
-    }));
+    rows.push(row(
+        Some(&mut *floors),
+        Group::Commit,
+        "SQLite (rusqlite, WAL)",
+        "`UPDATE`, `synchronous=NORMAL`",
+        || {
+            value.a[0] = value.a[0].wrapping_add(1);
+            sqlite.put(&value)
+        },
+    ));
     drop(sqlite);
 
     // ---- mmap-sync, on tmpfs and on disk. ----
     for (place, dir) in [("tmpfs", &dirs.tmpfs), ("disk", &dirs.disk)] {
         let mut sync = MmapSync::open(&dir.join("mmap-sync"));
-        rows.push(row(Group::Read, "mmap-sync", &format!("read, copy ({place})"), false, || sync.read()));
-        rows.push(row(Group::Commit, "mmap-sync", &format!("write, one writer ({place})"), false, || {
+        rows.push(row(Some(&mut *floors), Group::Read, "mmap-sync", &format!("read, copy ({place})"), || sync.read()));
+        rows.push(row(Some(&mut *floors), Group::Commit, "mmap-sync", &format!("write, one writer ({place})"), || {
             value.a[0] = value.a[0].wrapping_add(1);
             sync.write(&value)
         }));
@@ -234,12 +317,16 @@ fn single_operations(dirs: &Dirs, redis: Option<&RedisServer>) -> Vec<Row> {
     if let Some(server) = redis {
         let mut con = server.connect().unwrap();
         peers::redis_set(&mut con, &Obj64::default());
-        rows.push(row(Group::Read, "Redis (loopback)", "`GET`, copy", false, || peers::redis_get(&mut con)));
-        rows.push(row(Group::Commit, "Redis (loopback)", "`SET`", false, || {
+        rows.push(row(Some(&mut *floors), Group::Read, "Redis (loopback)", "`GET`, copy", || {
+            peers::redis_get(&mut con)
+        }));
+        rows.push(row(Some(&mut *floors), Group::Commit, "Redis (loopback)", "`SET`", || {
             value.a[0] = value.a[0].wrapping_add(1);
             peers::redis_set(&mut con, &value)
         }));
-        rows.push(row(Group::Increment, "Redis (loopback)", "`INCR`", false, || peers::redis_incr(&mut con)));
+        rows.push(row(Some(&mut *floors), Group::Increment, "Redis (loopback)", "`INCR`", || {
+            peers::redis_incr(&mut con)
+        }));
     }
     store.close().unwrap();
     rows

@@ -53,22 +53,26 @@ pub fn markdown(rows: &[Row], scaling: &Scaling, notes: &[String]) -> String {
     let _ = writeln!(out, "`cargo run --release --manifest-path peer-bench/Cargo.toml` on {}.\n", machine());
     let _ = writeln!(
         out,
-        "Single operations: median of 11 samples after a warm-up, ns per operation; the ratio is to \
-         the raw floor of the same group measured in this run.\n"
+        "Single operations: ns per operation, the median of 11 samples after a warm-up (the \
+         slowest to fastest sample in brackets). Every row is timed in turns with the raw floor of \
+         its group, sample by sample, and its ratio is to that floor's median from the same samples \
+         (shown too), so that the machine's noise hits both alike.\n"
     );
-    let _ = writeln!(out, "| what | system | operation | ns/op | × raw floor |");
-    let _ = writeln!(out, "|---|---|---|---:|---:|");
+    let _ = writeln!(out, "| what | system | operation | ns/op | floor, same samples | × floor |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
     for group in [Group::Read, Group::Commit, Group::Increment] {
-        let floor = rows.iter().find(|r| r.group == group && r.floor).map_or(f64::NAN, |r| r.timing.median_ns);
-        for row in rows.iter().filter(|r| r.group == group) {
+        for row in rows.iter().filter(|r| r.group == group && !r.timing.median_ns.is_nan()) {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.2} |",
+                "| {} | {} | {} | {} ({}–{}) | {} | {:.2} |",
                 group_title(group),
                 row.system,
-                row.op,
+                row.op.replace('|', "\\|"),
                 ns(row.timing.median_ns),
-                row.timing.median_ns / floor
+                ns(row.timing.min_ns),
+                ns(row.timing.max_ns),
+                ns(row.floor.median_ns),
+                row.timing.median_ns / row.floor.median_ns
             );
         }
     }
