@@ -298,7 +298,9 @@ impl<T: SharedLayout> Shared<T> {
     /// no longer seen by anyone. Call `get()` again rather than keeping the reference across
     /// migrations. On a read-only store it fails with [`Error::ReadOnly`](crate::Error::ReadOnly),
     /// as a read guard on a type holding atomics does. A process killed at any instant leaves
-    /// every atomic as its last completed operation left it.
+    /// every atomic as its last completed operation left it. Operations through the reference
+    /// are not commits: like those made through a read guard, they do not change the object's
+    /// [`Version`] or wake [`wait_for_change`](Self::wait_for_change).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
