@@ -54,7 +54,7 @@ pub fn markdown(rows: &[Row], scaling: &Scaling, notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "Single operations: ns per operation, the median of 11 samples after a warm-up (the \
-         slowest to fastest sample in brackets). Every row is timed in turns with the raw floor of \
+         fastest to slowest sample in brackets). Every row is timed in turns with the raw floor of \
          its group, sample by sample, and its ratio is to that floor's median from the same samples \
          (shown too), so that the machine's noise hits both alike.\n"
     );
