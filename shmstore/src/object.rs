@@ -324,7 +324,7 @@ impl<T: SharedLayout> Shared<T> {
     ///
     /// A type with any other field does not have it:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0277
     /// # use std::sync::atomic::AtomicU64;
     /// # use shmstore::{SharedLayout, Store};
     /// #[derive(SharedLayout)]
