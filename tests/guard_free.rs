@@ -143,6 +143,73 @@ fn threads_count_through_get_while_guards_and_get_coexist() {
     assert_eq!(counters.get().unwrap().hits.load(Ordering::SeqCst), 40_000);
 }
 
+/// Writers (write guards and `update`) and `get()` users at once: every access to the bytes is
+/// atomic (run this file under ThreadSanitizer to check that), and the
+/// writers still exclude each other. Only the writer changes `misses[0]` and `misses[1]`, each
+/// commit storing back the copy it made under the lock, so they count exactly; increments of
+/// `hits` made through `get()` between a commit's copy and its write-back may be overwritten (as
+/// documented), so `hits` is only bounded.
+#[test]
+fn writers_and_get_users_race_only_through_atomics() {
+    const WRITES: u32 = 300;
+    const INCREMENTS: u64 = 20_000;
+    let (_dir, path) = temp_store();
+    let store = Store::open_or_create(&path, CAPACITY).unwrap();
+    let counters = store.object_or_init("hits", || hits(0)).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..INCREMENTS {
+                    counters.get().unwrap().hits.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for writer in 0..2usize {
+            let counters = &counters;
+            s.spawn(move || {
+                for i in 0..WRITES {
+                    match i % 3 {
+                        0 => {
+                            counters.update(|h| h.misses[writer].fetch_add(1, Ordering::Relaxed)).unwrap();
+                        }
+                        1 => {
+                            let mut g = counters.write().unwrap();
+                            *g.misses[writer].get_mut() += 1;
+                        }
+                        _ => {
+                            // Through `&T` on the guard's copy, committed explicitly. (`store` is
+                            // left out: it replaces the other writer's counter too.)
+                            let g = counters.write().unwrap();
+                            g.misses[writer].fetch_add(1, Ordering::Relaxed);
+                            g.commit().unwrap();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let c = counters.get().unwrap();
+    assert_eq!(c.misses[0].load(Ordering::SeqCst), WRITES, "a commit lost another writer's commit");
+    assert_eq!(c.misses[1].load(Ordering::SeqCst), WRITES, "a commit lost another writer's commit");
+    assert!(c.hits.load(Ordering::SeqCst) <= 2 * INCREMENTS);
+
+    // `store` while `get()` users increment: it replaces every atomic, atomically.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..INCREMENTS {
+                counters.get().unwrap().hits.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..WRITES {
+                counters.store(hits(7)).unwrap();
+            }
+        });
+    });
+    assert_eq!(c.misses[0].load(Ordering::SeqCst), 0, "the last store replaced the writers' counts");
+    assert!((7..=7 + INCREMENTS).contains(&c.hits.load(Ordering::SeqCst)));
+}
+
 /// A write guard on an all-atomic object never makes a `&mut` to the bytes a `get()` reference
 /// points at (that would alias it): it works on a private copy and stores it back atomically on
 /// commit. So an abort or a panic discards its changes, and `store` and `update` work.
