@@ -278,6 +278,21 @@ pub(crate) trait Shape {
     /// Calls `f(offset, part)` for each direct part (array element, struct field), in order, until
     /// `f` returns `false`.
     fn parts(&self, f: &mut dyn FnMut(u64, &Self) -> bool);
+
+    /// Whether every byte belongs to an atomic: it is one, or its parts all are and cover it
+    /// (a shape with no bytes counts). Such values are only ever accessed atomically.
+    fn is_all_atomic(&self) -> bool {
+        if self.atomic_width().is_some() {
+            return true;
+        }
+        let (mut all, mut covered) = (true, 0u64);
+        self.parts(&mut |_, part| {
+            all = part.is_all_atomic();
+            covered = covered.saturating_add(part.byte_size());
+            all
+        });
+        all && covered == self.byte_size()
+    }
 }
 
 impl Shape for Layout {
@@ -453,73 +468,73 @@ unsafe fn load_atomic(src: NonNull<u8>, width: usize, out: &mut [u8]) {
     out.copy_from_slice(&bytes[..width]);
 }
 
-/// Copies `bytes`, values of the all-atomic `layout` (see [`Layout::is_all_atomic`]), to `dst`
-/// with one atomic store per atomic, at that atomic's own width. Returns `false`, having stored
-/// nothing, if the layout is not all atomics or `bytes` is not a whole number of values.
+/// Copies `bytes`, values of the all-atomic `shape` (see [`Shape::is_all_atomic`]), to `dst` with
+/// one atomic store per atomic, at that atomic's own width. Returns `false`, having stored
+/// nothing, if the shape is not all atomics or `bytes` is not a whole number of values.
 ///
 /// This is how an entry made only of atomics is written: holders of the `&T` that
 /// [`Shared::get`](crate::Shared::get) hands out use its atomics at any moment without a lock, so
-/// no byte of it may ever be written with a plain store.
+/// no byte of it may ever be written with a plain store. (Generic over [`Shape`] so that writers
+/// that know the entry only by its stored [`Schema`] can write the same way.)
 ///
 /// # Safety
 ///
-/// `dst..dst + bytes.len()` lies in a live, writable mapping, aligned for `layout`, and holds
-/// values of layout `layout`, whose every byte (the layout is all atomics) is only ever accessed
-/// by cooperating threads and processes through a std atomic of the width the layout gives it.
-pub(crate) unsafe fn store_atomics(layout: &Layout, dst: NonNull<u8>, bytes: &[u8]) -> bool {
-    let size = layout.size;
-    if !layout.is_all_atomic() || size == 0 || !bytes.len().is_multiple_of(size) {
-        return layout.is_all_atomic() && bytes.is_empty();
+/// `dst..dst + bytes.len()` lies in a live, writable mapping, aligned for the shape, and holds
+/// values of shape `shape`, whose every byte (the shape is all atomics) is only ever accessed
+/// by cooperating threads and processes through a std atomic of the width the shape gives it.
+pub(crate) unsafe fn store_atomics<S: Shape>(shape: &S, dst: NonNull<u8>, bytes: &[u8]) -> bool {
+    let Ok(size) = usize::try_from(shape.byte_size()) else { return false };
+    if !shape.is_all_atomic() {
+        return false;
+    }
+    if size == 0 || !bytes.len().is_multiple_of(size) {
+        return bytes.is_empty();
     }
     for (i, value) in bytes.chunks_exact(size).enumerate() {
         // SAFETY: value `i` lies at `dst + i * size`, inside the range the caller vouches for.
-        unsafe { store_value(layout, dst.add(i * size), value) };
+        unsafe { store_value(shape, dst.add(i * size), value) };
     }
     true
 }
 
-/// [`store_atomics`] for one value of an all-atomic layout.
+/// [`store_atomics`] for one value of an all-atomic shape.
 ///
 /// # Safety
 ///
-/// As for [`store_atomics`], with `value.len() == layout.size`.
-unsafe fn store_value(layout: &Layout, dst: NonNull<u8>, value: &[u8]) {
-    match layout.kind {
-        TypeKind::Atomic(p) => {
-            let (p, width) = (dst.as_ptr(), p.size());
-            let mut word = [0u8; 8];
-            word[..width].copy_from_slice(&value[..width]);
-            // SAFETY (each arm): `p` is aligned for this atomic (the layout places it at an offset
-            // aligned for its type, inside a value aligned for the layout), its `width` bytes lie
-            // in a live, writable mapping, and every cooperating access to them is an atomic
-            // access of this width (the caller's contract). Any bits are a valid integer; an
-            // `AtomicBool` is stored from a validated value, whose byte is 0 or 1.
-            match width {
-                1 => unsafe { AtomicU8::from_ptr(p) }.store(word[0], Ordering::Relaxed),
-                2 => unsafe { AtomicU16::from_ptr(p.cast()) }
-                    .store(u16::from_ne_bytes([word[0], word[1]]), Ordering::Relaxed),
-                4 => unsafe { AtomicU32::from_ptr(p.cast()) }
-                    .store(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]), Ordering::Relaxed),
-                _ => unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(word), Ordering::Relaxed),
-            }
+/// As for [`store_atomics`], with `value.len()` the shape's size.
+unsafe fn store_value<S: Shape>(shape: &S, dst: NonNull<u8>, value: &[u8]) {
+    if let Some(width) = shape.atomic_width() {
+        let p = dst.as_ptr();
+        let mut word = [0u8; 8];
+        let n = width.min(8).min(value.len());
+        word[..n].copy_from_slice(&value[..n]);
+        // SAFETY (each arm): `p` is aligned for this atomic (the shape places it at an offset
+        // aligned for its type, inside a value aligned for the shape), its `width` bytes lie in a
+        // live, writable mapping, and every cooperating access to them is an atomic access of
+        // this width (the caller's contract). Any bits are a valid integer; an `AtomicBool` is
+        // stored from a validated value, whose byte is 0 or 1.
+        match width {
+            1 => unsafe { AtomicU8::from_ptr(p) }.store(word[0], Ordering::Relaxed),
+            2 => unsafe { AtomicU16::from_ptr(p.cast()) }
+                .store(u16::from_ne_bytes([word[0], word[1]]), Ordering::Relaxed),
+            4 => unsafe { AtomicU32::from_ptr(p.cast()) }
+                .store(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]), Ordering::Relaxed),
+            8 => unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(word), Ordering::Relaxed),
+            // No std atomic has another width: `is_all_atomic` shapes have none.
+            _ => {}
         }
-        TypeKind::Array { elem, len } => {
-            for i in 0..len {
-                let at = i * elem.size;
-                // SAFETY: element `i` lies at `dst + at`, inside this value.
-                unsafe { store_value(elem, dst.add(at), &value[at..at + elem.size]) };
-            }
-        }
-        TypeKind::Struct { fields } => {
-            for field in fields {
-                let at = field.offset;
-                // SAFETY: the field lies at `dst + at`, inside this value.
-                unsafe { store_value(field.layout, dst.add(at), &value[at..at + field.layout.size]) };
-            }
-        }
-        // `store_atomics` checked that the layout is all atomics: no other kind occurs.
-        TypeKind::Primitive(_) | TypeKind::Enum { .. } | TypeKind::FixedStr { .. } => {}
+        return;
     }
+    shape.parts(&mut |offset, part| {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
+        // A part that does not fit (possible only in a malformed schema) ends the walk.
+        let Some(range) = range.filter(|r| r.end <= value.len()) else { return false };
+        // SAFETY: the part lies at `dst + range.start`, inside this value (checked just above).
+        unsafe { store_value(part, dst.add(range.start), &value[range]) };
+        true
+    });
 }
 
 /// `bytes` (at most 8) at the start of an 8-byte array.
@@ -653,6 +668,51 @@ impl<T: SharedLayout> Staging<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SharedLayout;
+
+    #[derive(SharedLayout)]
+    #[repr(C)]
+    struct Counters {
+        a: AtomicU64,
+        b: [AtomicU32; 2],
+        flag: [std::sync::atomic::AtomicBool; 8],
+    }
+
+    /// `store_atomics` writes every byte of all-atomic values, through the compile-time layout and
+    /// through the schema stored in a file alike, and refuses shapes with plain bytes.
+    #[test]
+    fn store_atomics_writes_all_atomic_values_and_refuses_others() {
+        let schema = Schema::from(&Counters::LAYOUT);
+        assert!(Shape::is_all_atomic(&Counters::LAYOUT) && Counters::LAYOUT.is_all_atomic());
+        assert!(schema.is_all_atomic());
+        let value: Vec<u8> = (0..24u8).map(|i| if i >= 16 { i % 2 } else { i + 1 }).collect();
+        for shape_is_schema in [false, true] {
+            let words: Vec<AtomicU64> = (0..6).map(|_| AtomicU64::new(u64::MAX)).collect();
+            let dst = NonNull::from(&words[0]).cast::<u8>();
+            let two_values = [value.clone(), value.clone()].concat();
+            // SAFETY: `words` holds 48 bytes, 8-aligned, that only this thread uses.
+            let stored = unsafe {
+                if shape_is_schema {
+                    store_atomics(&schema, dst, &two_values)
+                } else {
+                    store_atomics(&Counters::LAYOUT, dst, &two_values)
+                }
+            };
+            assert!(stored);
+            let mut back = vec![0u8; 48];
+            // SAFETY: as above.
+            unsafe { copy_shared(&Counters::LAYOUT, dst, &mut back) };
+            assert_eq!(back, two_values, "every byte of both values, via the schema: {shape_is_schema}");
+            // SAFETY: as above; nothing is stored for a partial value.
+            assert!(!unsafe { store_atomics(&Counters::LAYOUT, dst, &value[..20]) });
+        }
+        let plain = Schema::from(&u64::LAYOUT);
+        let words = [AtomicU64::new(5)];
+        // SAFETY: as above, 8 bytes.
+        let stored = unsafe { store_atomics(&plain, NonNull::from(&words[0]).cast(), &[0; 8]) };
+        assert!(!stored && !plain.is_all_atomic());
+        assert_eq!(words[0].load(Ordering::Relaxed), 5, "a refused store writes nothing");
+    }
 
     /// `Staging::from_words` copies every byte of values of every size from 1 to 40 bytes: pairs
     /// of words, an odd last word and a tail of fewer than 8 bytes.
