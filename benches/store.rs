@@ -39,6 +39,13 @@ use criterion::{criterion_group, Criterion, Throughput};
 use memmap2::MmapRaw;
 use shmstore::{SharedLayout, Store};
 
+/// A counter made only of atomics: `Shared::get` uses it with no guard.
+#[derive(SharedLayout)]
+#[repr(C)]
+struct Counter {
+    n: AtomicU64,
+}
+
 /// A 64-byte object: one cache line, no validation needed (every bit pattern is a valid `u64`).
 #[derive(SharedLayout, Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
@@ -317,6 +324,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| unsafe { black_box(raw_obj).read() })
     });
     g.bench_function("raw_seqlock_read64/uncontended", |b| b.iter(|| seqlock.read().0));
+    // The same read through a reference the compiler must load on every call, as any handle is:
+    // the addresses of `seq` and the slots are read from memory each time instead of being kept
+    // in registers across the loop.
+    g.bench_function("raw_seqlock_read64/through_ref", |b| b.iter(|| black_box(&seqlock).read().0));
+    // The floor of `Shared::get` plus an increment: one `fetch_add` on a word of a raw mapping.
+    // SAFETY: the word is inside the mapping (its second page), 8-aligned, and only ever used
+    // through this atomic while the bench runs.
+    let raw_counter = unsafe { AtomicU64::from_ptr(raw.as_mut_ptr().wrapping_add(4096).cast()) };
+    g.bench_function("raw_fetch_add", |b| b.iter(|| black_box(raw_counter).fetch_add(1, Ordering::Relaxed)));
     let writer = Writer::spawn("raw", &dir.path().join("raw.bin"), || seqlock.version());
     g.bench_function("raw_seqlock_read64/contended", |b| b.iter(|| seqlock.read().0));
     // A locked copy while the writer process takes the same kernel lock for every commit: the
@@ -360,6 +376,10 @@ fn benches(c: &mut Criterion) {
             black_box(guard.a[3]);
         })
     });
+    // An atomic counter: through `get()` (no guard) and through a `read()` guard per call.
+    let counter = store.object_or_init("counter", || Counter { n: AtomicU64::new(0) }).unwrap();
+    g.bench_function("get_fetch_add", |b| b.iter(|| counter.get().unwrap().n.fetch_add(1, Ordering::Relaxed)));
+    g.bench_function("read_guard_fetch_add", |b| b.iter(|| counter.read().unwrap().n.fetch_add(1, Ordering::Relaxed)));
     let mut n = 0u64;
     g.bench_function("write_guard", |b| {
         b.iter(|| {

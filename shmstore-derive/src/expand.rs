@@ -33,6 +33,10 @@
 //!   and `tests/ui/fail/fake_core_padding.rs` hold an impostor `core` and check that layouts and
 //!   padding errors do not change.
 //!
+//! `AllAtomic` (every byte is an atomic) is implemented for every struct, on the condition that
+//! every field type implements it (higher-ranked `where` bounds, so that the impl compiles when they
+//! fail): with no padding (asserted above), the struct's bytes are then exactly its fields' atomics.
+//!
 //! For a fieldless enum with `repr(u8|u16|u32|u64)` (required by `valid.rs`): its bytes are exactly
 //! the discriminant, an unsigned integer with no padding and no pointers; the only valid patterns are
 //! the discriminants of its variants, which are listed (`Self::Variant as u64`) in `TypeKind::Enum`,
@@ -95,6 +99,22 @@ fn expand_struct(input: &Input, fields: &[Field]) -> TokenStream {
         }
     });
 
+    // `AllAtomic` holds exactly when every field's type is `AllAtomic`. The bounds are
+    // higher-ranked so that the impl itself compiles when they do not hold (a trivially false
+    // bound of a non-generic impl is an error, a higher-ranked one is not): the struct then simply
+    // does not implement the trait, and a use that needs it says which field type is not atomic.
+    let all_atomic_bounds = fields.iter().map(|f| {
+        let ty = f.ty;
+        quote_spanned! {ty.span()=> for<'__shm> #ty: ::shmstore::AllAtomic }
+    });
+    let all_atomic = quote! {
+        // SAFETY: the struct has no padding (asserted above) and every field's type is `AllAtomic`
+        // (the bounds), so every byte of the struct belongs to an atomic, and `LAYOUT` lists every
+        // field with that field's own (all-atomic) layout.
+        #[automatically_derived]
+        unsafe impl ::shmstore::AllAtomic for #ident where #(#all_atomic_bounds),* {}
+    };
+
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
@@ -102,6 +122,7 @@ fn expand_struct(input: &Input, fields: &[Field]) -> TokenStream {
             #padding_asserts
             #packed_asserts
             #no_drop
+            #all_atomic
 
             // SAFETY: see the module documentation of `shmstore-derive/src/expand.rs`. In short:
             // `repr(C)` (or `transparent`) fixes the layout; the assertions above prove that there

@@ -260,9 +260,44 @@ impl EntryHandle {
         self.store.corrupt(format!("entry `{}` points outside the mapping", self.entry.name))
     }
 
-    /// A copy of the current value of a double-buffered object, without a lock if possible.
+    /// `load()`'s fast path: one optimistic read of a double-buffered object, straight into a
+    /// `T`, with no error path and no version. `None` when it cannot answer at once (not
+    /// double-buffered, migrated, a commit raced with the copy, or bytes that fail validation):
+    /// the caller then takes [`load_optimistic`](Self::load_optimistic) with one try fewer, which
+    /// says why or retries.
     #[inline(always)]
-    pub(crate) fn load_optimistic<T: SharedLayout>(&self) -> Result<(T, Version)> {
+    pub(crate) fn load_fast<T: SharedLayout>(&self) -> Option<T> {
+        let (seq, moved, slots) = self.hot()?;
+        // Both slots cover a `T` (they were located for its layout): checked here, before the
+        // read, the check does not depend on which slot is active, so the compiler can drop the
+        // one `fill` makes (and hoist this one out of a caller's loop).
+        let words = std::mem::size_of::<T>().div_ceil(8);
+        if slots[0].len() < words || slots[1].len() < words {
+            return None;
+        }
+        // As in `load_optimistic`: a reader that sees the `seq` bump of a migration, removal or
+        // rename sees the entry marked, and leaves the answer to the slow path.
+        let check = || if self.moved_away(moved) { Err(()) } else { Ok(()) };
+        // Filled in place, so that the words go from the loads to the caller's value with no
+        // staging copy in between (one made with wider moves stalls on store forwarding).
+        let mut buf = std::mem::MaybeUninit::<T>::uninit();
+        let (filled, _) = seqlock::read(seq, slots, 1, check, |words| {
+            let filled = Staging::<T>::fill(&mut buf, words);
+            step(Step::OptimisticCopied);
+            filled
+        })
+        .ok()??;
+        if !filled {
+            return None;
+        }
+        // SAFETY: `fill` returned `true` for `buf`, which nothing changed since.
+        unsafe { Staging::from_filled(buf) }.into_value().ok()
+    }
+
+    /// A copy of the current value of a double-buffered object, without a lock if possible:
+    /// up to `tries` optimistic reads, then the shared lock.
+    #[inline(always)]
+    pub(crate) fn load_optimistic<T: SharedLayout>(&self, tries: u32) -> Result<(T, Version)> {
         // Everything the loop touches was located when the handle was made: the sequence and
         // forwarding words, and both slots. (Mappings are never unmapped while the store lives,
         // so these stay valid even if the store grows meanwhile.)
@@ -272,7 +307,7 @@ impl EntryHandle {
         // touches the old slots, so a read that races with one returns the value as it was just
         // before it.)
         let check = || if self.moved_away(moved) { self.check_current() } else { Ok(()) };
-        if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| {
+        if let Some((staging, before)) = seqlock::read(seq, slots, tries, check, |words| {
             let staging = Staging::<T>::from_words(words);
             step(Step::OptimisticCopied);
             staging
@@ -467,7 +502,7 @@ mod tests {
         store.migrate("pair", |p: Pair| [p.a, p.b, 0u64]).unwrap();
         assert_eq!(pair.version().get(), v + 2);
         assert_eq!(seqlock::active(pair.version().get()), active, "the old value stays in the active slot");
-        assert!(matches!(pair.handle.load_optimistic::<Pair>(), Err(Error::LayoutMismatch { .. })));
+        assert!(matches!(pair.handle.load_optimistic::<Pair>(OPTIMISTIC_TRIES), Err(Error::LayoutMismatch { .. })));
         assert_eq!(store.object::<[u64; 3]>("pair").unwrap().load().unwrap(), [3, 4, 0]);
 
         let arr = store.array_or_init("arr", 4, 7u32).unwrap();

@@ -115,6 +115,46 @@ pub unsafe trait SharedLayout: Sized + Send + Sync + 'static {
     const LAYOUT: Layout;
 }
 
+/// A [`SharedLayout`] type made **entirely** of atomics: every byte of it belongs to a std atomic.
+///
+/// Such a value needs no lock to be used: every access to it is an atomic operation, which
+/// synchronises itself across threads and processes. [`Shared::get`](crate::Shared::get) hands out
+/// `&T` for such types without a guard, so that a shared counter costs what its `fetch_add` costs.
+///
+/// `#[derive(SharedLayout)]` implements it for every struct whose fields all implement it (the
+/// impl is conditional on its field types, so a struct with one `u64` field simply does not get
+/// it); the std atomics (`AtomicU32`, `AtomicU64`, `AtomicI32`, `AtomicI64`, `AtomicBool`) and
+/// arrays of such types implement it here.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+/// use shmstore::{AllAtomic, SharedLayout};
+///
+/// #[derive(SharedLayout)]
+/// #[repr(C)]
+/// struct Hits { hits: AtomicU64, misses: [AtomicU64; 2] }
+///
+/// fn assert_all_atomic<T: AllAtomic>() {}
+/// assert_all_atomic::<Hits>();
+/// assert!(Hits::LAYOUT.is_all_atomic());
+/// ```
+///
+/// # Safety
+///
+/// On top of the [`SharedLayout`] contract: `Self::LAYOUT` describes every byte of `Self` as part
+/// of a [`TypeKind::Atomic`] (so [`Layout::is_all_atomic`] is `true`), and every byte of `Self` is
+/// in fact part of such a std atomic. The store then reads and writes such values only with
+/// atomic operations of each atomic's own width, and hands out `&Self` with no lock held.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not made entirely of atomics, so it cannot be used without a guard",
+    label = "`{Self}` does not implement `AllAtomic`",
+    note = "`Shared::get` gives `&T` without a lock only when every field of `T` is an atomic \
+            (`AtomicU32`, `AtomicU64`, `AtomicI32`, `AtomicI64`, `AtomicBool`), an array of atomics, \
+            or a struct made only of those",
+    note = "for a type that holds other data, use a guard: `shared.read()?` gives `&T` while it lives"
+)]
+pub unsafe trait AllAtomic: SharedLayout {}
+
 /// A fixed-width scalar type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -441,6 +481,30 @@ impl Layout {
         }
     }
 
+    /// Whether every byte of the type belongs to an atomic (a type with no bytes counts): such
+    /// values can be used with no lock at all, through [`Shared::get`](crate::Shared::get). This is
+    /// what [`AllAtomic`] promises for a type.
+    pub const fn is_all_atomic(&self) -> bool {
+        match &self.kind {
+            TypeKind::Atomic(_) => true,
+            TypeKind::Primitive(_) | TypeKind::Enum { .. } | TypeKind::FixedStr { .. } => false,
+            TypeKind::Array { elem, len } => *len == 0 || elem.is_all_atomic(),
+            TypeKind::Struct { fields } => {
+                // The fields cover every byte: `SharedLayout` types have no padding.
+                let mut covered = 0;
+                let mut i = 0;
+                while i < fields.len() {
+                    if !fields[i].layout.is_all_atomic() {
+                        return false;
+                    }
+                    covered += fields[i].layout.size;
+                    i += 1;
+                }
+                covered == self.size
+            }
+        }
+    }
+
     /// Whether the type holds an atomic anywhere. Such values are meant to be mutated in place by
     /// several processes at once, through a read guard; hold one guard for a batch of atomic
     /// operations, since each guard costs a kernel lock pair (see [`Shared`](crate::Shared)).
@@ -652,6 +716,20 @@ unsafe impl<T: SharedLayout, const N: usize> SharedLayout for [T; N] {
     const LAYOUT: Layout = Layout::array(&T::LAYOUT, N, std::mem::size_of::<[T; N]>(), std::mem::align_of::<[T; N]>());
 }
 
+macro_rules! all_atomic_impls {
+    ($($t:ident),* $(,)?) => {$(
+        // SAFETY: every byte of a std atomic belongs to that atomic, and its layout above is a
+        // `TypeKind::Atomic`.
+        unsafe impl AllAtomic for $t {}
+    )*};
+}
+
+all_atomic_impls!(AtomicU32, AtomicU64, AtomicI32, AtomicI64, AtomicBool);
+
+// SAFETY: an array has no bytes of its own besides its elements' (no padding between them), and
+// each element's bytes all belong to atomics (`T: AllAtomic`); its layout is an array of `T`'s.
+unsafe impl<T: AllAtomic, const N: usize> AllAtomic for [T; N] {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,5 +796,25 @@ mod tests {
         assert_eq!(AtomicU64::LAYOUT.display_name(), "AtomicU64");
         assert!(AtomicBool::LAYOUT.contains_atomics());
         assert!(!u64::LAYOUT.contains_atomics());
+    }
+
+    #[test]
+    fn all_atomic_means_every_byte_is_an_atomic() {
+        assert!(AtomicU64::LAYOUT.is_all_atomic());
+        assert!(<[AtomicBool; 3]>::LAYOUT.is_all_atomic());
+        assert!(<[[AtomicI32; 2]; 2]>::LAYOUT.is_all_atomic());
+        assert!(!u64::LAYOUT.is_all_atomic());
+        assert!(!<[u32; 2]>::LAYOUT.is_all_atomic());
+        static FIELDS: [Field; 2] = [
+            Field { name: "a", offset: 0, layout: &AtomicU32::LAYOUT },
+            Field { name: "b", offset: 4, layout: &u32::LAYOUT },
+        ];
+        let mixed = Layout::new("Mixed", 8, 4, 1, TypeKind::Struct { fields: &FIELDS });
+        assert!(mixed.contains_atomics() && !mixed.is_all_atomic(), "one plain field is enough to refuse");
+        static ONE: [Field; 1] = [Field { name: "a", offset: 0, layout: &AtomicU32::LAYOUT }];
+        let short = Layout::new("Short", 8, 4, 1, TypeKind::Struct { fields: &ONE });
+        assert!(!short.is_all_atomic(), "bytes no field covers are not atomics");
+        let whole = Layout::new("Whole", 4, 4, 1, TypeKind::Struct { fields: &ONE });
+        assert!(whole.is_all_atomic());
     }
 }

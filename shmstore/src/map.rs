@@ -232,6 +232,11 @@ impl<T: ?Sized> Located<T> {
         // store lives (see `Mappings`), which the caller guarantees for `'a`.
         unsafe { self.ptr.as_ref() }
     }
+
+    /// The located address, for the unsafe copies of `view` (which state their own contracts).
+    pub(crate) fn ptr(self) -> NonNull<u8> {
+        self.ptr.cast()
+    }
 }
 
 impl Mapping {
@@ -243,6 +248,14 @@ impl Mapping {
     /// [`Mapping::atomic_u32`], located for later use.
     pub(crate) fn locate_u32(&self, offset: u64) -> Option<Located<AtomicU32>> {
         self.atomic_u32(offset).map(|r| Located { ptr: NonNull::from(r) })
+    }
+
+    /// A `T` at `offset`, located for later use, if `offset..offset + size_of::<T>()` lies in the
+    /// mapping and `offset` is aligned for `T`. Whoever reads it as a `&T` proves that the bytes
+    /// are a valid `T` and that nobody writes them but through `T`'s atomics.
+    pub(crate) fn locate<T>(&self, offset: u64) -> Option<Located<T>> {
+        let ptr = self.ptr(offset, std::mem::size_of::<T>() as u64, std::mem::align_of::<T>() as u64)?;
+        Some(Located { ptr: ptr.cast() })
     }
 
     /// [`Mapping::atomic_words`], located for later use.

@@ -90,7 +90,7 @@ impl Store {
                 return Ok(Migration::AlreadyMigrated);
             }
             let old = EntryHandle::new::<Old>(self.inner_arc(), found.clone())?;
-            let _hold = match old.hold(true, Wait::Forever, None) {
+            let hold = match old.hold(true, Wait::Forever, None) {
                 Err(Error::LayoutMismatch { .. } | Error::Moved { .. } | Error::Removed { .. }) => continue,
                 other => other?,
             };
@@ -99,11 +99,11 @@ impl Store {
             let count = entry.count;
             let mut converted =
                 Vec::with_capacity(usize::try_from(count.saturating_mul(New::LAYOUT.size as u64)).unwrap_or(0));
-            // Under the exclusive lock nobody writes the active slot, so plain copies are safe.
-            let base = inner.active_offset(found.at, &entry);
+            // Under the exclusive lock no writer touches the active slot, but holders of
+            // `Shared::get` may still use an all-atomic object's atomics: read those atomically.
             for i in 0..count {
                 let mut staging = Staging::<Old>::zeroed();
-                if !inner.map().read(base + i * Old::LAYOUT.size as u64, staging.bytes_mut()) {
+                if !old.copy_element(&hold, i, staging.bytes_mut()) {
                     return Err(Error::BeyondMapping { name: name.to_owned(), mapped: inner.map().len() });
                 }
                 let value = staging.into_value().map_err(|invalid| Error::InvalidValue {

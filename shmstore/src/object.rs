@@ -4,10 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::commit::{Durability, Version};
+use crate::commit::{Durability, Version, OPTIMISTIC_TRIES};
 use crate::error::Result;
+use crate::guard_free::AtomicValue;
 use crate::handle::EntryHandle;
-use crate::layout::SharedLayout;
+use crate::layout::{AllAtomic, SharedLayout};
 use crate::lock::Wait;
 use crate::view::{self, ReadGuard, WriteGuard};
 
@@ -37,7 +38,12 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// [`is_double_buffered`](Self::is_double_buffered) and
 /// [`EntryInfo::slots`](crate::EntryInfo::slots) tell which kind an object is.
 ///
-/// # Atomics: hold one guard for a batch
+/// # Atomics: no guard at all, or one guard for a batch
+///
+/// An object made **only** of atomics (an [`AllAtomic`] type: every field an atomic, an array of
+/// atomics or a struct of those) needs no guard: [`get`](Self::get) gives `&T` with no lock and no
+/// system call, so `counters.get()?.hits.fetch_add(1, Relaxed)` costs about what the `fetch_add`
+/// costs. An object that holds anything else beside its atomics needs a guard:
 ///
 /// An atomic operation costs nanoseconds; the guard around it does not. Every
 /// [`read`](Self::read) takes and releases the object's kernel byte-range lock (two system
@@ -91,12 +97,15 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// ```
 pub struct Shared<T: SharedLayout> {
     pub(crate) handle: EntryHandle,
+    /// For an object made only of atomics, where [`get`](Self::get) finds it.
+    atomic: Option<AtomicValue<T>>,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: SharedLayout> Shared<T> {
     pub(crate) fn new(handle: EntryHandle) -> Self {
-        Shared { handle, _type: PhantomData }
+        let atomic = handle.locate_all_atomic::<T>();
+        Shared { handle, atomic, _type: PhantomData }
     }
 
     /// The object's name in the store.
@@ -110,6 +119,10 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     fn write_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<WriteGuard<'_, T>> {
+        if const { T::LAYOUT.is_all_atomic() } {
+            // `get()` users may hold `&T` at any time: no `&mut T` into the mapping.
+            return self.handle.write_all_atomic::<T>(wait, timeout);
+        }
         self.handle.write_object::<T>(wait, timeout)
     }
 
@@ -157,7 +170,30 @@ impl<T: SharedLayout> Shared<T> {
     where
         T: Copy,
     {
-        self.load_versioned().map(|(value, _)| value)
+        // One optimistic try, inlined: no version, no error path. Everything else (a lost race, a
+        // migration, invalid bytes, an object with one slot) goes the cold way, which writes its
+        // value to memory of its own: had it returned the `Result` itself, both ways would build
+        // it in one place in memory, and the fast way could not keep its words in registers.
+        let mut slow = std::mem::MaybeUninit::<T>::uninit();
+        match self.handle.load_fast::<T>() {
+            Some(value) => Ok(value),
+            None => match self.load_slow(&mut slow) {
+                Ok(value) => Ok(*value),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// `load()` after its first optimistic try failed or could not be made: the value, written
+    /// into `out`.
+    #[cold]
+    #[inline(never)]
+    fn load_slow<'o>(&self, out: &'o mut std::mem::MaybeUninit<T>) -> Result<&'o mut T>
+    where
+        T: Copy,
+    {
+        let (value, _) = self.load_versioned_with(OPTIMISTIC_TRIES - 1)?;
+        Ok(out.write(value))
     }
 
     /// A copy of the current value and the [`Version`] it belongs to.
@@ -166,8 +202,16 @@ impl<T: SharedLayout> Shared<T> {
     where
         T: Copy,
     {
+        self.load_versioned_with(OPTIMISTIC_TRIES)
+    }
+
+    #[inline(always)]
+    fn load_versioned_with(&self, tries: u32) -> Result<(T, Version)>
+    where
+        T: Copy,
+    {
         if self.handle.entry.slot_count == 2 {
-            return self.handle.load_optimistic::<T>();
+            return self.handle.load_optimistic::<T>(tries);
         }
         // Only objects holding atomics have one slot, and a `Copy` type holds none (see the
         // `SharedLayout` contract), so this copy under the shared lock races with nothing.
@@ -217,6 +261,10 @@ impl<T: SharedLayout> Shared<T> {
     /// Replaces the value, as one commit. The old value is not read, so this also repairs an
     /// object whose bytes are not a valid `T` ([`Error::InvalidValue`](crate::Error::InvalidValue)).
     pub fn store(&self, mut value: T) -> Result<()> {
+        if const { T::LAYOUT.is_all_atomic() } {
+            // `get()` users may use the atomics meanwhile: store them atomically.
+            return self.handle.overwrite_all_atomic::<T>(view::owned_bytes(&mut value));
+        }
         self.handle.overwrite(0, view::owned_bytes(&mut value))
     }
 
@@ -228,6 +276,89 @@ impl<T: SharedLayout> Shared<T> {
         let result = f(&mut guard);
         guard.commit()?;
         Ok(result)
+    }
+
+    /// `&T` with no guard and no lock, for an object made entirely of atomics: each use then costs
+    /// what the atomic operation costs, so a shared counter costs a `fetch_add`.
+    ///
+    /// Only types that implement [`AllAtomic`] have it (the derive implements it for every struct
+    /// whose fields are all atomics or arrays or structs of them); for any other type, use a
+    /// [`read`](Self::read) guard. Atomics synchronise themselves, so no lock is needed: every
+    /// other access to the object, in any process, is atomic too (writes through
+    /// [`write`](Self::write), [`store`](Self::store) and [`update`](Self::update) store the value
+    /// back one atomic at a time, and still exclude each other and read guards; they do not wait
+    /// for `get()` users, and an operation made through `get()` between a write guard's copy and
+    /// its commit is overwritten by the commit).
+    ///
+    /// Each call checks that the object still lives where the handle found it, and fails as every
+    /// other access does if not: [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) once it
+    /// has been migrated. A reference obtained before then stays valid (it is bound to the
+    /// handle, and the object's bytes are never reused while the store is open) but keeps
+    /// pointing at the old object, which nobody else uses any more: changes made through it are
+    /// no longer seen by anyone. Call `get()` again rather than keeping the reference across
+    /// migrations. On a read-only store it fails with [`Error::ReadOnly`](crate::Error::ReadOnly),
+    /// as a read guard on a type holding atomics does. A process killed at any instant leaves
+    /// every atomic as its last completed operation left it. Operations through the reference
+    /// are not commits: like those made through a read guard, they do not change the object's
+    /// [`Version`] or wake [`wait_for_change`](Self::wait_for_change).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    /// use shmstore::{SharedLayout, Store};
+    ///
+    /// #[derive(SharedLayout)]
+    /// #[repr(C)]
+    /// struct Hits { hits: AtomicU64, misses: AtomicU64 }
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open_or_create(dir.path().join("hits.shm"), 1 << 20)?;
+    /// let counters = store.object_or_init("hits", || Hits { hits: AtomicU64::new(0), misses: AtomicU64::new(0) })?;
+    ///
+    /// for i in 0..1000 {
+    ///     let c = counters.get()?; // no lock, no system call
+    ///     if i % 10 == 0 { c.misses.fetch_add(1, Relaxed); } else { c.hits.fetch_add(1, Relaxed); }
+    /// }
+    /// assert_eq!(counters.get()?.hits.load(Relaxed), 900);
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    ///
+    /// A type with any other field does not have it:
+    ///
+    /// ```compile_fail,E0277
+    /// # use std::sync::atomic::AtomicU64;
+    /// # use shmstore::{SharedLayout, Store};
+    /// #[derive(SharedLayout)]
+    /// #[repr(C)]
+    /// struct Mixed { hits: AtomicU64, limit: u64 }
+    /// # let store = Store::open_or_create("mixed.shm", 1 << 20)?;
+    /// let mixed = store.object_or_init("mixed", || Mixed { hits: AtomicU64::new(0), limit: 10 })?;
+    /// mixed.get()?; // error: `u64` is not made entirely of atomics
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    #[inline(always)]
+    pub fn get(&self) -> Result<&T>
+    where
+        T: AllAtomic,
+    {
+        const { assert!(T::LAYOUT.is_all_atomic(), "an `AllAtomic` type whose layout is not all atomics") };
+        let Some(at) = &self.atomic else { return Err(self.handle.get_refused()) };
+        // SAFETY: the state (or forwarding) and serial words were located in this store's mapping
+        // when the handle was made, and `self.handle` keeps the store, hence the mapping, alive
+        // for as long as `self` is borrowed; they are atomics, valid with any bits.
+        let (moved, serial) = unsafe { (at.moved.get(), at.serial.map(|serial| serial.get())) };
+        self.handle.check_all_atomic_current(moved, serial)?;
+        if const { T::LAYOUT.needs_validation() } {
+            // A type holding an `AtomicBool`, whose byte must be 0 or 1, from a file that may
+            // have been crafted before it was opened (cooperating writers only store 0 or 1).
+            self.handle.validate_all_atomic(&at.value)?;
+        }
+        // SAFETY: located as above, with `T`'s size and alignment, so the reference (bounded by
+        // the borrow of `self`) stays in a live mapping. Its bytes are all atomics
+        // (`T: AllAtomic`), which every cooperating thread and process only ever accesses through
+        // atomic operations (see `guard_free.rs`), so a shared reference races with nothing; they
+        // are a valid `T`: any bits are valid for integer atomics, and an `AtomicBool`'s byte was
+        // just validated.
+        Ok(unsafe { at.value.get() })
     }
 
     /// This handle, committing with `durability` instead of the store's default.
@@ -245,7 +376,7 @@ impl<T: SharedLayout> Shared<T> {
 
 impl<T: SharedLayout> Clone for Shared<T> {
     fn clone(&self) -> Self {
-        Shared { handle: self.handle.clone(), _type: PhantomData }
+        Shared { handle: self.handle.clone(), atomic: self.atomic, _type: PhantomData }
     }
 }
 

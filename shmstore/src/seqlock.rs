@@ -135,7 +135,9 @@ pub(crate) fn read<W: Word, R, E>(
     for _ in 0..tries {
         let before = seq.load(Ordering::Acquire);
         check()?;
-        let value = copy(slots[active(before)]);
+        // A select rather than an index: the slots stay in registers instead of being stored to
+        // the stack as an array on every read.
+        let value = copy(if active(before) == 0 { slots[0] } else { slots[1] });
         // Pairs with the release fence of the writer that might be refilling this slot: if `copy`
         // saw any of its stores, the load below sees the `seq` store that made this slot inactive.
         W::fence(Ordering::Acquire);

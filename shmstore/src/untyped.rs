@@ -168,7 +168,22 @@ impl Untyped {
     /// holds `hold`, the entry's exclusive lock.
     fn write_locked(&self, hold: &Hold<'_>, start: u64, bytes: &[u8]) -> Result<Version> {
         let store = &self.handle.store;
-        if !store.map().write(self.handle.entry.data_offset + start, bytes) {
+        let offset = self.handle.entry.data_offset + start;
+        if view::Shape::is_all_atomic(&*self.schema) {
+            // Holders of `Shared::get` use an all-atomic value's atomics without any lock, so
+            // every other write to those bytes must be atomic too.
+            let map = store.map();
+            let ptr =
+                map.ptr(offset, bytes.len() as u64, self.handle.entry.elem_align).ok_or_else(|| self.outside())?;
+            // SAFETY: `ptr` checked that `bytes.len()` bytes from `ptr` lie in the mapping (writable:
+            // the exclusive `hold` is refused on read-only stores), aligned for the schema, which
+            // `self.handle.store` keeps mapped for this borrow; they hold whole values of
+            // `self.schema` (the callers pass whole values from a value boundary), all atomics,
+            // which every cooperating access uses through atomics of these widths.
+            if !unsafe { view::store_atomics(&*self.schema, ptr, bytes) } {
+                return Err(self.outside());
+            }
+        } else if !store.map().write(offset, bytes) {
             return Err(self.outside());
         }
         self.handle.changed_in_place(hold, self.handle.durability)?;
@@ -547,6 +562,7 @@ impl UntypedArray {
 mod tests {
     use super::*;
     use crate::{FixedStr, SharedLayout};
+    use std::sync::atomic::Ordering;
 
     #[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
     #[repr(u8)]

@@ -42,7 +42,12 @@ pub struct ReadGuard<'a, T: ?Sized> {
 /// reports errors (a failed `msync` under [`Durability::PowerLoss`](crate::Durability::PowerLoss)).
 ///
 /// Arrays and objects holding atomics are changed **in place**: every change is visible at once,
-/// and a process killed while holding the guard can leave the value partly changed.
+/// and a process killed while holding the guard can leave the value partly changed. Objects made
+/// *only* of atomics ([`AllAtomic`](crate::AllAtomic) types, which
+/// [`Shared::get`](crate::Shared::get) hands out without a lock) are the exception: the guard
+/// works on a private copy, which its commit stores back one atomic at a time (so an abort or a
+/// panic discards it, and a process killed during the commit can leave some atomics stored and
+/// others not).
 pub struct WriteGuard<'a, T: ?Sized> {
     target: Target<T>,
     handle: &'a EntryHandle,
@@ -108,8 +113,9 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
 
     /// Discards the change: the entry keeps the value it had before the guard was taken.
     ///
-    /// Only double-buffered objects can do this. For an entry changed in place (an array, or an
-    /// object holding atomics), the changes are already visible, so this returns
+    /// Only objects whose guard works on a copy can do this: double-buffered objects, and objects
+    /// made only of atomics. For an entry changed in place (an array, or an object holding atomics
+    /// and other fields), the changes are already visible, so this returns
     /// [`Error::RollbackUnsupported`](crate::Error::RollbackUnsupported) and keeps them.
     pub fn abort(mut self) -> Result<()> {
         match self.target {
@@ -147,6 +153,12 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
     pub(crate) fn staged(value: T, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
         let publish: Publish<T> =
             |handle, hold, value, durability| handle.publish(hold, owned_bytes(value), durability);
+        Self::staged_with(value, handle, hold, publish)
+    }
+
+    /// A guard over a private copy of an object's value, written back by `publish` on commit
+    /// (and discarded by an abort or a panic). `hold` is the entry's exclusive lock.
+    pub(crate) fn staged_with(value: T, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
         WriteGuard {
             target: Target::Staged { value: Box::new(value), publish },
             handle,
@@ -266,6 +278,21 @@ pub(crate) trait Shape {
     /// Calls `f(offset, part)` for each direct part (array element, struct field), in order, until
     /// `f` returns `false`.
     fn parts(&self, f: &mut dyn FnMut(u64, &Self) -> bool);
+
+    /// Whether every byte belongs to an atomic: it is one, or its parts all are and cover it
+    /// (a shape with no bytes counts). Such values are only ever accessed atomically.
+    fn is_all_atomic(&self) -> bool {
+        if self.atomic_width().is_some() {
+            return true;
+        }
+        let (mut all, mut covered) = (true, 0u64);
+        self.parts(&mut |_, part| {
+            all = part.is_all_atomic();
+            covered = covered.saturating_add(part.byte_size());
+            all
+        });
+        all && covered == self.byte_size()
+    }
 }
 
 impl Shape for Layout {
@@ -441,6 +468,75 @@ unsafe fn load_atomic(src: NonNull<u8>, width: usize, out: &mut [u8]) {
     out.copy_from_slice(&bytes[..width]);
 }
 
+/// Copies `bytes`, values of the all-atomic `shape` (see [`Shape::is_all_atomic`]), to `dst` with
+/// one atomic store per atomic, at that atomic's own width. Returns `false`, having stored
+/// nothing, if the shape is not all atomics or `bytes` is not a whole number of values.
+///
+/// This is how an entry made only of atomics is written: holders of the `&T` that
+/// [`Shared::get`](crate::Shared::get) hands out use its atomics at any moment without a lock, so
+/// no byte of it may ever be written with a plain store. (Generic over [`Shape`] so that writers
+/// that know the entry only by its stored [`Schema`] can write the same way.)
+///
+/// # Safety
+///
+/// `dst..dst + bytes.len()` lies in a live, writable mapping, aligned for the shape, and holds
+/// values of shape `shape`, whose every byte (the shape is all atomics) is only ever accessed
+/// by cooperating threads and processes through a std atomic of the width the shape gives it.
+pub(crate) unsafe fn store_atomics<S: Shape>(shape: &S, dst: NonNull<u8>, bytes: &[u8]) -> bool {
+    let Ok(size) = usize::try_from(shape.byte_size()) else { return false };
+    if !shape.is_all_atomic() {
+        return false;
+    }
+    if size == 0 || !bytes.len().is_multiple_of(size) {
+        return bytes.is_empty();
+    }
+    for (i, value) in bytes.chunks_exact(size).enumerate() {
+        // SAFETY: value `i` lies at `dst + i * size`, inside the range the caller vouches for.
+        unsafe { store_value(shape, dst.add(i * size), value) };
+    }
+    true
+}
+
+/// [`store_atomics`] for one value of an all-atomic shape.
+///
+/// # Safety
+///
+/// As for [`store_atomics`], with `value.len()` the shape's size.
+unsafe fn store_value<S: Shape>(shape: &S, dst: NonNull<u8>, value: &[u8]) {
+    if let Some(width) = shape.atomic_width() {
+        let p = dst.as_ptr();
+        let mut word = [0u8; 8];
+        let n = width.min(8).min(value.len());
+        word[..n].copy_from_slice(&value[..n]);
+        // SAFETY (each arm): `p` is aligned for this atomic (the shape places it at an offset
+        // aligned for its type, inside a value aligned for the shape), its `width` bytes lie in a
+        // live, writable mapping, and every cooperating access to them is an atomic access of
+        // this width (the caller's contract). Any bits are a valid integer; an `AtomicBool` is
+        // stored from a validated value, whose byte is 0 or 1.
+        match width {
+            1 => unsafe { AtomicU8::from_ptr(p) }.store(word[0], Ordering::Relaxed),
+            2 => unsafe { AtomicU16::from_ptr(p.cast()) }
+                .store(u16::from_ne_bytes([word[0], word[1]]), Ordering::Relaxed),
+            4 => unsafe { AtomicU32::from_ptr(p.cast()) }
+                .store(u32::from_ne_bytes([word[0], word[1], word[2], word[3]]), Ordering::Relaxed),
+            8 => unsafe { AtomicU64::from_ptr(p.cast()) }.store(u64::from_ne_bytes(word), Ordering::Relaxed),
+            // No std atomic has another width: `is_all_atomic` shapes have none.
+            _ => {}
+        }
+        return;
+    }
+    shape.parts(&mut |offset, part| {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
+        // A part that does not fit (possible only in a malformed schema) ends the walk.
+        let Some(range) = range.filter(|r| r.end <= value.len()) else { return false };
+        // SAFETY: the part lies at `dst + range.start`, inside this value (checked just above).
+        unsafe { store_value(part, dst.add(range.start), &value[range]) };
+        true
+    });
+}
+
 /// `bytes` (at most 8) at the start of an 8-byte array.
 fn widen(bytes: &[u8]) -> [u8; 8] {
     let mut out = [0u8; 8];
@@ -507,16 +603,24 @@ impl<T: SharedLayout> Staging<T> {
     /// cover a `T`. Every byte of the storage is written.
     #[inline(always)]
     pub(crate) fn from_words(words: &[AtomicU64]) -> Option<Self> {
+        let mut buf = MaybeUninit::<T>::uninit();
+        Self::fill(&mut buf, words).then_some(Staging { buf })
+    }
+
+    /// Fills `buf` from `words` of shared memory with atomic loads, writing every one of its
+    /// bytes, and returns `true`; or returns `false`, writing nothing, if they do not cover a `T`.
+    /// [`from_filled`](Self::from_filled) then makes a `Staging` of it.
+    #[inline(always)]
+    pub(crate) fn fill(buf: &mut MaybeUninit<T>, words: &[AtomicU64]) -> bool {
         let size = std::mem::size_of::<T>();
         if words.len() * 8 < size {
-            return None;
+            return false;
         }
-        let mut buf = MaybeUninit::<T>::uninit();
         let dst = buf.as_mut_ptr().cast::<u8>();
         let full = size / 8;
         for (i, word) in words[..full].iter().enumerate() {
             // SAFETY: `i * 8 + 8 <= size`, so the 8 bytes written lie inside `buf`; unaligned
-            // writes have no alignment requirement; `buf` is a local that nothing else accesses.
+            // writes have no alignment requirement; `buf` is exclusively borrowed.
             unsafe { dst.add(i * 8).cast::<u64>().write_unaligned(seqlock::load_word(word)) };
         }
         let tail = size % 8;
@@ -527,7 +631,17 @@ impl<T: SharedLayout> Staging<T> {
             unsafe { std::ptr::copy_nonoverlapping(last.as_ptr(), dst.add(full * 8), tail) };
         }
         // Every one of the `size` bytes was written above.
-        Some(Staging { buf })
+        true
+    }
+
+    /// The storage `fill` filled.
+    ///
+    /// # Safety
+    ///
+    /// [`fill`](Self::fill) returned `true` for `buf`, which was not changed since.
+    #[inline(always)]
+    pub(crate) unsafe fn from_filled(buf: MaybeUninit<T>) -> Self {
+        Staging { buf }
     }
 
     /// The storage as bytes, to fill.
@@ -548,5 +662,82 @@ impl<T: SharedLayout> Staging<T> {
         // either `T` has no invalid bit patterns, or `T::LAYOUT.validate` just accepted them,
         // which the `SharedLayout` contract makes sufficient.
         Ok(unsafe { self.buf.assume_init() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SharedLayout;
+
+    #[derive(SharedLayout)]
+    #[repr(C)]
+    struct Counters {
+        a: AtomicU64,
+        b: [AtomicU32; 2],
+        flag: [std::sync::atomic::AtomicBool; 8],
+    }
+
+    /// `store_atomics` writes every byte of all-atomic values, through the compile-time layout and
+    /// through the schema stored in a file alike, and refuses shapes with plain bytes.
+    #[test]
+    fn store_atomics_writes_all_atomic_values_and_refuses_others() {
+        let schema = Schema::from(&Counters::LAYOUT);
+        assert!(Shape::is_all_atomic(&Counters::LAYOUT) && Counters::LAYOUT.is_all_atomic());
+        assert!(schema.is_all_atomic());
+        let value: Vec<u8> = (0..24u8).map(|i| if i >= 16 { i % 2 } else { i + 1 }).collect();
+        for shape_is_schema in [false, true] {
+            let words: Vec<AtomicU64> = (0..6).map(|_| AtomicU64::new(u64::MAX)).collect();
+            let dst = NonNull::from(&words[0]).cast::<u8>();
+            let two_values = [value.clone(), value.clone()].concat();
+            // SAFETY: `words` holds 48 bytes, 8-aligned, that only this thread uses.
+            let stored = unsafe {
+                if shape_is_schema {
+                    store_atomics(&schema, dst, &two_values)
+                } else {
+                    store_atomics(&Counters::LAYOUT, dst, &two_values)
+                }
+            };
+            assert!(stored);
+            let mut back = vec![0u8; 48];
+            // SAFETY: as above.
+            unsafe { copy_shared(&Counters::LAYOUT, dst, &mut back) };
+            assert_eq!(back, two_values, "every byte of both values, via the schema: {shape_is_schema}");
+            // SAFETY: as above; nothing is stored for a partial value.
+            assert!(!unsafe { store_atomics(&Counters::LAYOUT, dst, &value[..20]) });
+        }
+        let plain = Schema::from(&u64::LAYOUT);
+        let words = [AtomicU64::new(5)];
+        // SAFETY: as above, 8 bytes.
+        let stored = unsafe { store_atomics(&plain, NonNull::from(&words[0]).cast(), &[0; 8]) };
+        assert!(!stored && !plain.is_all_atomic());
+        assert_eq!(words[0].load(Ordering::Relaxed), 5, "a refused store writes nothing");
+    }
+
+    /// `Staging::from_words` copies every byte of values of every size from 1 to 40 bytes: pairs
+    /// of words, an odd last word and a tail of fewer than 8 bytes.
+    #[test]
+    fn staging_from_words_copies_every_byte() {
+        fn check<const N: usize>() {
+            let words: Vec<AtomicU64> = (0..6u64)
+                .map(|w| AtomicU64::new(u64::from_ne_bytes(std::array::from_fn(|b| (w * 8 + b as u64 + 1) as u8))))
+                .collect();
+            let staging = Staging::<[u8; N]>::from_words(&words).expect("6 words cover 40 bytes");
+            let value = staging.into_value().unwrap();
+            let expected: [u8; N] = std::array::from_fn(|i| (i + 1) as u8);
+            assert_eq!(value, expected, "{N} bytes");
+            let short = &words[..N.div_ceil(8) - 1];
+            assert!(Staging::<[u8; N]>::from_words(short).is_none(), "{N} bytes from one word too few");
+        }
+        check::<1>();
+        check::<7>();
+        check::<8>();
+        check::<9>();
+        check::<16>();
+        check::<17>();
+        check::<24>();
+        check::<31>();
+        check::<32>();
+        check::<40>();
     }
 }
