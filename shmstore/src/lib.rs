@@ -99,6 +99,7 @@ pub mod layout;
 mod lock;
 mod map;
 mod object;
+mod offline;
 mod seqlock;
 mod stream;
 mod sys;
