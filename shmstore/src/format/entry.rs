@@ -57,7 +57,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             EntryKind::Object => 1,
             EntryKind::Array => 2,
@@ -65,7 +65,7 @@ impl EntryKind {
         }
     }
 
-    fn from_code(code: u8) -> Option<EntryKind> {
+    pub(crate) fn from_code(code: u8) -> Option<EntryKind> {
         match code {
             1 => Some(EntryKind::Object),
             2 => Some(EntryKind::Array),
@@ -301,6 +301,17 @@ impl Entry {
     /// That records do not overlap one another is checked over the whole catalog, by
     /// [`check_catalog`](super::catalog_check::check_catalog).
     pub fn check(&self, header: &Header, slot: u32, capacity: u64) -> Result<(), EntryError> {
+        self.check_shape(header.data_offset, capacity)?;
+        if slot >= header.catalog_slots || self.lock_offset != lock_offset_for(slot) {
+            return Err(EntryError::Invalid("lock offset is not the one its catalog slot implies"));
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Entry::check`] that do not depend on the format version (all but the lock
+    /// offset), for a data area starting at `data_start` in a store whose first `capacity` bytes
+    /// are in use.
+    pub fn check_shape(&self, data_start: u64, capacity: u64) -> Result<(), EntryError> {
         use EntryError::Invalid;
         if !self.elem_align.is_power_of_two() || self.elem_align > 4096 {
             return Err(Invalid("element alignment is not a power of two up to 4096"));
@@ -326,13 +337,13 @@ impl Entry {
         if self.slot_count == 1 && self.slot_stride != 0 {
             return Err(Invalid("single-slot entry has a slot stride"));
         }
-        if self.data_offset < header.data_offset || !self.data_offset.is_multiple_of(self.elem_align) {
+        if self.data_offset < data_start || !self.data_offset.is_multiple_of(self.elem_align) {
             return Err(Invalid("data lies before the data area or is misaligned"));
         }
         let (Some(data), Some(schema)) = (self.data_range(), self.schema_range()) else {
             return Err(Invalid("entry size overflows"));
         };
-        if self.schema_offset < header.data_offset || self.schema_len == 0 {
+        if self.schema_offset < data_start || self.schema_len == 0 {
             return Err(Invalid("schema lies outside the data area"));
         }
         if self.schema_len > super::schema::MAX_SCHEMA_LEN as u64 {
@@ -345,9 +356,6 @@ impl Entry {
         }
         if schema.start.max(data.start) < schema.end.min(data.end) {
             return Err(Invalid("schema overlaps the entry's data"));
-        }
-        if slot >= header.catalog_slots || self.lock_offset != lock_offset_for(slot) {
-            return Err(Invalid("lock offset is not the one its catalog slot implies"));
         }
         Ok(())
     }

@@ -19,10 +19,12 @@
 //! `docs/format.md` is the byte-by-byte specification.
 
 pub mod catalog_check;
+pub mod checksum;
 pub mod diff;
 pub mod entry;
 pub mod header;
 pub mod schema;
+pub mod v2;
 pub mod value;
 
 /// FNV-1a over `bytes`: the checksum of headers and records. It detects torn writes and stray
