@@ -655,13 +655,15 @@ mod tests {
     #[test]
     fn in_use_names_the_holders() {
         let path = PathBuf::from("app.shm");
-        let e = |holders: Vec<(u32, String)>| Error::InUse { path: path.clone(), action: "compact", holders }.to_string();
+        let e =
+            |holders: Vec<(u32, String)>| Error::InUse { path: path.clone(), action: "compact", holders }.to_string();
         assert_eq!(
             e(vec![]),
             "`app.shm` is open in another process: compact replaces the file and needs the store closed everywhere: \
              close it in those processes (or stop them) and run compact again"
         );
-        assert!(e(vec![(12, "worker".into()), (13, String::new())]).starts_with("`app.shm` is open in process 12 (worker), process 13: "));
+        assert!(e(vec![(12, "worker".into()), (13, String::new())])
+            .starts_with("`app.shm` is open in process 12 (worker), process 13: "));
         let many = e((1..=7).map(|p| (p, String::new())).collect());
         assert!(many.contains("process 5 and 2 more: "), "{many}");
     }

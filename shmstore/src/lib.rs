@@ -117,6 +117,7 @@ pub use inspect::StoreInfo;
 pub use layout::{Field, InvalidValue, Layout, Primitive, SharedLayout, TypeKind, Variant};
 pub use migrate::Migration;
 pub use object::Shared;
+pub use offline::{compact, upgrade, RewriteReport};
 pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};

@@ -19,7 +19,6 @@ pub(crate) mod file;
 
 /// Rewriting store files offline: hole-preserving copies, and who holds a file's `flock`.
 mod rewrite;
-#[allow(unused_imports)] // `copy_sparse` is used once the rewrites copy entry data.
 pub(crate) use rewrite::{copy_sparse, flock_holders};
 
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.

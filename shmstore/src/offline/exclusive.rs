@@ -1,11 +1,12 @@
-//! Offline rewrites of a store file, made while no process has it open: the machinery that
+//! Holding a store file exclusively, and replacing it crash-atomically: the machinery that
 //! `compact` and `upgrade` share.
 //!
 //! A rewrite
 //!
 //! 1. takes the store file's `flock` exclusively, without waiting ([`Exclusive::take`]): every
 //!    process that has the store open holds it shared, so getting it proves nobody has the store
-//!    open, and holding it keeps new openers out ([`Error::Busy`]) until the rewrite is done;
+//!    open, and holding it keeps new openers out ([`Error::Busy`]) until the rewrite is done. It
+//!    also takes the open byte of format version 2 (an OFD lock every opener holds) exclusively;
 //! 2. removes the temporary files of rewrites that died ([`remove_leftovers`]);
 //! 3. writes the complete new store into `.NAME.PID.NANOS.upgrading` beside the original
 //!    ([`Exclusive::replace`]), `fsync`s it, renames it over the original and `fsync`s the
@@ -26,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::format::v2::header::OPEN_BYTE;
 use crate::sys::file::{Link, OpenError};
 use crate::sys::sync;
+use crate::sys::{self, LockKind};
 
 /// The suffix of a rewrite's temporary file.
 const TEMP_SUFFIX: &str = ".upgrading";
@@ -69,6 +71,11 @@ impl Exclusive {
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(io("lock", e)),
             }
+            // Every opener of a version-2 store also holds the open byte; an opener that does
+            // not hold the `flock` (none should) is caught here.
+            if !sys::lock_range(&file, OPEN_BYTE, LockKind::Exclusive, false).map_err(|e| io("lock", e))? {
+                return Err(Error::InUse { path: path.to_owned(), action, holders: sys::flock_holders(&file) });
+            }
             // The path may have been renamed over (by another rewrite that held the lock until
             // just now): then take what it names now.
             if sys::file::link_state(&real, &file).map_err(|e| io("stat", e))? == Link::Linked {
@@ -77,7 +84,9 @@ impl Exclusive {
         }
         Err(io(
             "open",
-            io::Error::other(format!("the file kept being replaced while it was opened; gave up after {MAX_ATTEMPTS} attempts")),
+            io::Error::other(format!(
+                "the file kept being replaced while it was opened; gave up after {MAX_ATTEMPTS} attempts"
+            )),
         ))
     }
 
@@ -97,8 +106,9 @@ impl Exclusive {
     /// directory is `fsync`ed. If `build` or any step before the rename fails, the temporary file
     /// is removed and the original is left as it was.
     ///
-    /// Consumes the lock: it is released (with the old file's last descriptor) after the rename.
-    pub(crate) fn replace<T>(self, build: impl FnOnce(&Path, &File) -> Result<T>) -> Result<T> {
+    /// The lock is kept until `self` is dropped; it then goes with the old file's last
+    /// descriptor.
+    pub(crate) fn replace<T>(&self, build: impl FnOnce(&Path, &File) -> Result<T>) -> Result<T> {
         let io = |op, source| Error::Io { op, path: self.path.clone(), source };
         let dir = parent_dir(&self.real);
         let temp_path = dir.join(temp_name(file_name(&self.real)?, std::process::id(), now_nanos()));
@@ -185,7 +195,9 @@ pub(crate) fn remove_leftovers(ex: &Exclusive) -> Vec<PathBuf> {
 
 /// The last component of `real` (a canonical path, which has one).
 fn file_name(real: &Path) -> Result<&[u8]> {
-    real.file_name().map(|n| n.as_bytes()).ok_or_else(|| Error::NotRegularFile { path: real.to_owned(), what: "a directory" })
+    real.file_name()
+        .map(|n| n.as_bytes())
+        .ok_or_else(|| Error::NotRegularFile { path: real.to_owned(), what: "a directory" })
 }
 
 /// The directory that holds `path`.
@@ -208,7 +220,9 @@ fn open_error(path: &Path, e: OpenError) -> Error {
             Ok(target) => Error::DanglingSymlink { path: path.to_owned(), target },
             Err(_) => Error::FileNotFound { path: path.to_owned() },
         },
-        OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => Error::ReadOnlyFileSystem { path: path.to_owned() },
+        OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            Error::ReadOnlyFileSystem { path: path.to_owned() }
+        }
         OpenError::Io(e) => Error::Io { op: "open", path: path.to_owned(), source: e },
     }
 }
@@ -257,7 +271,11 @@ mod tests {
         let got = ex
             .replace(|temp, file| {
                 assert!(temp.file_name().unwrap().to_str().unwrap().starts_with(".s."));
-                file.write_all_at(b"new", 0).map_err(|e| Error::Io { op: "write", path: temp.to_owned(), source: e })?;
+                file.write_all_at(b"new", 0).map_err(|e| Error::Io {
+                    op: "write",
+                    path: temp.to_owned(),
+                    source: e,
+                })?;
                 Ok(7)
             })
             .unwrap();
@@ -295,7 +313,10 @@ mod tests {
         let err = Exclusive::take(&path, "upgrade").unwrap_err();
         // This process holds it (through another descriptor), and is named.
         let me = std::process::id();
-        assert!(matches!(&err, Error::InUse { action: "upgrade", holders, .. } if holders.iter().any(|h| h.0 == me)), "{err:?}");
+        assert!(
+            matches!(&err, Error::InUse { action: "upgrade", holders, .. } if holders.iter().any(|h| h.0 == me)),
+            "{err:?}"
+        );
         drop(other);
         // And while the rewrite holds it, openers are kept out.
         let ex = Exclusive::take(&path, "upgrade").unwrap();
@@ -309,7 +330,13 @@ mod tests {
         let path = file_with(dir.path(), "real", b"old");
         let link = dir.path().join("link");
         std::os::unix::fs::symlink("real", &link).unwrap();
-        Exclusive::take(&link, "compact").unwrap().replace(|_, f| Ok(f.write_all_at(b"new", 0).unwrap())).unwrap();
+        Exclusive::take(&link, "compact")
+            .unwrap()
+            .replace(|_, f| {
+                f.write_all_at(b"new", 0).unwrap();
+                Ok(())
+            })
+            .unwrap();
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&path).unwrap(), b"new");
     }
@@ -319,7 +346,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         assert!(matches!(Exclusive::take(&missing, "compact"), Err(Error::FileNotFound { .. })));
-        assert!(matches!(Exclusive::take(dir.path(), "compact"), Err(Error::NotRegularFile { what: "a directory", .. })));
+        assert!(matches!(
+            Exclusive::take(dir.path(), "compact"),
+            Err(Error::NotRegularFile { what: "a directory", .. })
+        ));
     }
 
     #[test]
