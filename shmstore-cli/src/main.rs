@@ -1,9 +1,11 @@
-//! `shmstore`: look inside shmstore files without the Rust types that wrote them.
+//! `shmstore`: look inside shmstore files without the Rust types that wrote them, and maintain
+//! them.
 //!
-//! Every command opens the store read-only and works from the layout descriptors (schemas) the
-//! store keeps next to each entry: `inspect` lists what a store holds, `dump` decodes values,
-//! `verify` checks every byte of every entry against its type's rules, and `header` exports the
-//! layouts as a C header for readers in other languages.
+//! The inspection commands open the store read-only and work from the layout descriptors
+//! (schemas) the store keeps next to each entry: `inspect` lists what a store holds, `dump`
+//! decodes values, `verify` checks every byte of every entry against its type's rules, and
+//! `header` exports the layouts as a C header for readers in other languages. The maintenance
+//! commands change the store: `upgrade` and `compact` rewrite a store that no process has open.
 
 mod cheader;
 mod dump;
@@ -11,6 +13,7 @@ mod escape;
 mod failure;
 mod inspect;
 mod json;
+mod maintain;
 mod progress;
 mod region;
 mod render;
@@ -45,12 +48,13 @@ printed with control characters and bidirectional controls escaped, as \\u{1b}."
 #[command(
     name = "shmstore",
     version,
-    about = "Inspect, dump, verify and export C headers for shmstore files",
-    long_about = "Inspect, dump, verify and export C headers for shmstore files.\n\n\
+    about = "Inspect, dump, verify, export C headers for, upgrade and compact shmstore files",
+    long_about = "Inspect, dump, verify, export C headers for, upgrade and compact shmstore files.\n\n\
         A shmstore file keeps a layout descriptor (schema) next to every entry, so these commands \
-        need no Rust types: they decode everything from the file itself. Every command opens the \
-        store read-only and takes each entry's shared lock while it copies its bytes, so it is safe \
-        to run on a store that other processes are using.",
+        need no Rust types: they decode everything from the file itself. The inspection commands \
+        (inspect, dump, verify, header) open the store read-only and take each entry's shared lock \
+        while they copy its bytes, so they are safe to run on a store that other processes are \
+        using. upgrade and compact rewrite a store, and run only while no process has it open.",
     after_help = "Run `shmstore help <COMMAND>` for a command's details and examples.",
     after_long_help = exit_status!()
 )]
@@ -210,6 +214,54 @@ enum Command {
             exit_status!()
         ))]
     CleanTemp,
+
+    /// Convert a store of format version 1 to version 2, in place (the store must be closed).
+    #[command(long_about = "Convert a store of format version 1 to version 2, in place.\n\n\
+        A store written by an older shmstore (format version 1) can be read by this version, but \
+        not changed: programs that open it read-write are told to run this command. It keeps \
+        every entry (name, kind, type, version, value; a migrated entry keeps its current layout \
+        and value) and also compacts the store, like `shmstore compact`. A store that already has \
+        format version 2 is left alone.\n\n\
+        It runs only while no process has the store open: it checks through the file's lock, \
+        without waiting, and otherwise names the processes that hold it (exit status 1). While it \
+        runs, programs that open the store are refused (or wait, with a lock timeout). It writes \
+        the new store to a hidden temporary file beside the original (.NAME.PID.NANOS.upgrading), \
+        makes it durable and renames it over the original, so that a crash or a power loss at any \
+        moment leaves either the old store or the new one, whole. The next run removes the \
+        temporary files of runs that died.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore upgrade app.shm\n  \
+            shmstore inspect app.shm   # `format: 2`\n\n",
+            exit_status!()
+        ))]
+    Upgrade(FileArgs),
+
+    /// Rewrite a store without holes or free space, shrinking the file (the store must be closed).
+    #[command(long_about = "Rewrite a store without holes or free space, shrinking the file.\n\n\
+        A store reuses the space of removed, resized and migrated entries for new ones, but never \
+        gives it back to the file system while it is open. This command rewrites the store with \
+        its entries packed one after another, and the file shrinks to what they need; it grows \
+        again as entries are added. Every entry keeps its name, kind, type, version and value, \
+        and parts of arrays and byte regions that were never written stay holes (they take no \
+        disk space). A store of format version 1 also comes out as version 2, as from `shmstore \
+        upgrade`. It prints the file's size and disk use before and after.\n\n\
+        It runs only while no process has the store open, and replaces the file crash-atomically \
+        through a temporary file, exactly like `shmstore upgrade` (see `shmstore help upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore compact app.shm\n  \
+            systemctl stop app && shmstore compact /var/lib/app/state.shm && systemctl start app\n\n",
+            exit_status!()
+        ))]
+    Compact(FileArgs),
+}
+
+/// Arguments of the commands that take just a store file.
+#[derive(Debug, Args)]
+struct FileArgs {
+    /// The store file.
+    file: PathBuf,
 }
 
 /// Arguments of `shmstore inspect`.
@@ -315,6 +367,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 eprintln!("shmstore: nothing to clean: no leftover temporary stores in `{}`", escape::path(&dir));
             }
         }
+        Command::Upgrade(a) => maintain::upgrade(&a.file, &mut out)?,
+        Command::Compact(a) => maintain::compact(&a.file, &mut out)?,
         Command::Header(a) => {
             let text = cheader::run(&a.file, a.name.as_deref())?;
             match a.output {
