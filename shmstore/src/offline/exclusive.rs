@@ -102,8 +102,9 @@ impl Exclusive {
 
     /// Replaces the store with a new file that `build` writes: `build` gets the temporary file
     /// (empty, open read-write) and its path, and fills it completely. Then the temporary file
-    /// gets the original's permission bits, is `fsync`ed and renamed over the original, and the
-    /// directory is `fsync`ed. If `build` or any step before the rename fails, the temporary file
+    /// gets the original's owner and group (as far as this process may give them: see
+    /// [`keep_owner`]) and permission bits, is `fsync`ed and renamed over the original, and the
+    /// directory is `fsync`ed. Extended attributes and ACLs are not carried over. If `build` or any step before the rename fails, the temporary file
     /// is removed and the original is left as it was.
     ///
     /// The lock is kept until `self` is dropped; it then goes with the old file's last
@@ -122,13 +123,33 @@ impl Exclusive {
             .map_err(|e| io("create", e))?;
         let staged = Staged { path: temp_path };
         let value = build(&staged.path, &temp)?;
-        let mode = self.file.metadata().map_err(|e| io("stat", e))?.mode();
-        temp.set_permissions(fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| io("chmod", e))?;
+        let meta = self.file.metadata().map_err(|e| io("stat", e))?;
+        keep_owner(&temp, meta.uid(), meta.gid()).map_err(|e| io("chown", e))?;
+        temp.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(|e| io("chmod", e))?;
         sync::fsync(&staged.path, &temp).map_err(|e| io("fsync", e))?;
         fs::rename(&staged.path, &self.real).map_err(|e| io("rename", e))?;
         staged.keep();
         sync::fsync_dir(dir).map_err(|e| io("fsync", e))?;
         Ok(value)
+    }
+}
+
+/// Gives `file` (which this process just created) the owner `uid` and group `gid` of the file it
+/// replaces, so that a rewrite run by root does not lock the store's owner out. A process that
+/// may not give the file away (not root) keeps it, and gives it the group if it may (one of its
+/// own groups); otherwise the file keeps this process's group. Either way, the permission bits
+/// are copied afterwards (`chown` may clear set-id bits).
+fn keep_owner(file: &File, uid: u32, gid: u32) -> io::Result<()> {
+    let meta = file.metadata()?;
+    if (meta.uid(), meta.gid()) == (uid, gid) {
+        return Ok(());
+    }
+    match std::os::unix::fs::fchown(file, Some(uid), Some(gid)) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => match std::os::unix::fs::fchown(file, None, Some(gid)) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+            other => other,
+        },
+        other => other,
     }
 }
 
@@ -286,6 +307,21 @@ mod tests {
         assert_eq!(meta.mode() & 0o7777, 0o640);
         // Only the store is left in the directory.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn replace_keeps_the_owner_when_run_by_root() {
+        if sys::current_uid() != 0 {
+            eprintln!("skipped: only root may give a file away");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), "s", b"old");
+        std::os::unix::fs::chown(&path, Some(4321), Some(8765)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        Exclusive::take(&path, "compact").unwrap().replace(|_, _| Ok(())).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (4321, 8765, 0o600));
     }
 
     #[test]

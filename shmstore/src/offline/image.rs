@@ -69,14 +69,8 @@ fn place(source: &Source) -> Option<(u64, Vec<Placed>, u64)> {
         let data = e.data_range()?;
         at = data_offset.checked_add(data.end - data.start)?;
         let schema_offset = align_up(at, 8)?;
-        at = schema_offset.checked_add(s.schema.len() as u64)?;
-        let entry = Entry {
-            data_offset,
-            schema_offset,
-            schema_len: s.schema.len() as u64,
-            lock_offset: v2::entry_lock_byte(block),
-            ..e.clone()
-        };
+        at = schema_offset.checked_add(e.schema_len)?;
+        let entry = Entry { data_offset, schema_offset, lock_offset: v2::entry_lock_byte(block), ..e.clone() };
         placed.push(Placed { block, entry });
     }
     Some((slots, placed, at))
@@ -169,7 +163,9 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
         let from = s.entry.data_range().expect("checked by the reader");
         copied += sys::copy_sparse(src, from.start, dst, p.entry.data_offset, from.end - from.start)
             .map_err(|e| disk_error(path, e))?;
-        dst.write_all_at(&s.schema, p.entry.schema_offset).map_err(|e| io("write", e))?;
+        let schema = s.entry.schema_range().expect("checked by the reader");
+        sys::copy_sparse(src, schema.start, dst, p.entry.schema_offset, schema.end - schema.start)
+            .map_err(|e| disk_error(path, e))?;
     }
     Ok(Image { len: capacity, copied })
 }

@@ -1,12 +1,12 @@
 //! Reading every entry of a store file that no process has open, for a rewrite: the current
-//! record of each name (the end of its migration chain), its commit sequence and schema, from a
-//! file of format version 1 or 2.
+//! record of each name (the end of its migration chain), its commit sequence, and where its data
+//! and schema lie, from a file of format version 1 or 2.
 //!
 //! Everything is read with positional reads through the rewrite's own descriptor (no mapping),
 //! checked as an opener checks it (header, live words, every record or block, no two entries
-//! claiming the same bytes), and bounded: records are read a chunk at a time, schemas are at most
-//! [`MAX_SCHEMA_LEN`] bytes, and entry data is never read into memory here (the image writer
-//! copies it file to file).
+//! claiming the same bytes), and bounded: records and index slots are read a chunk at a time, and
+//! neither data nor schemas are read into memory here (the image writer copies them file to
+//! file). Memory grows with the number of entries only.
 
 use std::fs::File;
 use std::io;
@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::format::catalog_check::{check_catalog, CatalogError, Record};
 use crate::format::entry::{self, Entry, EntryError};
 use crate::format::header::{self as v1, HeaderError, LiveError};
-use crate::format::schema::MAX_SCHEMA_LEN;
 use crate::format::v2::header::{self as v2, LockMode, OpenState};
 use crate::format::v2::{block, index};
 
@@ -30,8 +29,6 @@ pub(crate) struct SourceEntry {
     pub seq: u64,
     /// Version 2's `interrupted` word (0 for version 1, which has none).
     pub interrupted: u32,
-    /// Its encoded schema.
-    pub schema: Vec<u8>,
 }
 
 /// A store's entries and the facts a rewrite carries over.
@@ -129,8 +126,7 @@ fn read_v1(path: &Path, file: &File, file_len: u64) -> Result<Source> {
                 format!("entry `{}` was migrated to a record named `{}`", r.entry.name, current.entry.name),
             ));
         }
-        let schema = read_schema(path, file, &current.entry)?;
-        entries.push(SourceEntry { entry: current.entry.clone(), seq: live_words[at].0, interrupted: 0, schema });
+        entries.push(SourceEntry { entry: current.entry.clone(), seq: live_words[at].0, interrupted: 0 });
     }
     Ok(Source {
         version: v1::FORMAT_VERSION,
@@ -159,9 +155,11 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     read_exact(path, file, &mut table, live.index_root, "the index")?;
     let slots = index::decode_header(&table, live.index_root, capacity)
         .map_err(|e| corrupt(path, format!("index table at {}: {e}", live.index_root)))?;
-
     let mut blocks = Vec::new();
+
+    let mut entries = Vec::new();
     let mut chunk = Vec::new();
+    let mut raw = [0u8; block::BLOCK_SIZE as usize];
     let mut first = 0;
     while first < slots {
         let n = CHUNK_RECORDS.min(slots - first);
@@ -169,41 +167,35 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
         read_exact(path, file, &mut chunk, live.index_root + index::slot_offset(first), "the index")?;
         for slot in chunk.chunks_exact(index::SLOT_LEN as usize) {
             let at = ne_u64(slot, index::SLOT_BLOCK);
-            if at != index::EMPTY && at != index::TOMBSTONE {
-                blocks.push(at);
+            if at == index::EMPTY || at == index::TOMBSTONE {
+                continue;
             }
+            if !block::block_in_bounds(at, capacity) {
+                return Err(corrupt(path, format!("the index points at {at}, outside the data area")));
+            }
+            read_exact(path, file, &mut raw, at, "an entry block")?;
+            // A crash between a removal's commit and its tombstone leaves the index pointing at a
+            // removed block; only live blocks are entries.
+            if ne_u32(&raw, block::STATE as usize) != block::STATE_LIVE {
+                continue;
+            }
+            let decoded =
+                block::decode(&raw[block::STATIC_OFFSET as usize..], at, capacity).map_err(|error| match error {
+                    EntryError::BadChecksum => {
+                        Error::BadChecksum { path: path.to_owned(), what: format!("the entry block at {at}") }
+                    }
+                    other => corrupt(path, format!("entry block at {at}: {other}")),
+                })?;
+            entries.push(SourceEntry {
+                entry: decoded.entry,
+                seq: ne_u64(&raw, block::SEQ),
+                interrupted: ne_u32(&raw, block::INTERRUPTED as usize),
+            });
+            blocks.push(at);
         }
         first += n;
     }
-
-    let mut entries = Vec::new();
-    let mut raw = [0u8; block::BLOCK_SIZE as usize];
-    for &at in &blocks {
-        if !block::block_in_bounds(at, capacity) {
-            return Err(corrupt(path, format!("the index points at {at}, outside the data area")));
-        }
-        read_exact(path, file, &mut raw, at, "an entry block")?;
-        // A crash between a removal's commit and its tombstone leaves the index pointing at a
-        // removed block; only live blocks are entries.
-        if ne_u32(&raw, block::STATE as usize) != block::STATE_LIVE {
-            continue;
-        }
-        let decoded =
-            block::decode(&raw[block::STATIC_OFFSET as usize..], at, capacity).map_err(|error| match error {
-                EntryError::BadChecksum => {
-                    Error::BadChecksum { path: path.to_owned(), what: format!("the entry block at {at}") }
-                }
-                other => corrupt(path, format!("entry block at {at}: {other}")),
-            })?;
-        let schema = read_schema(path, file, &decoded.entry)?;
-        entries.push(SourceEntry {
-            entry: decoded.entry.clone(),
-            seq: ne_u64(&raw, block::SEQ),
-            interrupted: ne_u32(&raw, block::INTERRUPTED as usize),
-            schema,
-        });
-    }
-    check_disjoint(path, &entries)?;
+    check_disjoint(path, &entries, &blocks)?;
     Ok(Source {
         version: v2::FORMAT_VERSION,
         created_unix_nanos: header.created_unix_nanos,
@@ -213,11 +205,14 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     })
 }
 
-/// Refuses two entries with the same name, or whose data, schema or blocks overlap: a rewrite
-/// would copy shared bytes twice and give two entries what one of them wrote.
-fn check_disjoint(path: &Path, entries: &[SourceEntry]) -> Result<()> {
+/// Refuses two entries with the same name, or whose blocks, data or schemas overlap (each
+/// block's own checks make sure that its data and schema do not overlap it).
+fn check_disjoint(path: &Path, entries: &[SourceEntry], blocks: &[u64]) -> Result<()> {
     let mut names = std::collections::HashSet::new();
     let mut ranges = Vec::new();
+    for (e, &at) in entries.iter().zip(blocks) {
+        ranges.push((at..at + block::BLOCK_SIZE, e.entry.name.as_str()));
+    }
     for e in entries {
         if !names.insert(e.entry.name.as_str()) {
             return Err(corrupt(path, format!("two entries are named `{}`", e.entry.name)));
@@ -244,18 +239,6 @@ fn check_disjoint(path: &Path, entries: &[SourceEntry]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The encoded schema of `e` (checked by the decoders to lie inside the store and be at most
-/// [`MAX_SCHEMA_LEN`] bytes).
-fn read_schema(path: &Path, file: &File, e: &Entry) -> Result<Vec<u8>> {
-    let len = usize::try_from(e.schema_len).ok().filter(|&n| n <= MAX_SCHEMA_LEN);
-    let Some(len) = len else {
-        return Err(corrupt(path, format!("entry `{}` has a schema of {} bytes", e.name, e.schema_len)));
-    };
-    let mut schema = vec![0u8; len];
-    read_exact(path, file, &mut schema, e.schema_offset, "a schema")?;
-    Ok(schema)
 }
 
 fn ne_u64(bytes: &[u8], at: u64) -> u64 {
