@@ -97,7 +97,12 @@ pub fn message(e: &Error) -> String {
             format!("`{}` is a directory: give the path of a store file", p(path))
         }
         Error::Io { op, path, source } if source.kind() == io::ErrorKind::PermissionDenied => {
-            format!("{op} `{}` failed: {source}: the command needs read permission on the store file", p(path))
+            format!(
+                "{op} `{}` failed: {source}: check the permissions (the inspection commands need read permission \
+                 on the store file; upgrade and compact need read and write permission on it and write permission \
+                 on its directory)",
+                p(path)
+            )
         }
         Error::NotFound { name } => {
             format!("no entry named `{name}` in the store: `shmstore inspect FILE` lists its entries")

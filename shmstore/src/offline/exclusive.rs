@@ -120,7 +120,11 @@ impl Exclusive {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&temp_path)
-            .map_err(|e| io("create", e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EROFS) => Error::ReadOnlyFileSystem { path: self.path.clone() },
+                Some(libc::ENOSPC | libc::EDQUOT) => Error::DiskFull { path: self.path.clone(), requested: 0 },
+                _ => Error::Io { op: "create a file in", path: dir.to_owned(), source: e },
+            })?;
         let staged = Staged { path: temp_path };
         let value = build(&staged.path, &temp)?;
         let meta = self.file.metadata().map_err(|e| io("stat", e))?;

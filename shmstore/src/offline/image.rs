@@ -5,8 +5,8 @@
 //! for every entry at a load of at most one half), then for each entry its block (64-aligned),
 //! its data (objects aligned to `max(align, 64)`, arrays and byte regions to `max(align, 4096)`,
 //! the data keeping its slot stride) and its schema (8-aligned). Nothing is free, nothing is
-//! leaked: `alloc_end` is the end of the last schema, and the capacity (and file length) that
-//! rounded up to a page (at least a store's minimum). Data is copied file to file, keeping holes.
+//! leaked: `alloc_end` is the end of the last schema rounded up to 64 bytes, and the capacity
+//! (and file length) that rounded up to a page (at least a store's minimum). Data is copied file to file, keeping holes.
 //!
 //! Every entry keeps its name, kind, layout (fingerprint, version, sizes, schema), commit
 //! sequence (so a double-buffered object keeps its active slot) and, from version 2, its
@@ -85,7 +85,9 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
         path: path.to_owned(),
         detail: "its entries do not fit in a store of the largest size a file can have".into(),
     };
-    let (slots, placed, alloc_end) = place(source).ok_or_else(too_big)?;
+    let (slots, placed, end) = place(source).ok_or_else(too_big)?;
+    // Allocation goes on from a cache line, as in a new store.
+    let alloc_end = align_up(end, 64).ok_or_else(too_big)?;
     let capacity = align_up(alloc_end, 4096).ok_or_else(too_big)?.max(v2::min_capacity());
     dst.set_len(capacity).map_err(|e| disk_error(path, e))?;
 
