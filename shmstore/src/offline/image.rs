@@ -93,7 +93,11 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
 
     // Header: static part, open state, live words.
     let mut head = vec![0u8; v2::HEADER_SIZE as usize];
-    let static_part = v2::Header { initial_capacity: capacity, created_unix_nanos: source.created_unix_nanos };
+    let static_part = v2::Header {
+        initial_capacity: capacity,
+        created_unix_nanos: source.created_unix_nanos,
+        max_entries: source.max_entries,
+    };
     head[..v2::STATIC_SIZE].copy_from_slice(&static_part.encode());
     let open = OpenState {
         lock_mode,

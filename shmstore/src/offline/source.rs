@@ -38,6 +38,9 @@ pub(crate) struct Source {
     pub version: u32,
     /// When the store was created.
     pub created_unix_nanos: u64,
+    /// The cap on entries a version-2 store was created with (0 for none). A version-1 store's
+    /// catalog size was a limit of its format, not a cap its user chose: 0.
+    pub max_entries: u32,
     /// The lock mode of a version-2 store whose open state is intact.
     pub lock_mode: Option<LockMode>,
     /// The entries, in catalog (version 1) or index (version 2) order.
@@ -131,6 +134,7 @@ fn read_v1(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     Ok(Source {
         version: v1::FORMAT_VERSION,
         created_unix_nanos: header.created_unix_nanos,
+        max_entries: 0,
         lock_mode: None,
         dropped: records.len() - entries.len(),
         entries,
@@ -199,6 +203,7 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     Ok(Source {
         version: v2::FORMAT_VERSION,
         created_unix_nanos: header.created_unix_nanos,
+        max_entries: header.max_entries,
         lock_mode,
         entries,
         dropped: 0,
