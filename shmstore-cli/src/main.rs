@@ -5,7 +5,8 @@
 //! (schemas) the store keeps next to each entry: `inspect` lists what a store holds, `dump`
 //! decodes values, `verify` checks every byte of every entry against its type's rules, and
 //! `header` exports the layouts as a C header for readers in other languages. The maintenance
-//! commands change the store: `upgrade` and `compact` rewrite a store that no process has open.
+//! commands change the store: `upgrade` and `compact` rewrite a store that no process has open,
+//! `rm` and `mv` remove and rename entries through the library, taking its locks.
 
 mod cheader;
 mod dump;
@@ -48,13 +49,14 @@ printed with control characters and bidirectional controls escaped, as \\u{1b}."
 #[command(
     name = "shmstore",
     version,
-    about = "Inspect, dump, verify, export C headers for, upgrade and compact shmstore files",
-    long_about = "Inspect, dump, verify, export C headers for, upgrade and compact shmstore files.\n\n\
+    about = "Inspect, dump, verify, export C headers for, upgrade, compact and edit shmstore files",
+    long_about = "Inspect, dump, verify, export C headers for, upgrade, compact and edit shmstore files.\n\n\
         A shmstore file keeps a layout descriptor (schema) next to every entry, so these commands \
         need no Rust types: they decode everything from the file itself. The inspection commands \
         (inspect, dump, verify, header) open the store read-only and take each entry's shared lock \
         while they copy its bytes, so they are safe to run on a store that other processes are \
-        using. upgrade and compact rewrite a store, and run only while no process has it open.",
+        using. upgrade and compact rewrite a store, and run only while no process has it open. rm \
+        and mv remove and rename entries, taking the locks the library takes.",
     after_help = "Run `shmstore help <COMMAND>` for a command's details and examples.",
     after_long_help = exit_status!()
 )]
@@ -255,6 +257,57 @@ enum Command {
             exit_status!()
         ))]
     Compact(FileArgs),
+
+    /// Remove an entry from a store.
+    #[command(long_about = "Remove an entry from a store.\n\n\
+        The entry's name no longer resolves, and its space is reused by entries created later \
+        (`shmstore compact` gives it back to the file system). Programs that have the entry open \
+        get an error on their next access to it, saying it was removed. The removal is \
+        crash-atomic and made durable before the command returns.\n\n\
+        Unlike upgrade and compact, it works on a store in use: it takes the locks the library \
+        takes, so it waits while another process holds a guard on the entry. A store of format \
+        version 1 must be upgraded first (`shmstore upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore rm app.shm worker-17\n\n",
+            exit_status!()
+        ))]
+    Rm(RmArgs),
+
+    /// Rename an entry of a store.
+    #[command(long_about = "Rename an entry of a store.\n\n\
+        Atomically, and after a crash at any instant, exactly one of the two names finds the \
+        entry; its data is not copied. TO must not name another entry. Programs that have the \
+        entry open get an error on their next access to it, naming TO, by which they can open it \
+        again. The change is made durable before the command returns.\n\n\
+        Like rm, it works on a store in use and takes the locks the library takes. A store of \
+        format version 1 must be upgraded first (`shmstore upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore mv app.shm config config-old\n\n",
+            exit_status!()
+        ))]
+    Mv(MvArgs),
+}
+
+/// Arguments of `shmstore rm`.
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry to remove.
+    name: String,
+}
+
+/// Arguments of `shmstore mv`.
+#[derive(Debug, Args)]
+struct MvArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry's current name.
+    from: String,
+    /// Its new name.
+    to: String,
 }
 
 /// Arguments of the commands that take just a store file.
@@ -369,6 +422,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Upgrade(a) => maintain::upgrade(&a.file, &mut out)?,
         Command::Compact(a) => maintain::compact(&a.file, &mut out)?,
+        Command::Rm(a) => maintain::rm(&a.file, &a.name, &mut out)?,
+        Command::Mv(a) => maintain::mv(&a.file, &a.from, &a.to, &mut out)?,
         Command::Header(a) => {
             let text = cheader::run(&a.file, a.name.as_deref())?;
             match a.output {

@@ -1,10 +1,12 @@
-//! `shmstore upgrade` and `shmstore compact`: offline rewrites of a store file, through
-//! [`shmstore::upgrade`] and [`shmstore::compact`].
+//! The commands that change a store: `shmstore upgrade` and `shmstore compact` (offline rewrites
+//! of a closed store, through [`shmstore::upgrade`] and [`shmstore::compact`]), and `shmstore rm`
+//! and `shmstore mv` (through [`Store::remove`] and [`Store::rename`], on a store that may be in
+//! use).
 
 use std::io::Write;
 use std::path::Path;
 
-use shmstore::RewriteReport;
+use shmstore::{RewriteReport, Store};
 
 use crate::escape;
 use crate::failure::Failure;
@@ -35,6 +37,24 @@ pub fn compact(path: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     leftovers(&report, out)?;
     let upgraded = if report.from_version < 2 { " (and upgraded it from format version 1 to 2)" } else { "" };
     writeln!(out, "compacted `{}`{upgraded}: {}; {}", escape::path(path), entries(&report), sizes(&report))?;
+    Ok(())
+}
+
+/// Runs `shmstore rm FILE NAME`.
+pub fn rm(path: &Path, name: &str, out: &mut dyn Write) -> Result<(), Failure> {
+    let store = Store::open(path)?;
+    store.remove(name)?;
+    store.flush()?;
+    writeln!(out, "removed `{}` from `{}`", escape::text(name), escape::path(path))?;
+    Ok(())
+}
+
+/// Runs `shmstore mv FILE FROM TO`.
+pub fn mv(path: &Path, from: &str, to: &str, out: &mut dyn Write) -> Result<(), Failure> {
+    let store = Store::open(path)?;
+    store.rename(from, to)?;
+    store.flush()?;
+    writeln!(out, "renamed `{}` to `{}` in `{}`", escape::text(from), escape::text(to), escape::path(path))?;
     Ok(())
 }
 
