@@ -612,8 +612,7 @@ fn image_dir() -> tempfile::TempDir {
 /// Runs the operation sequence on a new store at `path`, with `durability`, telling `model` what
 /// each operation does as it starts and returns.
 fn run_operations(path: &Path, durability: Durability, model: &Model) {
-    let store =
-        Store::options().create(true).capacity(40 * 1024).max_entries(64).durability(durability).open(path).unwrap();
+    let store = Store::options().create(true).capacity(24 * 1024).durability(durability).open(path).unwrap();
     model.with(|e| {
         e.store_created = true;
         e.op = "between operations".into();

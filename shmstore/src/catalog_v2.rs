@@ -115,8 +115,52 @@ fn has_atomics(schema: &Schema) -> bool {
 pub(crate) struct NewBlock<'a> {
     pub(crate) name: &'a str,
     pub(crate) kind: EntryKind,
-    pub(crate) layout: &'a Layout,
+    pub(crate) shape: &'a Shape,
     pub(crate) count: u64,
+}
+
+/// The layout facts an entry block records, from a [`Layout`] or from stored schema bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    /// The type's name, for error messages.
+    pub(crate) type_name: String,
+    pub(crate) elem_size: u64,
+    pub(crate) elem_align: u64,
+    pub(crate) version: u32,
+    pub(crate) fingerprint: u64,
+    /// Whether the type holds an atomic anywhere (objects of such types are not double-buffered).
+    pub(crate) atomics: bool,
+    /// The encoded schema.
+    pub(crate) schema: Vec<u8>,
+}
+
+impl Shape {
+    /// The shape of `layout`.
+    pub(crate) fn of(layout: &Layout) -> Shape {
+        Shape {
+            type_name: layout.display_name(),
+            elem_size: layout.size as u64,
+            elem_align: layout.align as u64,
+            version: layout.version,
+            fingerprint: layout.fingerprint,
+            atomics: layout.contains_atomics(),
+            schema: schema::encode(layout),
+        }
+    }
+
+    /// The shape recorded by the encoded schema `bytes`, or why they cannot be recorded.
+    pub(crate) fn from_schema(bytes: &[u8]) -> std::result::Result<Shape, String> {
+        let decoded = schema::decode(bytes).map_err(|e| e.to_string())?;
+        Ok(Shape {
+            type_name: decoded.display_name(),
+            elem_size: decoded.size,
+            elem_align: decoded.align,
+            version: decoded.version,
+            fingerprint: decoded.fingerprint,
+            atomics: has_atomics(&decoded),
+            schema: bytes.to_vec(),
+        })
+    }
 }
 
 impl StoreInner {
@@ -384,7 +428,8 @@ impl StoreInner {
             }
         }
         debug_assert_eq!(value.len(), layout.size);
-        let new = NewBlock { name, kind, layout, count };
+        let shape = Shape::of(layout);
+        let new = NewBlock { name, kind, shape: &shape, count };
         let at = self.v2_place(&new, 0, blk::STATE_LIVE, 0, |data, fresh| match kind {
             EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data, &value, count, fresh),
             _ => self.map().write(data, &value),
@@ -396,7 +441,7 @@ impl StoreInner {
     }
 
     /// Bumps `catalog_seq`, so that every process's cache of names is dropped.
-    fn catalog_changed(&self) -> Result<()> {
+    pub(crate) fn catalog_changed(&self) -> Result<()> {
         self.catalog_seq().fetch_add(1, Ordering::AcqRel);
         self.sync_if(0, v2h::HEADER_SIZE)
     }
@@ -421,12 +466,11 @@ impl StoreInner {
         moved_to: u64,
         write_data: impl FnOnce(u64, bool) -> bool,
     ) -> Result<u64> {
-        let NewBlock { name, kind, layout, count } = *new;
-        let elem_size = layout.size as u64;
-        let elem_align = layout.align as u64;
+        let NewBlock { name, kind, shape, count } = *new;
+        let (elem_size, elem_align) = (shape.elem_size, shape.elem_align);
         let unsupported = |reason: String| Error::UnsupportedLayout {
             name: name.to_owned(),
-            type_name: layout.display_name(),
+            type_name: shape.type_name.clone(),
             reason,
         };
         if elem_align > PAGE {
@@ -434,11 +478,14 @@ impl StoreInner {
                 "it is aligned to {elem_align} bytes, but store data is aligned to at most {PAGE}; lower its `align`"
             )));
         }
-        if kind == EntryKind::Bytes && layout.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
+        if !elem_align.is_power_of_two() || !elem_size.is_multiple_of(elem_align) {
+            return Err(unsupported(format!("its size {elem_size} and alignment {elem_align} do not fit together")));
+        }
+        if kind == EntryKind::Bytes && shape.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
             return Err(unsupported("a byte region holds u8 bytes; copy them into a new array entry instead".into()));
         }
-        let schema_bytes = schema::encode(layout);
-        if let Err(e) = schema::decode(&schema_bytes) {
+        let schema_bytes = &shape.schema;
+        if let Err(e) = schema::decode(schema_bytes) {
             return Err(unsupported(format!("its layout descriptor cannot be recorded: {e}")));
         }
         let (slot_count, slot_stride, data_align, data_len) = match kind {
@@ -449,7 +496,7 @@ impl StoreInner {
             }
             _ => {
                 let stride = align_up(elem_size.max(1), OBJECT_ALIGN).unwrap_or(u64::MAX);
-                if layout.contains_atomics() {
+                if shape.atomics {
                     (1, 0, elem_align.max(OBJECT_ALIGN), Some(stride))
                 } else {
                     (2, stride, elem_align.max(OBJECT_ALIGN), stride.checked_mul(2))
@@ -483,8 +530,8 @@ impl StoreInner {
             name: name.to_owned(),
             kind,
             slot_count,
-            version: layout.version,
-            fingerprint: layout.fingerprint,
+            version: shape.version,
+            fingerprint: shape.fingerprint,
             elem_size,
             elem_align,
             count,
@@ -494,7 +541,7 @@ impl StoreInner {
             schema_len: schema_bytes.len() as u64,
             lock_offset: v2h::entry_lock_byte(block),
         };
-        if !(self.map().write(entry.schema_offset, &schema_bytes) && write_data(data, fresh)) {
+        if !(self.map().write(entry.schema_offset, schema_bytes) && write_data(data, fresh)) {
             return Err(self.corrupt("the allocator handed out space outside the file".into()));
         }
         self.sync_if(data, extent)?;
@@ -710,7 +757,7 @@ impl StoreInner {
 
     /// Inserts `block` under `hash` into the index, replacing the table first if it would be
     /// more than half full. The caller holds the admin lock.
-    fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
+    pub(crate) fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
         let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let mut slots = self.index_table(root)?;
         let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
@@ -831,9 +878,7 @@ impl StoreInner {
             .write(&self.file, &self.scope, Wait::Forever)
             .map_err(|e| self.entry_lock_error(e, name, true, None))?;
         let admin = self.lock_catalog(requested, name)?;
-        let current = self.word32(found.at + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(found.at + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        Ok(current.then_some((entry, admin)))
+        Ok(self.still_live(found.at, found.serial).then_some((entry, admin)))
     }
 
     /// Wakes the waiters of `entry` (at `at`) after a change that ends it: its `seq` moves (by 2
@@ -941,12 +986,11 @@ impl StoreInner {
         let name = &found.entry.name;
         let _admin = self.lock_catalog("replacing", name)?;
         let old = found.at;
-        let current = self.word32(old + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(old + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        if !current {
+        if !self.still_live(old, found.serial) {
             return Err(Error::Removed { name: name.clone() });
         }
-        let new = NewBlock { name, kind: found.entry.kind, layout, count };
+        let shape = Shape::of(layout);
+        let new = NewBlock { name, kind: found.entry.kind, shape: &shape, count };
         let block = self.v2_place(&new, seq, blk::STATE_SHADOW, old, write_data)?;
         self.commit_move(old, block)?;
         if let Some(slot) = self.index_slot_of(hash64(name), old)? {
@@ -964,11 +1008,12 @@ impl StoreInner {
     /// was made for: [`Error::Removed`], [`Error::Moved`] (renamed or resized), or
     /// [`Error::LayoutMismatch`] (migrated away from `layout`, if given).
     pub(crate) fn v2_check_current(&self, at: u64, serial: u64, entry: &Entry, layout: Option<&Layout>) -> Result<()> {
-        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
-        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
-        if state == blk::STATE_LIVE && same {
+        // A committed shadow (a replacement whose last step a crash cut off) is live too.
+        if self.still_live(at, serial) {
             return Ok(());
         }
+        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
+        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
         if state != blk::STATE_MOVED || !same {
             return Err(Error::Removed { name: entry.name.clone() });
         }

@@ -710,6 +710,18 @@ impl StoreInner {
             source: e,
         })?;
         let scope = LockScope::of(&file).map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?;
+        // A refused capacity leaves the file as it was (before the open state is touched).
+        let recorded = map.atomic_u64(v2h::CAPACITY).map_or(0, |c| c.load(Ordering::Acquire));
+        if let (Some(requested), false) = (opts.capacity, opts.capacity_only_if_created) {
+            if requested < recorded {
+                return Err(Error::CapacityTooSmall {
+                    path: path.to_owned(),
+                    requested,
+                    minimum: recorded,
+                    shrink: true,
+                });
+            }
+        }
         let mut store = StoreInner {
             path: path.to_owned(),
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
