@@ -72,6 +72,12 @@ fn make_store(path: &Path) {
 
 /// Every entry of `make_store`, through the typed API; the store may hold others too.
 fn check_store(path: &Path) {
+    check_store_with(path, 10_000);
+}
+
+/// [`check_store`], with `series` resized to `series_len` elements since (the first 10,000 keep
+/// their values).
+fn check_store_with(path: &Path, series_len: usize) {
     let store = Store::open(path).unwrap();
     let names: Vec<String> = store.entries().unwrap().into_iter().map(|e| e.name).collect();
     for name in ["blob", "counter", "series", "settings", "sparse"] {
@@ -80,8 +86,10 @@ fn check_store(path: &Path) {
     assert_eq!(store.object::<u64>("counter").unwrap().load().unwrap(), 100);
     assert_eq!(store.object::<SettingsV2>("settings").unwrap().load().unwrap(), settings());
     assert!(matches!(store.object::<SettingsV1>("settings"), Err(Error::LayoutMismatch { .. })));
+    let series_entry = store.array::<f64>("series").unwrap();
+    assert_eq!(series_entry.len(), series_len);
     let mut got = vec![0.0; 10_000];
-    store.array::<f64>("series").unwrap().read_at(0, &mut got).unwrap();
+    series_entry.read_at(0, &mut got).unwrap();
     assert!(got.iter().enumerate().all(|(i, &v)| v == series(i)), "series differs");
     let sparse = store.array::<u64>("sparse").unwrap();
     assert_eq!(sparse.len(), SPARSE_LEN);
@@ -202,6 +210,71 @@ fn openers_are_kept_out_while_compact_runs() {
     shmstore::__private::set_sync_hook(None);
     result.unwrap();
     assert!(tried.load(Ordering::SeqCst));
+    check_store(&path);
+}
+
+/// A resize cut off after its commit point (the old block `moved`, the new one still a shadow
+/// pointing back at it) is the entry for lookups, and so for compaction too.
+#[test]
+fn compact_keeps_a_replacement_cut_off_after_its_commit_point() {
+    let _serial = serial();
+    let (_dir, path) = new_store();
+    let store = Store::open(&path).unwrap();
+    let old_at = store.entry_info("series").unwrap().record_offset;
+    let mut growing = store.array::<f64>("series").unwrap();
+    growing.resize(12_000, -1.0).unwrap();
+    let new_at = store.entry_info("series").unwrap().record_offset;
+    drop((growing, store));
+    // Undo the last step of the resize: the new block is a shadow again, pointing back.
+    common::poke(&path, new_at, &2u32.to_ne_bytes());
+    common::poke(&path, new_at + 32, &old_at.to_ne_bytes());
+
+    shmstore::compact(&path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let resized = store.array::<f64>("series").unwrap();
+    assert_eq!(resized.len(), 12_000);
+    let mut tail = vec![0.0; 2];
+    resized.read_at(9_999, &mut tail).unwrap();
+    assert_eq!(tail, [series(9_999), -1.0]);
+    drop((resized, store));
+    check_store_with(&path, 12_000);
+}
+
+/// A rename cut off before the old name's index slot was tombstoned: that slot still leads (via
+/// `moved_to`) to the renamed entry, which lookups of the old name refuse by its name. Compaction
+/// keeps the entry once, under its new name.
+#[test]
+fn compact_keeps_a_rename_cut_off_before_its_old_slot_was_cleared() {
+    let _serial = serial();
+    let (_dir, path) = new_store();
+    let store = Store::open(&path).unwrap();
+    store.object_or_init("draft", || 41u32).unwrap();
+    let old_at = store.entry_info("draft").unwrap().record_offset;
+    store.rename("draft", "final").unwrap();
+    drop(store);
+    // Put the old block back into the tombstoned slot of `draft`.
+    let bytes = std::fs::read(&path).unwrap();
+    let root = common::read_u64_ne(&bytes, common::INDEX_ROOT_OFFSET as usize);
+    let slots = common::read_u64_le(&bytes, root as usize + 8);
+    let hash = shmstore::format::checksum::hash64("draft");
+    let slot = (0..slots)
+        .map(|i| root + 64 + 16 * ((hash + i) & (slots - 1)))
+        .find(|&at| common::read_u64_ne(&bytes, at as usize + 8) == hash)
+        .expect("the slot of `draft`");
+    assert_eq!(common::read_u64_ne(&bytes, slot as usize), 1, "a tombstone");
+    common::poke(&path, slot, &old_at.to_ne_bytes());
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(store.object::<u32>("draft"), Err(Error::NotFound { .. })));
+    assert_eq!(store.object::<u32>("final").unwrap().load().unwrap(), 41);
+    drop(store);
+
+    let report = shmstore::compact(&path).unwrap();
+    assert_eq!(report.entries, 6);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.object::<u32>("final").unwrap().load().unwrap(), 41);
+    assert!(matches!(store.object::<u32>("draft"), Err(Error::NotFound { .. })));
+    assert_eq!(store.entries().unwrap().len(), 6);
+    drop(store);
     check_store(&path);
 }
 

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::catalog_check::{check_catalog, CatalogError, Record};
+use crate::format::checksum::hash64;
 use crate::format::entry::{self, Entry, EntryError};
 use crate::format::header::{self as v1, HeaderError, LiveError};
 use crate::format::v2::header::{self as v2, LockMode, OpenState};
@@ -160,7 +161,7 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     let slots = index::decode_header(&table, live.index_root, capacity)
         .map_err(|e| corrupt(path, format!("index table at {}: {e}", live.index_root)))?;
     let mut blocks = Vec::new();
-
+    let mut seen = std::collections::HashSet::new();
     let mut entries = Vec::new();
     let mut chunk = Vec::new();
     let mut raw = [0u8; block::BLOCK_SIZE as usize];
@@ -174,15 +175,7 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
             if at == index::EMPTY || at == index::TOMBSTONE {
                 continue;
             }
-            if !block::block_in_bounds(at, capacity) {
-                return Err(corrupt(path, format!("the index points at {at}, outside the data area")));
-            }
-            read_exact(path, file, &mut raw, at, "an entry block")?;
-            // A crash between a removal's commit and its tombstone leaves the index pointing at a
-            // removed block; only live blocks are entries.
-            if ne_u32(&raw, block::STATE as usize) != block::STATE_LIVE {
-                continue;
-            }
+            let Some(at) = resolve(path, file, at, capacity, &mut raw)? else { continue };
             let decoded =
                 block::decode(&raw[block::STATIC_OFFSET as usize..], at, capacity).map_err(|error| match error {
                     EntryError::BadChecksum => {
@@ -190,6 +183,11 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
                     }
                     other => corrupt(path, format!("entry block at {at}: {other}")),
                 })?;
+            // A slot found by another name's hash (the old name of a rename cut off before its
+            // slot was tombstoned) does not find this entry; its own slot does.
+            if hash64(&decoded.entry.name) != ne_u64(slot, index::SLOT_HASH) || !seen.insert(at) {
+                continue;
+            }
             entries.push(SourceEntry {
                 entry: decoded.entry,
                 seq: ne_u64(&raw, block::SEQ),
@@ -208,6 +206,51 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
         entries,
         dropped: 0,
     })
+}
+
+/// How many replacements (`moved_to` hops) a lookup follows from an index slot, as the runtime
+/// does.
+const MAX_HOPS: usize = 64;
+
+/// The entry that the block at `at`, found in an index slot, is or was replaced by, as a lookup
+/// resolves it: a live block, or a committed shadow (a replacement cut off after its commit point,
+/// whose `moved_to` points back at a block that is `moved` to it); a `moved` block is followed to
+/// its replacement; anything else (removed, free, an uncommitted shadow) is no entry. Leaves the
+/// block's bytes in `raw`.
+fn resolve(
+    path: &Path,
+    file: &File,
+    mut at: u64,
+    capacity: u64,
+    raw: &mut [u8; block::BLOCK_SIZE as usize],
+) -> Result<Option<u64>> {
+    let in_bounds = |at: u64| block::block_in_bounds(at, capacity);
+    for _ in 0..MAX_HOPS {
+        if !in_bounds(at) {
+            return Err(corrupt(path, format!("the catalog points at byte {at}, where no entry block can be")));
+        }
+        read_exact(path, file, raw, at, "an entry block")?;
+        let moved_to = ne_u64(raw, block::MOVED_TO);
+        match ne_u32(raw, block::STATE as usize) {
+            block::STATE_LIVE => return Ok(Some(at)),
+            block::STATE_SHADOW => {
+                if !in_bounds(moved_to) {
+                    return Ok(None);
+                }
+                let mut back = [0u8; 40];
+                read_exact(path, file, &mut back, moved_to, "an entry block")?;
+                let committed =
+                    ne_u32(&back, block::STATE as usize) == block::STATE_MOVED && ne_u64(&back, block::MOVED_TO) == at;
+                if !committed {
+                    return Ok(None);
+                }
+                return Ok(Some(at));
+            }
+            block::STATE_MOVED => at = moved_to,
+            _ => return Ok(None),
+        }
+    }
+    Err(corrupt(path, format!("the chain of replaced entry blocks from byte {at} loops")))
 }
 
 /// Refuses two entries with the same name, or whose blocks, data or schemas overlap (each
