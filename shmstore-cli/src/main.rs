@@ -34,8 +34,9 @@ macro_rules! exit_status {
         "\
 Exit status:
   0  success
-  1  usage error, missing file or entry, or a file that cannot be read here (an I/O error, a newer
-     format version, the other byte order)
+  1  usage error, missing file or entry, a store that another process has open (upgrade,
+     compact), or a file that cannot be read or changed here (an I/O error, a newer format version,
+     the other byte order, a format-1 store for rm and mv)
   2  invalid data: the file is not a shmstore file, is truncated or corrupt (a checksum or a
      structure that does not add up), or holds a value that breaks its type's rules
 
