@@ -518,6 +518,19 @@ pub enum Error {
         /// pid and command name (empty if unknown). Empty if it does not say.
         holders: Vec<(u32, String)>,
     },
+
+    /// An offline rewrite ([`compact`](crate::compact), [`upgrade`](crate::upgrade)) found that
+    /// the store file has other names (hard links): it replaces the file under one name only, and
+    /// the others would go on naming the old store.
+    #[error("`{path}` has {links} names (hard links): {action} replaces the file under this name only, and the other names would keep the old store: remove the other links (`find / -samefile {path}` lists them), then run {action} again")]
+    HardLinked {
+        /// The store file.
+        path: PathBuf,
+        /// What was refused: `compact` or `upgrade`.
+        action: &'static str,
+        /// How many names the file has.
+        links: u64,
+    },
 }
 
 /// Who holds a store open, in words, for [`Error::InUse`].

@@ -58,7 +58,9 @@ pub(crate) struct Exclusive {
 impl Exclusive {
     /// Opens `path` read-write and takes its `flock` exclusively, without waiting:
     /// [`Error::InUse`] (naming the processes that hold it, when the kernel says) if any process
-    /// has the store open. `action` names the operation for that message.
+    /// has the store open. `action` names the operation for that message. A file with other hard
+    /// links is [`Error::HardLinked`]: replacing it under one name would leave the old store
+    /// under the others.
     pub(crate) fn take(path: &Path, action: &'static str) -> Result<Exclusive> {
         let io = |op, source| Error::Io { op, path: path.to_owned(), source };
         for _ in 0..MAX_ATTEMPTS {
@@ -79,6 +81,10 @@ impl Exclusive {
             // The path may have been renamed over (by another rewrite that held the lock until
             // just now): then take what it names now.
             if sys::file::link_state(&real, &file).map_err(|e| io("stat", e))? == Link::Linked {
+                let links = file.metadata().map_err(|e| io("stat", e))?.nlink();
+                if links > 1 {
+                    return Err(Error::HardLinked { path: path.to_owned(), action, links });
+                }
                 return Ok(Exclusive { path: path.to_owned(), real, file });
             }
         }
@@ -379,6 +385,17 @@ mod tests {
             .unwrap();
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_file_with_other_hard_links_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file_with(dir.path(), "s", b"x");
+        fs::hard_link(&path, dir.path().join("other")).unwrap();
+        let err = Exclusive::take(&path, "compact").unwrap_err();
+        assert!(matches!(err, Error::HardLinked { links: 2, action: "compact", .. }), "{err:?}");
+        fs::remove_file(dir.path().join("other")).unwrap();
+        Exclusive::take(&path, "compact").unwrap();
     }
 
     #[test]

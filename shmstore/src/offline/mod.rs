@@ -56,7 +56,10 @@ pub struct RewriteReport {
 /// over it, so a crash at any point leaves either the old store or the new one, whole; the next
 /// run removes the temporary files of runs that died. Holes in entry data (sparse regions never
 /// written) stay holes. A corrupt store is refused ([`Error::Corrupt`], [`Error::BadChecksum`])
-/// and left as it is. A symbolic link is followed: the file it names is rewritten.
+/// and left as it is. A symbolic link is followed: the file it names is rewritten; a file with
+/// other hard links is refused ([`Error::HardLinked`]), since the other names would keep the old
+/// store. The new file gets the old one's owner, group and permission bits (extended attributes
+/// and ACLs are not carried over).
 ///
 /// The store's lock mode is kept (a version-1 store gets [`OFD`](crate::format::v2::header::LockMode::Ofd)
 /// locks, the kernel byte-range locks it had).
