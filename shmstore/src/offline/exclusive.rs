@@ -110,8 +110,9 @@ impl Exclusive {
     /// (empty, open read-write) and its path, and fills it completely. Then the temporary file
     /// gets the original's owner and group (as far as this process may give them: see
     /// [`keep_owner`]) and permission bits, is `fsync`ed and renamed over the original, and the
-    /// directory is `fsync`ed. Extended attributes and ACLs are not carried over. If `build` or any step before the rename fails, the temporary file
-    /// is removed and the original is left as it was.
+    /// directory is `fsync`ed. Extended attributes and ACLs are not carried over. If `build` or
+    /// any step before the rename fails, the temporary file is removed and the original is left
+    /// as it was.
     ///
     /// The lock is kept until `self` is dropped; it then goes with the old file's last
     /// descriptor.

@@ -1,10 +1,10 @@
 //! Writing a complete version-2 store, without holes, from the entries of a [`Source`]: the
 //! image that `compact` and `upgrade` rename over the original.
 //!
-//! The image is laid out from the start of the data area, in entry order: the index table (room
-//! for every entry at a load of at most one half), then for each entry its block (64-aligned),
-//! its data (objects aligned to `max(align, 64)`, arrays and byte regions to `max(align, 4096)`,
-//! the data keeping its slot stride) and its schema (8-aligned). Nothing is free, nothing is
+//! The image is laid out from the start of the data area: the index table (room for every entry
+//! at a load of at most one half), the entries' blocks one after another (64-aligned), the
+//! objects' data (aligned to `max(align, 64)`), every schema (8-aligned), then the arrays' and
+//! byte regions' data (aligned to `max(align, 4096)`); data keeps its slot stride. Nothing is free, nothing is
 //! leaked: `alloc_end` is the end of the last schema rounded up to 64 bytes, and the capacity
 //! (and file length) that rounded up to a page (at least a store's minimum). Data is copied file to file, keeping holes.
 //!
@@ -52,26 +52,37 @@ fn index_slots(n: u64) -> Option<u64> {
     (slots <= index::MAX_SLOTS).then_some(slots)
 }
 
-/// Where every entry goes, and where allocation ends.
+/// Where every entry goes, and where allocation ends. Packed to waste little: the blocks one
+/// after another, then the objects' data and every schema, then the arrays and byte regions (each
+/// page-aligned, so that only they round up to pages).
 fn place(source: &Source) -> Option<(u64, Vec<Placed>, u64)> {
     let slots = index_slots(source.entries.len() as u64)?;
     let mut at = v2::DATA_OFFSET.checked_add(index::table_len(slots))?;
     let mut placed = Vec::with_capacity(source.entries.len());
     for s in &source.entries {
-        let e = &s.entry;
         let block = align_up(at, block::BLOCK_ALIGN)?;
         at = block.checked_add(block::BLOCK_SIZE)?;
-        let align = match e.kind {
-            EntryKind::Object => e.elem_align.max(64),
-            _ => e.elem_align.max(4096),
+        placed.push(Placed { block, entry: Entry { lock_offset: v2::entry_lock_byte(block), ..s.entry.clone() } });
+    }
+    let data = |at: &mut u64, p: &mut Placed| -> Option<()> {
+        let align = match p.entry.kind {
+            EntryKind::Object => p.entry.elem_align.max(64),
+            _ => p.entry.elem_align.max(4096),
         };
-        let data_offset = align_up(at, align)?;
-        let data = e.data_range()?;
-        at = data_offset.checked_add(data.end - data.start)?;
-        let schema_offset = align_up(at, 8)?;
-        at = schema_offset.checked_add(e.schema_len)?;
-        let entry = Entry { data_offset, schema_offset, lock_offset: v2::entry_lock_byte(block), ..e.clone() };
-        placed.push(Placed { block, entry });
+        let range = p.entry.data_range()?;
+        p.entry.data_offset = align_up(*at, align)?;
+        *at = p.entry.data_offset.checked_add(range.end - range.start)?;
+        Some(())
+    };
+    for p in placed.iter_mut().filter(|p| p.entry.kind == EntryKind::Object) {
+        data(&mut at, p)?;
+    }
+    for p in placed.iter_mut() {
+        p.entry.schema_offset = align_up(at, 8)?;
+        at = p.entry.schema_offset.checked_add(p.entry.schema_len)?;
+    }
+    for p in placed.iter_mut().filter(|p| p.entry.kind != EntryKind::Object) {
+        data(&mut at, p)?;
     }
     Some((slots, placed, at))
 }
@@ -166,10 +177,10 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
             }
         }
         dst.write_all_at(&raw, p.block).map_err(|e| io("write", e))?;
-        let from = s.entry.data_range().expect("checked by the reader");
+        // `place` computed both ranges already: they exist.
+        let (Some(from), Some(schema)) = (s.entry.data_range(), s.entry.schema_range()) else { return Err(too_big()) };
         copied += sys::copy_sparse(src, from.start, dst, p.entry.data_offset, from.end - from.start)
             .map_err(|e| disk_error(path, e))?;
-        let schema = s.entry.schema_range().expect("checked by the reader");
         sys::copy_sparse(src, schema.start, dst, p.entry.schema_offset, schema.end - schema.start)
             .map_err(|e| disk_error(path, e))?;
     }

@@ -142,7 +142,8 @@ fn read_v1(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     })
 }
 
-/// A version-2 store: the header, the index, the live blocks it points to.
+/// A version-2 store: the header, the index, and the entry each slot resolves to as a lookup
+/// resolves it ([`resolve`]).
 fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
     let mut head = vec![0u8; v2::HEADER_SIZE as usize];
     let got = read_upto(path, file, &mut head, 0)?;
