@@ -278,6 +278,64 @@ fn compact_keeps_a_rename_cut_off_before_its_old_slot_was_cleared() {
     check_store(&path);
 }
 
+/// Randomly damaged copies of the golden stores (both formats): a rewrite either refuses the file
+/// with an error and leaves it as it was, or writes a store that opens; it never panics.
+#[test]
+fn damaged_stores_are_refused_or_rewritten_into_stores_that_open() {
+    let _serial = serial();
+    let rounds: u64 = std::env::var("SHMSTORE_OFFLINE_FUZZ").map_or(150, |v| v.parse().unwrap());
+    let mut rng = Rng::new(0x0064_616d_6167_6564);
+    let dir = tempfile::tempdir().unwrap();
+    let mut outcomes = std::collections::HashMap::new();
+    for golden in ["v1.shm", "v2.shm"] {
+        let pristine = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(golden)).unwrap();
+        // Where the structures lie: the header, the catalog or index and blocks, the schemas.
+        let span = pristine.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+        for round in 0..rounds {
+            let mut bytes = pristine.clone();
+            for _ in 0..1 + rng.next_u64() % 4 {
+                let at = (rng.next_u64() % span) as usize;
+                if rng.next_u64() % 2 == 0 {
+                    bytes[at] ^= 1 << (rng.next_u64() % 8);
+                } else {
+                    let at = at & !7;
+                    let word = match rng.next_u64() % 4 {
+                        0 => 0,
+                        1 => u64::MAX,
+                        2 => rng.next_u64() % (2 * pristine.len() as u64),
+                        _ => rng.next_u64(),
+                    };
+                    let end = (at + 8).min(bytes.len());
+                    bytes[at..end].copy_from_slice(&word.to_ne_bytes()[..end - at]);
+                }
+            }
+            let path = dir.path().join(format!("{golden}.{round}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let outcome = match shmstore::compact(&path) {
+                Err(e) => {
+                    assert!(std::fs::read(&path).unwrap() == bytes, "{golden} round {round}: {e} changed the file");
+                    format!("refused: {}", error_kind(&e))
+                }
+                Ok(_) => {
+                    let store = Store::open(&path).unwrap_or_else(|e| panic!("{golden} round {round}: {e}"));
+                    let _ = store.entries();
+                    "rewritten".to_owned()
+                }
+            };
+            *outcomes.entry(outcome).or_insert(0) += 1;
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "temporary files left behind");
+    eprintln!("{outcomes:?}");
+    assert!(outcomes.contains_key("rewritten") && outcomes.len() > 2, "{outcomes:?}");
+}
+
+/// The variant name of an error, for tallies.
+fn error_kind(e: &Error) -> String {
+    format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("").to_owned()
+}
+
 /// Kills the compacting child at random instants; after each kill the store opens and holds
 /// every entry, and leftovers of the killed run are cleaned by the next one.
 #[test]
