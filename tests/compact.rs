@@ -295,7 +295,7 @@ fn damaged_stores_are_refused_or_rewritten_into_stores_that_open() {
             let mut bytes = pristine.clone();
             for _ in 0..1 + rng.next_u64() % 4 {
                 let at = (rng.next_u64() % span) as usize;
-                if rng.next_u64() % 2 == 0 {
+                if rng.next_u64().is_multiple_of(2) {
                     bytes[at] ^= 1 << (rng.next_u64() % 8);
                 } else {
                     let at = at & !7;
