@@ -282,7 +282,8 @@ impl StoreInner {
                     at = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
                     continue;
                 }
-                _ => return Ok(None),
+                blk::STATE_FREE | blk::STATE_SHADOW | blk::STATE_REMOVED => return Ok(None),
+                other => return Err(self.corrupt(format!("entry block at byte {at} has unknown state {other}"))),
             }
             let found = self.accept(at)?;
             return Ok(name.is_none_or(|name| found.entry.name == name).then_some(found));
@@ -358,7 +359,7 @@ impl StoreInner {
             let serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
             if self.still_live(owner, serial) {
                 return Err(self.corrupt(format!(
-                    "the free list hands out bytes {start}..{end}, which the live entry block at byte {owner} uses"
+                    "the allocator would hand out bytes {start}..{end}, which the live entry block at byte {owner} uses: the allocation end or a free list is damaged"
                 )));
             }
             cache.forget(owner);
@@ -396,6 +397,14 @@ impl StoreInner {
         }
         found.sort_by_key(|f| (f.serial, f.at));
         found.dedup_by_key(|f| f.at);
+        let mut names: Vec<(&str, u64)> = found.iter().map(|f| (f.entry.name.as_str(), f.at)).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(self.corrupt(format!(
+                "entry blocks at bytes {} and {} are both live and named `{}`",
+                pair[0].1, pair[1].1, pair[0].0
+            )));
+        }
         Ok(found)
     }
 
@@ -711,6 +720,9 @@ impl StoreInner {
             }
         };
         self.live_u64(self.words.alloc_end).store(end, Ordering::Release);
+        // The allocation end is a live word: if it lags behind entries (a crafted file), refuse
+        // to hand out the bytes of an entry this process uses.
+        self.claim(at, end)?;
         Ok(at)
     }
 

@@ -710,18 +710,6 @@ impl StoreInner {
             source: e,
         })?;
         let scope = LockScope::of(&file).map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?;
-        // A refused capacity leaves the file as it was (before the open state is touched).
-        let recorded = map.atomic_u64(v2h::CAPACITY).map_or(0, |c| c.load(Ordering::Acquire));
-        if let (Some(requested), false) = (opts.capacity, opts.capacity_only_if_created) {
-            if requested < recorded {
-                return Err(Error::CapacityTooSmall {
-                    path: path.to_owned(),
-                    requested,
-                    minimum: recorded,
-                    shrink: true,
-                });
-            }
-        }
         let mut store = StoreInner {
             path: path.to_owned(),
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
@@ -742,7 +730,6 @@ impl StoreInner {
             locks: Mutex::new(HashMap::new()),
             temp: None,
         };
-        store.lock_mode = crate::lock_mode::join(&store)?;
         // As for v1: a grower extends the file before it raises the capacity word.
         let live = v2h::Live {
             capacity: store.capacity(),
@@ -757,6 +744,20 @@ impl StoreInner {
             LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
         })?;
         store.index_table(live.index_root)?;
+        // A refused capacity leaves the file as it was (before the open state is touched).
+        let recorded = live.capacity;
+        if let (Some(requested), false) = (opts.capacity, opts.capacity_only_if_created) {
+            if requested < recorded {
+                return Err(Error::CapacityTooSmall {
+                    path: path.to_owned(),
+                    requested,
+                    minimum: recorded,
+                    shrink: true,
+                });
+            }
+        }
+        // Last, so that a store refused above is left as it was.
+        store.lock_mode = crate::lock_mode::join(&store)?;
         Ok(store)
     }
 
