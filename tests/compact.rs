@@ -156,6 +156,11 @@ fn compact_shrinks_the_file_keeps_every_entry_and_keeps_holes() {
     // The holes of the sparse array stay holes: far less than its 32 MiB is on disk.
     assert!(after.blocks() * 512 < 4 << 20, "{} bytes on disk", after.blocks() * 512);
     assert_eq!(report.disk_after, after.blocks() * 512);
+    // The index table counts its used slots (a live word at byte 24 of its header), by which the
+    // runtime decides when to grow it.
+    let bytes = std::fs::read(&path).unwrap();
+    let root = common::read_u64_ne(&bytes, common::INDEX_ROOT_OFFSET as usize) as usize;
+    assert_eq!(common::read_u64_ne(&bytes, root + 24), 5, "the index's used count");
     assert_eq!(others(dir.path()), Vec::<String>::new());
     check_store(&path);
 
@@ -211,6 +216,23 @@ fn openers_are_kept_out_while_compact_runs() {
     result.unwrap();
     assert!(tried.load(Ordering::SeqCst));
     check_store(&path);
+}
+
+/// A compacted store reuses the space of what is removed from it afterwards, like any other:
+/// the image lays each entry's schema right after its data, as the allocator does, so that a
+/// removal gives back one extent.
+#[test]
+fn space_removed_after_compaction_is_reused() {
+    let _serial = serial();
+    let (_dir, path) = new_store();
+    shmstore::compact(&path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let used = store.used();
+    store.remove("series").unwrap();
+    store.remove("counter").unwrap();
+    store.array_or_init("series-2", 10_000, 1.0f64).unwrap();
+    store.object_or_init("counter-2", || 5u64).unwrap();
+    assert_eq!(store.used(), used, "the removed entries' space was not reused");
 }
 
 /// A resize cut off after its commit point (the old block `moved`, the new one still a shadow

@@ -2,9 +2,11 @@
 //! image that `compact` and `upgrade` rename over the original.
 //!
 //! The image is laid out from the start of the data area: the index table (room for every entry
-//! at a load of at most one half), the entries' blocks one after another (64-aligned), the
-//! objects' data (aligned to `max(align, 64)`), every schema (8-aligned), then the arrays' and
-//! byte regions' data (aligned to `max(align, 4096)`); data keeps its slot stride. Nothing is free, nothing is
+//! at a load of at most one half, its `used` word counting them), the entries' blocks one after
+//! another (64-aligned), then each object's data (aligned to `max(align, 64)`) and each array's
+//! or byte region's (aligned to `max(align, 4096)`), each followed by its schema (8-aligned), as
+//! the allocator places them, so that a later removal gives data and schema back as one extent.
+//! Data keeps its slot stride. Nothing is free, nothing is
 //! leaked: `alloc_end` is the end of the last schema rounded up to 64 bytes, and the capacity
 //! (and file length) that rounded up to a page (at least a store's minimum). Data is copied file to file, keeping holes.
 //!
@@ -19,6 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::source::Source;
+use crate::catalog_v2::INDEX_USED;
 use crate::error::{Error, Result};
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryKind};
@@ -52,9 +55,10 @@ fn index_slots(n: u64) -> Option<u64> {
     (slots <= index::MAX_SLOTS).then_some(slots)
 }
 
-/// Where every entry goes, and where allocation ends. Packed to waste little: the blocks one
-/// after another, then the objects' data and every schema, then the arrays and byte regions (each
-/// page-aligned, so that only they round up to pages).
+/// Where every entry goes, and where allocation ends: the blocks one after another, then each
+/// object's data followed by its schema, then each array's or byte region's (page-aligned) data
+/// followed by its schema. A schema right after its data, as the allocator places it, makes the
+/// two one extent, which a later removal gives back whole.
 fn place(source: &Source) -> Option<(u64, Vec<Placed>, u64)> {
     let slots = index_slots(source.entries.len() as u64)?;
     let mut at = v2::DATA_OFFSET.checked_add(index::table_len(slots))?;
@@ -64,25 +68,22 @@ fn place(source: &Source) -> Option<(u64, Vec<Placed>, u64)> {
         at = block.checked_add(block::BLOCK_SIZE)?;
         placed.push(Placed { block, entry: Entry { lock_offset: v2::entry_lock_byte(block), ..s.entry.clone() } });
     }
-    let data = |at: &mut u64, p: &mut Placed| -> Option<()> {
+    let data_and_schema = |at: &mut u64, p: &mut Placed| -> Option<()> {
         let align = match p.entry.kind {
             EntryKind::Object => p.entry.elem_align.max(64),
             _ => p.entry.elem_align.max(4096),
         };
         let range = p.entry.data_range()?;
         p.entry.data_offset = align_up(*at, align)?;
-        *at = p.entry.data_offset.checked_add(range.end - range.start)?;
+        p.entry.schema_offset = align_up(p.entry.data_offset.checked_add(range.end - range.start)?, 8)?;
+        *at = p.entry.schema_offset.checked_add(p.entry.schema_len)?;
         Some(())
     };
     for p in placed.iter_mut().filter(|p| p.entry.kind == EntryKind::Object) {
-        data(&mut at, p)?;
-    }
-    for p in placed.iter_mut() {
-        p.entry.schema_offset = align_up(at, 8)?;
-        at = p.entry.schema_offset.checked_add(p.entry.schema_len)?;
+        data_and_schema(&mut at, p)?;
     }
     for p in placed.iter_mut().filter(|p| p.entry.kind != EntryKind::Object) {
-        data(&mut at, p)?;
+        data_and_schema(&mut at, p)?;
     }
     Some((slots, placed, at))
 }
@@ -153,6 +154,9 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
             i = (i + 1) & (slots - 1);
         }
     }
+    // The table's live `used` word: the slots in use (live or tombstone), which decides when it
+    // grows.
+    table[INDEX_USED as usize..][..8].copy_from_slice(&n.to_ne_bytes());
     dst.write_all_at(&table, v2::DATA_OFFSET).map_err(|e| io("write", e))?;
 
     // Blocks, data and schemas.
