@@ -51,21 +51,58 @@ const MAX_RETRIES: usize = 100_000;
 /// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
 pub(crate) const INDEX_USED: u64 = 24;
 
+/// A hasher for the process's own maps (names, block offsets, lock bytes): the keys come from
+/// this process's lookups and from checked blocks, so the DoS resistance of SipHash buys nothing,
+/// and lookups are on the hot path. Word at a time, as [`checksum64`](crate::format::checksum).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.write_u64(u64::from_le_bytes(last) ^ (bytes.len() as u64) << 56);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.write_u64(u64::from(byte));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+}
+
+/// Builds [`FastHasher`]s.
+pub(crate) type FastBuild = std::hash::BuildHasherDefault<FastHasher>;
+
 /// What this process knows of a v2 catalog.
 #[derive(Debug, Default)]
 pub(crate) struct V2Cache {
     /// The `catalog_seq` at which `names` was filled.
     seq: u64,
     /// Entries found by name since `catalog_seq` was `seq`.
-    names: HashMap<String, Found>,
+    names: HashMap<String, Found, FastBuild>,
     /// Blocks accepted by this process: block offset -> (serial, entry).
-    blocks: HashMap<u64, (u64, Arc<Entry>)>,
+    blocks: HashMap<u64, (u64, Arc<Entry>), FastBuild>,
     /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
     ranges: BTreeMap<u64, (u64, u64)>,
 }
 
 impl V2Cache {
-    /// The accepted blocks that own a range overlapping `start..end`.
+    /// The accepted blocks that own a range overlapping `start..end` (no allocation when none do).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
         let mut owners = Vec::new();
         // The ranges are disjoint, so sorted by start they are sorted by end too.
@@ -89,15 +126,18 @@ impl V2Cache {
     }
 }
 
-/// The non-empty byte ranges an entry block claims: itself, its data, its schema.
-fn block_ranges(at: u64, entry: &Entry) -> Vec<(u64, u64)> {
-    let mut out = vec![(at, at + BLOCK_SIZE)];
-    for range in [entry.data_range(), entry.schema_range()].into_iter().flatten() {
-        if !range.is_empty() {
-            out.push((range.start, range.end));
-        }
-    }
-    out
+/// The non-empty byte ranges an entry block claims: itself, its data, its schema (the data and
+/// a schema that follows it within a cache line as one range).
+fn block_ranges(at: u64, entry: &Entry) -> impl Iterator<Item = (u64, u64)> {
+    let (data, schema) = (entry.data_range(), entry.schema_range());
+    let joined = match (&data, &schema) {
+        (Some(d), Some(s)) if s.start >= d.end && s.start - d.end < 64 && !s.is_empty() => [Some(d.start..s.end), None],
+        _ => [data, schema],
+    };
+    std::iter::once(at..at + BLOCK_SIZE)
+        .chain(joined.into_iter().flatten())
+        .filter(|r| !r.is_empty())
+        .map(|r| (r.start, r.end))
 }
 
 /// Whether a schema holds an atomic anywhere: such an entry's space is never reused (a
@@ -327,11 +367,16 @@ impl StoreInner {
                 block.entry.name, block.serial
             )));
         }
-        let entry = Arc::new(block.entry);
-        let ranges = block_ranges(at, &entry);
+        self.accept_decoded(at, serial, block.entry)
+    }
+
+    /// Accepts the block at `at` with `serial`, whose static part decoded to `entry` (just now,
+    /// or as this process wrote it): see [`StoreInner::accept`].
+    fn accept_decoded(&self, at: u64, serial: u64, entry: Entry) -> Result<Found> {
+        let entry = Arc::new(entry);
         let mut cache = self.v2_cache();
         cache.forget(at);
-        for &(start, end) in &ranges {
+        for (start, end) in block_ranges(at, &entry) {
             for owner in cache.overlapping(start, end) {
                 let owner_serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
                 if self.still_live(owner, owner_serial) {
@@ -344,7 +389,7 @@ impl StoreInner {
                 cache.forget(owner);
             }
         }
-        for (start, end) in ranges {
+        for (start, end) in block_ranges(at, &entry) {
             cache.ranges.insert(start, (end, at));
         }
         cache.blocks.insert(at, (serial, entry.clone()));

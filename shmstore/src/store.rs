@@ -564,7 +564,7 @@ pub(crate) struct StoreInner {
     /// Entries this process has seen in a v1 store, by name. Records never change once published.
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
     /// One lock per entry lock byte, shared by every handle of this process.
-    locks: Mutex<HashMap<u64, Arc<RangeLock>>>,
+    locks: Mutex<HashMap<u64, Arc<RangeLock>, crate::catalog_v2::FastBuild>>,
     /// Set for a temporary store (see `temp.rs`): removed on drop if no other process holds it.
     pub(crate) temp: Option<crate::temp::TempRegion>,
 }
@@ -727,7 +727,7 @@ impl StoreInner {
             scope,
             catalog_lock: RangeLock::new(v2h::LOCK_BASE),
             names: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::default()),
             temp: None,
         };
         // As for v1: a grower extends the file before it raises the capacity word.
@@ -794,7 +794,7 @@ impl StoreInner {
             scope,
             catalog_lock: RangeLock::new(LOCK_BASE),
             names: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::default()),
             temp: None,
         };
         // Another process may be growing the file right now: it extends the file before it raises
