@@ -358,6 +358,57 @@ fn error_kind(e: &Error) -> String {
     format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("").to_owned()
 }
 
+/// An opener that found the old file while compaction held it, and waits for it with a lock
+/// timeout, ends up on the new file: once it gets the old file's lock it sees that the path names
+/// another file, and opens that.
+#[test]
+fn an_opener_waiting_during_compact_opens_the_new_file() {
+    let _serial = serial();
+    let (_dir, path) = new_store();
+    let real = path.canonicalize().unwrap();
+    let dir = real.parent().unwrap().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener_path = path.clone();
+    let started = std::sync::Arc::new(AtomicBool::new(false));
+    let hook_started = started.clone();
+    shmstore::__private::set_sync_hook(Some(Box::new(move |event| {
+        // At the first sync of the new file, before the rename: start an opener and wait until
+        // it has the old file open (a second descriptor of it in this process).
+        if !event.path.starts_with(&dir) || hook_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (target, tx) = (opener_path.clone(), tx.clone());
+        let finished = std::sync::Arc::new(AtomicBool::new(false));
+        let done = finished.clone();
+        std::thread::spawn(move || {
+            let store = Store::options().lock_timeout(Duration::from_secs(60)).open(&target);
+            done.store(true, Ordering::SeqCst);
+            tx.send(store.map(|s| (s.check().is_ok(), s.entries().map(|e| e.len())))).unwrap();
+        });
+        let open_descriptors = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+                .filter(|target| *target == real)
+                .count()
+        };
+        // (An opener that gave up at once must not hang the test: it is checked below.)
+        while open_descriptors() < 2 && !finished.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+    })));
+    let result = shmstore::compact(&path);
+    shmstore::__private::set_sync_hook(None);
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    result.unwrap();
+    assert!(started.load(Ordering::SeqCst));
+    let (linked, entries) = rx.recv().unwrap().unwrap();
+    assert!(linked, "the opener kept the old, replaced file");
+    assert_eq!(entries.unwrap(), 5);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+    check_store(&path);
+}
+
 /// Kills the compacting child at random instants; after each kill the store opens and holds
 /// every entry, and leftovers of the killed run are cleaned by the next one.
 #[test]
