@@ -52,8 +52,8 @@ pub struct RewriteReport {
 /// waiting, and fails with [`Error::InUse`] (naming the processes that hold it, where the kernel
 /// tells) otherwise. While it runs, other opens fail with [`Error::Busy`] (or wait, with
 /// [`OpenOptions::lock_timeout`](crate::OpenOptions::lock_timeout)). The new store is written to a
-/// temporary file beside the original (`.NAME.PID.NANOS.upgrading`), made durable, and renamed
-/// over it, so a crash at any point leaves either the old store or the new one, whole; the next
+/// temporary file beside the original (`.NAME.PID.NANOS.upgrading`), opened read-only as a check
+/// (it must list every entry), made durable, and renamed over it, so a crash at any point leaves either the old store or the new one, whole; the next
 /// run removes the temporary files of runs that died. Holes in entry data (sparse regions never
 /// written) stay holes. A corrupt store is refused ([`Error::Corrupt`], [`Error::BadChecksum`])
 /// and left as it is. A symbolic link is followed: the file it names is rewritten; a file with
@@ -105,6 +105,26 @@ pub fn upgrade(path: impl AsRef<Path>) -> Result<RewriteReport> {
     rewrite(path.as_ref(), "upgrade", true)
 }
 
+/// Opens the new store at `temp_path` read-only, as any process will open it, and has it list
+/// its entries (which checks every block): it must find the `entries` the source had. The new
+/// file replaces the original only if it passes; otherwise the original is left as it is, and the
+/// error says that this is a bug.
+fn check_image(path: &Path, temp_path: &Path, entries: usize) -> Result<()> {
+    let bug = |detail: String| Error::Corrupt {
+        path: path.to_owned(),
+        detail: format!(
+            "the rewritten store failed its check ({detail}), so the original was left as it is; this is a bug in \
+             shmstore, please report it"
+        ),
+    };
+    let store = crate::Store::options().read_only(true).open(temp_path).map_err(|e| bug(e.to_string()))?;
+    let listed = store.entries().map_err(|e| bug(e.to_string()))?.len();
+    if listed != entries {
+        return Err(bug(format!("it lists {listed} entries instead of {entries}")));
+    }
+    Ok(())
+}
+
 /// The work of [`compact`] and [`upgrade`]: with `only_v1`, a version-2 store is left alone.
 fn rewrite(path: &Path, action: &'static str, only_v1: bool) -> Result<RewriteReport> {
     let ex = Exclusive::take(path, action)?;
@@ -128,8 +148,9 @@ fn rewrite(path: &Path, action: &'static str, only_v1: bool) -> Result<RewriteRe
         return Ok(report);
     }
     let lock_mode = source.lock_mode.unwrap_or(LockMode::Ofd);
-    let (len, disk) = ex.replace(|_, temp| {
+    let (len, disk) = ex.replace(|temp_path, temp| {
         let image = image::write(path, &source, ex.file(), temp, lock_mode)?;
+        check_image(path, temp_path, source.entries.len())?;
         let after = stat(temp)?;
         Ok((image.len, after.blocks() * 512))
     })?;

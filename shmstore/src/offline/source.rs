@@ -4,9 +4,10 @@
 //!
 //! Everything is read with positional reads through the rewrite's own descriptor (no mapping),
 //! checked as an opener checks it (header, live words, every record or block, no two entries
-//! claiming the same bytes), and bounded: records and index slots are read a chunk at a time, and
-//! neither data nor schemas are read into memory here (the image writer copies them file to
-//! file). Memory grows with the number of entries only.
+//! claiming the same bytes, every schema decodes), and bounded: records and index slots are read a
+//! chunk at a time, schemas one at a time (each at most `MAX_SCHEMA_LEN` bytes), and data never
+//! (the image writer copies data and schemas file to file). Memory grows with the number of
+//! entries only.
 
 use std::fs::File;
 use std::io;
@@ -18,6 +19,7 @@ use crate::format::catalog_check::{check_catalog, CatalogError, Record};
 use crate::format::checksum::hash64;
 use crate::format::entry::{self, Entry, EntryError};
 use crate::format::header::{self as v1, HeaderError, LiveError};
+use crate::format::schema::{self, MAX_SCHEMA_LEN};
 use crate::format::v2::header::{self as v2, LockMode, OpenState};
 use crate::format::v2::{block, index};
 
@@ -132,6 +134,7 @@ fn read_v1(path: &Path, file: &File, file_len: u64) -> Result<Source> {
         }
         entries.push(SourceEntry { entry: current.entry.clone(), seq: live_words[at].0, interrupted: 0 });
     }
+    check_schemas(path, file, &entries)?;
     Ok(Source {
         version: v1::FORMAT_VERSION,
         created_unix_nanos: header.created_unix_nanos,
@@ -199,6 +202,7 @@ fn read_v2(path: &Path, file: &File, file_len: u64) -> Result<Source> {
         first += n;
     }
     check_disjoint(path, &entries, &blocks)?;
+    check_schemas(path, file, &entries)?;
     Ok(Source {
         version: v2::FORMAT_VERSION,
         created_unix_nanos: header.created_unix_nanos,
@@ -252,6 +256,24 @@ fn resolve(
         }
     }
     Err(corrupt(path, format!("the chain of replaced entry blocks from byte {at} loops")))
+}
+
+/// Decodes every entry's schema, one at a time, as listing the entries does: a store whose
+/// schemas do not decode is refused here, before anything is written, rather than copied into a
+/// new store that could not list its entries either.
+fn check_schemas(path: &Path, file: &File, entries: &[SourceEntry]) -> Result<()> {
+    for e in entries {
+        let e = &e.entry;
+        // The decoders bounded `schema_len` by `MAX_SCHEMA_LEN` and placed it inside the store.
+        let len = usize::try_from(e.schema_len).ok().filter(|&n| n <= MAX_SCHEMA_LEN);
+        let Some(len) = len else {
+            return Err(corrupt(path, format!("the schema of entry `{}` is longer than the format allows", e.name)));
+        };
+        let mut bytes = vec![0u8; len];
+        read_exact(path, file, &mut bytes, e.schema_offset, "a schema")?;
+        schema::decode(&bytes).map_err(|err| corrupt(path, format!("schema of entry `{}`: {err}", e.name)))?;
+    }
+    Ok(())
 }
 
 /// Refuses two entries with the same name, or whose blocks, data or schemas overlap (each
