@@ -61,8 +61,8 @@ pub struct RewriteReport {
 /// store. The new file gets the old one's owner, group and permission bits (extended attributes
 /// and ACLs are not carried over).
 ///
-/// The store's lock mode is kept (a version-1 store gets [`OFD`](crate::format::v2::header::LockMode::Ofd)
-/// locks, the kernel byte-range locks it had).
+/// The store's lock mode is kept (a version-1 store gets
+/// [`OFD`](crate::format::v2::header::LockMode::Ofd) locks, the kernel byte-range locks it had).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
