@@ -243,6 +243,15 @@ fn a_v1_file_opens_read_only_and_a_writer_is_told_to_upgrade() {
     assert_eq!(store.format_version(), 1);
     assert_eq!(store.info().format_version, 1);
     assert!(matches!(store.remove("config"), Err(Error::ReadOnly { .. })));
+    // Foreign readers find each entry's sequence word where its format keeps it.
+    for e in store.entries().unwrap() {
+        assert_eq!(e.seq_offset, e.record_offset + 192, "{}", e.name);
+    }
+    let (_v2dir, v2path) = temp_store();
+    let v2 = Store::open_or_create(&v2path, 1 << 20).unwrap();
+    v2.object_or_init("n", || 1u64).unwrap();
+    let info = v2.entry_info("n").unwrap();
+    assert_eq!(info.seq_offset, info.record_offset + 16);
     assert!(std::fs::read(&path).unwrap() == before, "the v1 file changed");
 }
 

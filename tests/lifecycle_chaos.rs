@@ -192,3 +192,42 @@ fn killing_a_process_during_remove_rename_resize_and_reuse_keeps_every_committed
         assert_eq!(seen[*name], (3000, i as u64 + 7));
     }
 }
+
+/// Two processes create, remove, rename and resize entries while this one looks them up and
+/// reads them: a lookup finds an entry or not, and a handle reads its own values or learns that
+/// the entry is gone; nothing reads as damaged, and no array mixes two entries' values.
+#[test]
+fn lookups_racing_with_other_processes_changes_see_whole_entries() {
+    let (_dir, path) = temp_store();
+    drop(Store::open_or_create(&path, 1 << 20).unwrap());
+    let mut churners: Vec<ChildProc> =
+        (0..2).map(|i| ChildProc::spawn("churn", &path, &(100 + i).to_string())).collect();
+    for c in &mut churners {
+        c.expect("ready");
+    }
+    let store = Store::open(&path).unwrap();
+    let (mut found, mut gone) = (0u64, 0u64);
+    for i in 0..20_000usize {
+        let name = NAMES[i % NAMES.len()];
+        match store.array::<u64>(name) {
+            Ok(a) => match a.read() {
+                Ok(values) => {
+                    let tag = values.first().copied().unwrap_or(0);
+                    assert!(values.iter().all(|&v| v == tag), "`{name}` mixes values");
+                    found += 1;
+                }
+                Err(Error::Removed { .. } | Error::Moved { .. }) => gone += 1,
+                Err(e) => panic!("reading `{name}`: {e}"),
+            },
+            Err(Error::NotFound { .. }) => gone += 1,
+            Err(e) => panic!("looking up `{name}`: {e}"),
+        }
+    }
+    for c in &mut churners {
+        let (status, stderr) = c.kill_and_stderr();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "a churner ended by itself:\n{stderr}");
+    }
+    eprintln!("racing lookups: {found} found, {gone} not found or gone");
+    assert!(found > 0);
+    observe(&path).unwrap();
+}

@@ -136,12 +136,12 @@ fn entry_json(e: &EntryInfo, ints: Ints) -> Json {
         "data_offset": ints.u64(e.data_offset),
         "slot_stride": ints.u64(e.slot_stride),
         "record_offset": ints.u64(e.record_offset),
-        "seq_offset": ints.u64(e.record_offset + SEQ_IN_RECORD),
+        "seq_offset": ints.u64(e.seq_offset),
     })
 }
 
 /// Where an entry block keeps its commit sequence word (`docs/format.md`): 16. (A format-v1
-/// catalog record kept it at 192; v1 stores are only read, and `upgrade` converts them.)
+/// catalog record kept it at 192; `EntryInfo::seq_offset` is right for both.)
 pub const SEQ_IN_RECORD: u64 = shmstore::format::v2::block::SEQ;
 
 fn write_text(

@@ -78,7 +78,7 @@ impl StoreInner {
         &self,
         name: &str,
         kind: EntryKind,
-        layout: &Layout,
+        layout: &'static Layout,
         count: u64,
         init: impl FnOnce() -> Vec<u8>,
     ) -> Result<Found> {

@@ -47,6 +47,8 @@ const PAGE: u64 = 4096;
 const MAX_HOPS: usize = 64;
 /// How many times a lookup starts over because the catalog changed under it.
 const MAX_RETRIES: usize = 100_000;
+/// How many times a lookup that met an error looks again before it believes it.
+const TRANSIENT_ERRORS: usize = 64;
 /// Offset, in an index table's header, of its live `used` word (`AtomicU64`): slots that are
 /// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
 pub(crate) const INDEX_USED: u64 = 24;
@@ -188,6 +190,22 @@ impl Shape {
         }
     }
 
+    /// The shape of `layout`, computed once per layout descriptor in this process (encoding a
+    /// schema and checking that it decodes costs more than the rest of a creation).
+    pub(crate) fn cached(layout: &'static Layout) -> Arc<Shape> {
+        type Shapes = std::sync::Mutex<HashMap<usize, Arc<Shape>, FastBuild>>;
+        static SHAPES: std::sync::OnceLock<Shapes> = std::sync::OnceLock::new();
+        let shapes = SHAPES.get_or_init(Default::default);
+        // Keyed by the descriptor's address: two addresses of one type only cost a second entry.
+        let key = std::ptr::from_ref(layout) as usize;
+        if let Some(shape) = shapes.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return shape.clone();
+        }
+        let shape = Arc::new(Shape::of(layout));
+        shapes.lock().unwrap_or_else(|e| e.into_inner()).insert(key, shape.clone());
+        shape
+    }
+
     /// The shape recorded by the encoded schema `bytes`, or why they cannot be recorded.
     pub(crate) fn from_schema(bytes: &[u8]) -> std::result::Result<Shape, String> {
         let decoded = schema::decode(bytes).map_err(|e| e.to_string())?;
@@ -237,6 +255,10 @@ impl StoreInner {
     /// The live entry `name`, if any. Lock-free; cached by name until the catalog changes.
     pub(crate) fn v2_lookup(&self, name: &str) -> Result<Option<Found>> {
         self.check_not_forked()?;
+        // Errors seen while no catalog change was visible: a block being reused right now (its
+        // writer bumps `catalog_seq` only when done) looks damaged for a moment, so an error is
+        // believed only once it persists.
+        let mut errors = 0;
         for _ in 0..MAX_RETRIES {
             let seq = self.catalog_seq().load(Ordering::Acquire);
             {
@@ -264,6 +286,10 @@ impl StoreInner {
                 // A miss or an error while the catalog changed may come from a table that was
                 // replaced (and its bytes reused) under the probe: look again.
                 _ if !unchanged => continue,
+                Err(_) if errors < TRANSIENT_ERRORS => {
+                    errors += 1;
+                    std::thread::yield_now();
+                }
                 other => return other,
             }
         }
@@ -461,7 +487,7 @@ impl StoreInner {
         &self,
         name: &str,
         kind: EntryKind,
-        layout: &Layout,
+        layout: &'static Layout,
         count: u64,
         init: impl FnOnce() -> Vec<u8>,
     ) -> Result<Found> {
@@ -482,16 +508,17 @@ impl StoreInner {
             }
         }
         debug_assert_eq!(value.len(), layout.size);
-        let shape = Shape::of(layout);
+        let shape = Shape::cached(layout);
         let new = NewBlock { name, kind, shape: &shape, count };
-        let at = self.v2_place(&new, 0, blk::STATE_LIVE, 0, |data, fresh| match kind {
+        let (at, entry, serial) = self.v2_place(&new, 0, blk::STATE_LIVE, 0, |data, fresh| match kind {
             EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data, &value, count, fresh),
             _ => self.map().write(data, &value),
         })?;
         self.index_insert(hash64(name), at)?;
         self.live_u64(v2h::ENTRY_COUNT).fetch_add(1, Ordering::AcqRel);
         self.catalog_changed()?;
-        self.accept(at)
+        // This process wrote the block: no need to decode it again.
+        self.accept_decoded(at, serial, entry)
     }
 
     /// Bumps `catalog_seq`, so that every process's cache of names is dropped.
@@ -511,7 +538,7 @@ impl StoreInner {
     /// Allocates and writes a new entry block for `new`, with data filled by `write_data` (given
     /// the data offset and whether that space is fresh, hence zero), and publishes it with
     /// `state` (and `moved_to`, the block a shadow replaces) and `seq`. The caller holds the admin
-    /// lock. Returns the block's offset.
+    /// lock. Returns the block's offset, its static part and its serial.
     pub(crate) fn v2_place(
         &self,
         new: &NewBlock<'_>,
@@ -519,7 +546,7 @@ impl StoreInner {
         state: u32,
         moved_to: u64,
         write_data: impl FnOnce(u64, bool) -> bool,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Entry, u64)> {
         let NewBlock { name, kind, shape, count } = *new;
         let (elem_size, elem_align) = (shape.elem_size, shape.elem_align);
         let unsupported = |reason: String| Error::UnsupportedLayout {
@@ -599,14 +626,14 @@ impl StoreInner {
             return Err(self.corrupt("the allocator handed out space outside the file".into()));
         }
         self.sync_if(data, extent)?;
-        self.publish_block(block, &entry, seq, state, moved_to)?;
-        Ok(block)
+        let serial = self.publish_block(block, &entry, seq, state, moved_to)?;
+        Ok((block, entry, serial))
     }
 
     /// Writes the block at `block` for `entry` (a new serial; `seq` rounded up past the block's
     /// own, so that a reader of its previous entry never sees the same sequence again), and
     /// publishes it with `state`. The caller holds the admin lock.
-    pub(crate) fn publish_block(&self, block: u64, entry: &Entry, seq: u64, state: u32, moved_to: u64) -> Result<()> {
+    pub(crate) fn publish_block(&self, block: u64, entry: &Entry, seq: u64, state: u32, moved_to: u64) -> Result<u64> {
         let serial = self.live_u64(v2h::NEXT_SERIAL).fetch_add(1, Ordering::AcqRel);
         let serial = serial.max(1);
         if !self.map().write(block + blk::STATIC_OFFSET, &blk::encode(entry, serial)) {
@@ -625,7 +652,8 @@ impl StoreInner {
         self.sync_if(0, v2h::HEADER_SIZE)?;
         // Publish: everything above happens-before any reader that sees the state.
         self.word32(block + blk::STATE)?.store(state, Ordering::Release);
-        self.sync_if(block, BLOCK_SIZE)
+        self.sync_if(block, BLOCK_SIZE)?;
+        Ok(serial)
     }
 
     /// Writes `value` into `count` consecutive elements at `offset`. Fresh store space is zero, so
@@ -1035,7 +1063,7 @@ impl StoreInner {
     pub(crate) fn v2_replace(
         &self,
         found: &Found,
-        layout: &Layout,
+        layout: &'static Layout,
         count: u64,
         seq: u64,
         write_data: impl FnOnce(u64, bool) -> bool,
@@ -1046,9 +1074,9 @@ impl StoreInner {
         if !self.still_live(old, found.serial) {
             return Err(Error::Removed { name: name.clone() });
         }
-        let shape = Shape::of(layout);
+        let shape = Shape::cached(layout);
         let new = NewBlock { name, kind: found.entry.kind, shape: &shape, count };
-        let block = self.v2_place(&new, seq, blk::STATE_SHADOW, old, write_data)?;
+        let (block, _, _) = self.v2_place(&new, seq, blk::STATE_SHADOW, old, write_data)?;
         self.commit_move(old, block)?;
         if let Some(slot) = self.index_slot_of(hash64(name), old)? {
             self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Release);
@@ -1075,7 +1103,10 @@ impl StoreInner {
             return Err(Error::Removed { name: entry.name.clone() });
         }
         let next = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
-        let Some(newest) = self.resolve_block(next, None)? else {
+        // The block may be reused right now (its words rewritten): then the entry is gone.
+        let resolved = self.resolve_block(next, None);
+        let reused = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) != serial;
+        let Ok(Some(newest)) = resolved.map(|found| found.filter(|_| !reused)) else {
             return Err(Error::Removed { name: entry.name.clone() });
         };
         let e = &newest.entry;

@@ -133,7 +133,7 @@ impl Store {
                 map.write(data, values)
             }
         };
-        let at = inner.v2_place(&new, entry.seq, blk::STATE_LIVE, 0, write)?;
+        let (at, _, _) = inner.v2_place(&new, entry.seq, blk::STATE_LIVE, 0, write)?;
         inner.v2_insert_published(hash64(&entry.name), at)?;
         let found: Found = inner.accept(at)?;
         Ok(inner.active_offset(at, &found.entry))

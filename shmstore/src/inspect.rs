@@ -161,6 +161,7 @@ impl StoreInner {
             data_offset: e.data_offset,
             slot_stride: e.slot_stride,
             record_offset: at,
+            seq_offset: at + self.words.seq,
             name: e.name.clone(),
         })
     }

@@ -23,6 +23,11 @@
 //! - [`Store::open_or_create_temp`] gives a named store without a user-visible file, removed when
 //!   the last process that has it open closes it or dies; a store that runs out of room grows, and
 //!   every process adopts the new size.
+//! - A store lives for years: its catalog grows with its entries (lookups stay O(1), and opening
+//!   costs nothing per entry), [`Store::remove`], [`Store::rename`] and [`SharedArray::resize`]
+//!   change entries crash-atomically (other handles get [`Error::Removed`] or [`Error::Moved`]),
+//!   and freed space is reused. Files of the first format version open read-only; `shmstore
+//!   upgrade` converts them.
 //!
 //! ```
 //! use shmstore::{FixedStr, SharedLayout, Store};
@@ -59,7 +64,8 @@
 //! # Ok::<(), shmstore::Error>(())
 //! ```
 //!
-//! The on-disk format is specified in `docs/format.md`; [`format`](mod@format) implements it as pure code.
+//! The on-disk format (version 2) is specified in `docs/format.md`, version 1 in
+//! `docs/format-v1.md`; [`format`](mod@format) implements both as pure code.
 //!
 //! # Platforms
 //!

@@ -303,6 +303,9 @@ pub struct EntryInfo {
     /// Where the entry's block (format v2; its catalog record in v1) starts; its commit sequence
     /// word `seq` (a native-endian `u64`) is at `record_offset + 16` (`+ 192` in a v1 store).
     pub record_offset: u64,
+    /// Where the entry's commit sequence word `seq` (a native-endian `u64`) is, whatever the
+    /// format version.
+    pub seq_offset: u64,
 }
 
 impl EntryInfo {
