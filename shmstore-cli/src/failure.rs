@@ -97,7 +97,12 @@ pub fn message(e: &Error) -> String {
             format!("`{}` is a directory: give the path of a store file", p(path))
         }
         Error::Io { op, path, source } if source.kind() == io::ErrorKind::PermissionDenied => {
-            format!("{op} `{}` failed: {source}: the command needs read permission on the store file", p(path))
+            format!(
+                "{op} `{}` failed: {source}: check the permissions (the inspection commands need read permission \
+                 on the store file; rm and mv need read and write permission on it; upgrade and compact also need \
+                 write permission on its directory)",
+                p(path)
+            )
         }
         Error::NotFound { name } => {
             format!("no entry named `{name}` in the store: `shmstore inspect FILE` lists its entries")
@@ -127,7 +132,7 @@ pub fn message(e: &Error) -> String {
         ),
         Error::ReadOnly { path, action } => {
             format!(
-                "`{}` is open read-only, as shmstore commands open every store: {action} is not possible here",
+                "`{}` is open read-only, as the inspection commands open every store: {action} is not possible here",
                 p(path)
             )
         }
@@ -165,6 +170,16 @@ pub fn message(e: &Error) -> String {
         Error::CatalogFull { path, max_entries } => {
             format!("store `{}` already holds its maximum of {max_entries} entries", p(path))
         }
+        Error::UpgradeRequired { path } => format!(
+            "`{}` has store format version 1, which this command cannot change: convert it with \
+             `shmstore upgrade {}` first (with the store closed everywhere)",
+            p(path),
+            p(path)
+        ),
+        Error::NameTaken { from, to } => format!(
+            "cannot rename `{from}` to `{to}`: an entry named `{to}` exists; remove it first (`shmstore rm FILE {to}`) \
+             or choose another name"
+        ),
         Error::TempNotFound { name } => format!("no process has the temporary store `{name}` open"),
         Error::TempExists { name } => format!("temporary store `{name}` is in use by another process"),
         _ => e.to_string(),

@@ -1,9 +1,12 @@
-//! `shmstore`: look inside shmstore files without the Rust types that wrote them.
+//! `shmstore`: look inside shmstore files without the Rust types that wrote them, and maintain
+//! them.
 //!
-//! Every command opens the store read-only and works from the layout descriptors (schemas) the
-//! store keeps next to each entry: `inspect` lists what a store holds, `dump` decodes values,
-//! `verify` checks every byte of every entry against its type's rules, and `header` exports the
-//! layouts as a C header for readers in other languages.
+//! The inspection commands open the store read-only and work from the layout descriptors
+//! (schemas) the store keeps next to each entry: `inspect` lists what a store holds, `dump`
+//! decodes values, `verify` checks every byte of every entry against its type's rules, and
+//! `header` exports the layouts as a C header for readers in other languages. The maintenance
+//! commands change the store: `upgrade` and `compact` rewrite a store that no process has open,
+//! `rm` and `mv` remove and rename entries through the library, taking its locks.
 
 mod cheader;
 mod dump;
@@ -11,6 +14,7 @@ mod escape;
 mod failure;
 mod inspect;
 mod json;
+mod maintain;
 mod progress;
 mod region;
 mod render;
@@ -30,8 +34,9 @@ macro_rules! exit_status {
         "\
 Exit status:
   0  success
-  1  usage error, missing file or entry, or a file that cannot be read here (an I/O error, a newer
-     format version, the other byte order)
+  1  usage error, missing file or entry, a store that another process has open (upgrade,
+     compact), or a file that cannot be read or changed here (an I/O error, a newer format version,
+     the other byte order, a format-1 store for rm and mv)
   2  invalid data: the file is not a shmstore file, is truncated or corrupt (a checksum or a
      structure that does not add up), or holds a value that breaks its type's rules
 
@@ -45,12 +50,14 @@ printed with control characters and bidirectional controls escaped, as \\u{1b}."
 #[command(
     name = "shmstore",
     version,
-    about = "Inspect, dump, verify and export C headers for shmstore files",
-    long_about = "Inspect, dump, verify and export C headers for shmstore files.\n\n\
+    about = "Inspect, dump, verify, export C headers for, upgrade, compact and edit shmstore files",
+    long_about = "Inspect, dump, verify, export C headers for, upgrade, compact and edit shmstore files.\n\n\
         A shmstore file keeps a layout descriptor (schema) next to every entry, so these commands \
-        need no Rust types: they decode everything from the file itself. Every command opens the \
-        store read-only and takes each entry's shared lock while it copies its bytes, so it is safe \
-        to run on a store that other processes are using.",
+        need no Rust types: they decode everything from the file itself. The inspection commands \
+        (inspect, dump, verify, header) open the store read-only and take each entry's shared lock \
+        while they copy its bytes, so they are safe to run on a store that other processes are \
+        using. upgrade and compact rewrite a store, and run only while no process has it open. rm \
+        and mv remove and rename entries, taking the locks the library takes.",
     after_help = "Run `shmstore help <COMMAND>` for a command's details and examples.",
     after_long_help = exit_status!()
 )]
@@ -218,6 +225,105 @@ enum Command {
             exit_status!()
         ))]
     CleanTemp,
+
+    /// Convert a store of format version 1 to version 2, in place (the store must be closed).
+    #[command(long_about = "Convert a store of format version 1 to version 2, in place.\n\n\
+        A store written by an older shmstore (format version 1) can be read by this version, but \
+        not changed: programs that open it read-write are told to run this command. It keeps \
+        every entry (name, kind, type, version, value; a migrated entry keeps its current layout \
+        and value) and also compacts the store, like `shmstore compact`. A store that already has \
+        format version 2 is left alone.\n\n\
+        It runs only while no process has the store open: it checks through the file's lock, \
+        without waiting, and otherwise names the processes that hold it (exit status 1). While it \
+        runs, programs that open the store are refused (or wait, with a lock timeout). It writes \
+        the new store to a hidden temporary file beside the original (.NAME.PID.NANOS.upgrading), \
+        makes it durable and renames it over the original, so that a crash or a power loss at any \
+        moment leaves either the old store or the new one, whole. The next run removes the \
+        temporary files of runs that died.",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore upgrade app.shm\n  \
+            shmstore inspect app.shm   # `format: 2`\n\n",
+            exit_status!()
+        ))]
+    Upgrade(FileArgs),
+
+    /// Rewrite a store without holes or free space, shrinking the file (the store must be closed).
+    #[command(long_about = "Rewrite a store without holes or free space, shrinking the file.\n\n\
+        A store reuses the space of removed, resized and migrated entries for new ones, but never \
+        gives it back to the file system while it is open. This command rewrites the store with \
+        its entries packed one after another, and the file shrinks to what they need; it grows \
+        again as entries are added. Every entry keeps its name, kind, type, version and value, \
+        and parts of arrays and byte regions that were never written stay holes (they take no \
+        disk space). A store of format version 1 also comes out as version 2, as from `shmstore \
+        upgrade`. It prints the file's size and disk use before and after.\n\n\
+        It runs only while no process has the store open, and replaces the file crash-atomically \
+        through a temporary file, exactly like `shmstore upgrade` (see `shmstore help upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore compact app.shm\n  \
+            systemctl stop app && shmstore compact /var/lib/app/state.shm && systemctl start app\n\n",
+            exit_status!()
+        ))]
+    Compact(FileArgs),
+
+    /// Remove an entry from a store.
+    #[command(long_about = "Remove an entry from a store.\n\n\
+        The entry's name no longer resolves, and its space is reused by entries created later \
+        (`shmstore compact` gives it back to the file system). Programs that have the entry open \
+        get an error on their next access to it, saying it was removed. The removal is \
+        crash-atomic and made durable before the command returns.\n\n\
+        Unlike upgrade and compact, it works on a store in use: it takes the locks the library \
+        takes, so it waits while another process holds a guard on the entry. A store of format \
+        version 1 must be upgraded first (`shmstore upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore rm app.shm worker-17\n\n",
+            exit_status!()
+        ))]
+    Rm(RmArgs),
+
+    /// Rename an entry of a store.
+    #[command(long_about = "Rename an entry of a store.\n\n\
+        Atomically, and after a crash at any instant, exactly one of the two names finds the \
+        entry; its data is not copied. TO must not name another entry. Programs that have the \
+        entry open get an error on their next access to it, naming TO, by which they can open it \
+        again. The change is made durable before the command returns.\n\n\
+        Like rm, it works on a store in use and takes the locks the library takes. A store of \
+        format version 1 must be upgraded first (`shmstore upgrade`).",
+        after_long_help = concat!(
+            "Examples:\n  \
+            shmstore mv app.shm config config-old\n\n",
+            exit_status!()
+        ))]
+    Mv(MvArgs),
+}
+
+/// Arguments of `shmstore rm`.
+#[derive(Debug, Args)]
+struct RmArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry to remove.
+    name: String,
+}
+
+/// Arguments of `shmstore mv`.
+#[derive(Debug, Args)]
+struct MvArgs {
+    /// The store file.
+    file: PathBuf,
+    /// The entry's current name.
+    from: String,
+    /// Its new name.
+    to: String,
+}
+
+/// Arguments of the commands that take just a store file.
+#[derive(Debug, Args)]
+struct FileArgs {
+    /// The store file.
+    file: PathBuf,
 }
 
 /// Arguments of `shmstore inspect`.
@@ -323,6 +429,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 eprintln!("shmstore: nothing to clean: no leftover temporary stores in `{}`", escape::path(&dir));
             }
         }
+        Command::Upgrade(a) => maintain::upgrade(&a.file, &mut out)?,
+        Command::Compact(a) => maintain::compact(&a.file, &mut out)?,
+        Command::Rm(a) => maintain::rm(&a.file, &a.name, &mut out)?,
+        Command::Mv(a) => maintain::mv(&a.file, &a.from, &a.to, &mut out)?,
         Command::Header(a) => {
             let text = cheader::run(&a.file, a.name.as_deref())?;
             match a.output {

@@ -554,6 +554,51 @@ pub enum Error {
         /// The name already in use.
         to: String,
     },
+
+    /// An offline rewrite ([`compact`](crate::compact), [`upgrade`](crate::upgrade)) found the
+    /// store open: it replaces the file, which it may do only while no process has it open (it
+    /// checks through the file's `flock`, which every process that has the store open holds).
+    #[error("`{path}` is open in {}: {action} replaces the file and needs the store closed everywhere: close it in those processes (or stop them) and run {action} again", holders_text(.holders))]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+        /// What was refused: `compact` or `upgrade`.
+        action: &'static str,
+        /// The processes that hold the store open, as far as the kernel tells (`/proc/locks`):
+        /// pid and command name (empty if unknown). Empty if it does not say.
+        holders: Vec<(u32, String)>,
+    },
+
+    /// An offline rewrite ([`compact`](crate::compact), [`upgrade`](crate::upgrade)) found that
+    /// the store file has other names (hard links): it replaces the file under one name only, and
+    /// the others would go on naming the old store.
+    #[error("`{path}` has {links} names (hard links): {action} replaces the file under this name only, and the other names would keep the old store: remove the other links (`find / -samefile {path}` lists them), then run {action} again")]
+    HardLinked {
+        /// The store file.
+        path: PathBuf,
+        /// What was refused: `compact` or `upgrade`.
+        action: &'static str,
+        /// How many names the file has.
+        links: u64,
+    },
+}
+
+/// Who holds a store open, in words, for [`Error::InUse`].
+fn holders_text(holders: &[(u32, String)]) -> String {
+    const SHOWN: usize = 5;
+    if holders.is_empty() {
+        return "another process".to_owned();
+    }
+    let mut text = holders
+        .iter()
+        .take(SHOWN)
+        .map(|(pid, name)| if name.is_empty() { format!("process {pid}") } else { format!("process {pid} ({name})") })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if holders.len() > SHOWN {
+        text.push_str(&format!(" and {} more", holders.len() - SHOWN));
+    }
+    text
 }
 
 /// A layout fingerprint ([`Layout::fingerprint`](crate::Layout::fingerprint), a `u64`) as
@@ -706,6 +751,22 @@ mod tests {
         assert_eq!(Fingerprint::from(7), 7u64);
         assert_eq!(7u64, Fingerprint(7));
         assert_eq!(u64::from(Fingerprint(9)), 9);
+    }
+
+    #[test]
+    fn in_use_names_the_holders() {
+        let path = PathBuf::from("app.shm");
+        let e =
+            |holders: Vec<(u32, String)>| Error::InUse { path: path.clone(), action: "compact", holders }.to_string();
+        assert_eq!(
+            e(vec![]),
+            "`app.shm` is open in another process: compact replaces the file and needs the store closed everywhere: \
+             close it in those processes (or stop them) and run compact again"
+        );
+        assert!(e(vec![(12, "worker".into()), (13, String::new())])
+            .starts_with("`app.shm` is open in process 12 (worker), process 13: "));
+        let many = e((1..=7).map(|p| (p, String::new())).collect());
+        assert!(many.contains("process 5 and 2 more: "), "{many}");
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub(crate) use linux::{
 /// Opening store files without blocking, and checking that a path still names an open file.
 pub(crate) mod file;
 
+/// Rewriting store files offline: hole-preserving copies, and who holds a file's `flock`.
+mod rewrite;
+pub(crate) use rewrite::{copy_sparse, flock_holders};
+
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
 pub(crate) mod sync;
 
