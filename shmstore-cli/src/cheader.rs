@@ -132,12 +132,7 @@ pub fn generate(file: &str, only: Option<&str>, v2: bool, entries: &[Exported]) 
  *   declared when shmstore.h can be included (define SHMSTORE_NO_ABI to leave them out). They
  *   take the same locks, commits, validation and migrations as Rust processes: the way to write,
  *   and to read arrays and byte regions.
- * - Header-only, for a reader that cannot link the library: NAME_read_mapped reads a
- *   double-buffered object from a mapping of the store file, following the protocol of
- *   docs/format.md (see shmstore_mapped_read). It writes nothing and takes no lock.{v1_note}
- * The *_OFFSET constants and NAME_SERIAL describe the entry's block as the file was when this
- * header was made; shmstore_mapped_read starts from NAME_BLOCK_OFFSET, checks that the block still
- * has NAME_SERIAL, and reads everything else from the blocks.
+ * - {header_only}
  */
 #ifndef {guard}
 #define {guard}
@@ -154,10 +149,18 @@ pub fn generate(file: &str, only: Option<&str>, v2: bool, entries: &[Exported]) 
         version = env!("CARGO_PKG_VERSION"),
         file = comment_safe(file),
         mapped = if v2 { mapped_read() } else { String::new() },
-        v1_note = if v2 {
-            ""
+        header_only = if v2 {
+            "Header-only, for a reader that cannot link the library: NAME_read_mapped reads a
+ *   double-buffered object from a mapping of the store file, following the protocol of
+ *   docs/format.md (see shmstore_mapped_read). It writes nothing and takes no lock.
+ * The *_OFFSET constants and NAME_SERIAL describe the entry's block as the file was when this
+ * header was made; shmstore_mapped_read starts from NAME_BLOCK_OFFSET, checks that the block still
+ * has NAME_SERIAL, and reads everything else from the blocks."
         } else {
-            "\n *   This store is format version 1, which it does not read: `shmstore upgrade` the store and\n *   regenerate this header."
+            "This store is format version 1: this header has no header-only reader (it reads
+ *   format-2 entry blocks). Run `shmstore upgrade` on the store and regenerate the header, or
+ *   use the library. The *_OFFSET constants describe the entry's catalog record as the file was
+ *   when this header was made."
         },
     );
     if !gen.types.is_empty() {

@@ -99,6 +99,27 @@ int main(int argc, char **argv) {
                zeroed, version);
         return 0;
     }
+    /* until: read until a read fails other than BUSY; say "ready" after the first success. */
+    if (strcmp(argv[2], "until") == 0) {
+        uint64_t n = 0, torn = 0, busy = 0;
+        int rc;
+        for (;;) {
+            rc = torn_read_mapped(map, (uint64_t)st.st_size, &t, &version);
+            if (rc == SHMSTORE_MAPPED_BUSY) {
+                busy++;
+                continue;
+            }
+            if (rc != SHMSTORE_MAPPED_OK) break;
+            if (!consistent(&t)) torn++;
+            if (n++ == 0) {
+                printf("ready\n");
+                fflush(stdout);
+            }
+        }
+        printf("rc=%d reads=%" PRIu64 " torn=%" PRIu64 " busy=%" PRIu64 "\n", rc, n, torn, busy);
+        return 0;
+    }
+    if (argc < 5) return 2;
     uint64_t reads = strtoull(argv[3], NULL, 10), changes = strtoull(argv[4], NULL, 10);
     uint64_t n = 0, torn = 0, busy = 0, seen = 0, last = UINT64_MAX;
     while (n < reads || seen < changes) {
@@ -370,6 +391,39 @@ fn the_header_only_reader_refuses_a_layout_of_the_same_size_and_another_fingerpr
         .migrate("torn", |t: Torn| TornSameSize { seq: t.seq, words: std::array::from_fn(|i| t.words[i]), extra: 1 })
         .unwrap();
     assert_eq!(run(&reader, &[path.to_str().unwrap(), "once"]), "rc=1 seq=0 consistent=0 zeroed=1 version=0\n");
+}
+
+/// A C process reading in a loop while the entry takes commits and is then migrated (or removed):
+/// every value it gets is whole, and its reads end with the error of the change.
+#[test]
+fn the_header_only_reader_running_during_a_migration_or_removal_ends_with_its_error() {
+    use std::io::{BufRead, BufReader};
+    let Some(cc) = c_compiler("the_header_only_reader_running_during_a_migration_or_removal_ends_with_its_error")
+    else {
+        return;
+    };
+    for (change, rc) in [("migrate", 1), ("remove", 4)] {
+        let (_dir, path, store, reader) = torn_store(&cc, "running.shm");
+        let obj = store.object::<Torn>("torn").unwrap();
+        let mut child =
+            Command::new(&reader).args([path.to_str().unwrap(), "until"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        for seq in 6..20_000 {
+            obj.store(torn(seq)).unwrap();
+        }
+        if change == "migrate" {
+            store.migrate("torn", |t: Torn| Torn2 { seq: t.seq, words: t.words, extra: 0 }).unwrap();
+        } else {
+            store.remove("torn").unwrap();
+        }
+        let last = lines.next().unwrap().unwrap();
+        assert!(child.wait().unwrap().success());
+        eprintln!("header-only C reader during commits, then {change}: {last}");
+        assert_eq!(field(&last, "rc"), rc, "{change}: {last}");
+        assert_eq!(field(&last, "torn"), 0, "{change}: {last}");
+        assert!(field(&last, "reads") >= 1, "{change}: {last}");
+    }
 }
 
 /// The state a crash leaves between a replacement's commit point (the old block moved to the new)
