@@ -833,7 +833,8 @@ static inline int shmstore_mapped_shadow_committed(unsigned char *base, uint64_t
  *    loads; at most SHMSTORE_MAPPED_HOPS hops, each offset checked to be an aligned block inside
  *    the data area and the map, else BAD_RECORD). Accept a live block, or a shadow whose moved_to
  *    points back at a block moved to it (a committed shadow, as the library does); a free,
- *    removed or uncommitted shadow block is GONE, an unknown state BAD_RECORD.
+ *    removed or uncommitted shadow block is GONE (unless its state changed meanwhile: then go
+ *    to 1), an unknown state BAD_RECORD.
  * 3. Check the block it ends at: its name must be `name` (a rename gives GONE), and its kind
  *    (object), slot count (2), fingerprint and value size must be the caller's (`fingerprint`,
  *    `size`), else LAYOUT_MISMATCH: after a migration to another layout no stale bytes of the old
@@ -875,14 +876,27 @@ static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64
             if (hops > SHMSTORE_MAPPED_HOPS) goto fail;
             state = shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire);
             if (state == SHMSTORE_STATE_MOVED) {{
-                at = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_MOVED_TO, memory_order_acquire);
-                if (!shmstore_mapped_block_ok(at, map_len)) goto fail;
+                uint64_t next = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_MOVED_TO, memory_order_acquire);
+                if (!shmstore_mapped_block_ok(next, map_len)) {{
+                    /* Reused since its state was loaded? Then look again. */
+                    if (shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire) != state)
+                        goto again;
+                    goto fail;
+                }}
+                at = next;
                 continue;
             }}
             if (state == SHMSTORE_STATE_LIVE ||
                 (state == SHMSTORE_STATE_SHADOW && shmstore_mapped_shadow_committed(base, map_len, at)))
                 break;
-            if (state <= SHMSTORE_STATE_REMOVED) status = SHMSTORE_MAPPED_GONE;
+            if (state <= SHMSTORE_STATE_REMOVED) {{
+                /* A committed shadow is marked live (state, then moved_to cleared) between the two
+                 * loads of shmstore_mapped_shadow_committed, or a block is reused: if its state
+                 * changed since it was loaded, look again before saying GONE. */
+                if (shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire) != state)
+                    goto again;
+                status = SHMSTORE_MAPPED_GONE;
+            }}
             goto fail;
         }}
         uint64_t at_serial = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SERIAL, memory_order_acquire);
@@ -943,6 +957,7 @@ static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64
             status = SHMSTORE_MAPPED_BUSY;
             goto fail;
         }}
+    again:;
     }}
     status = SHMSTORE_MAPPED_BUSY; /* the entry changed during every attempt */
 fail:
