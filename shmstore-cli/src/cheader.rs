@@ -852,10 +852,11 @@ static inline int shmstore_mapped_shadow_committed(unsigned char *base, uint64_t
  *    header names, so an entry removed and created again under the same name is GONE until the
  *    header is regenerated); validate bool, enum and FixedStr values (the library does); read
  *    objects holding atomics, arrays or byte regions (they are changed in place under the entry's
- *    lock: use the library's shmstore_load / shmstore_read_at); check the file's header, or
- *    notice a store that grew past `map_len` (map the whole file, again after it grows); take the
- *    shared lock on the open byte that a process with the store mapped should hold (see
- *    docs/format.md); take any lock at all, or write anything. */
+ *    lock: use the library's shmstore_load / shmstore_read_at); check the file's header or the
+ *    checksum of a block's static part; notice a store that grew past `map_len` (map the whole
+ *    file, again after it grows); take the shared flock and the shared lock on the open byte that
+ *    a process with the store mapped should hold (see docs/format.md); take any lock at all, or
+ *    write anything. */
 static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64_t block, uint64_t serial,
                                        const char *name, size_t name_len, uint64_t fingerprint, size_t size,
                                        void *out, uint64_t *version) {{
