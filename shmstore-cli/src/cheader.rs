@@ -7,15 +7,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use shmstore::format::entry::{self, Entry};
-use shmstore::format::header;
+use shmstore::format::entry::{Entry, MAX_NAME_LEN};
+use shmstore::format::v2::block;
+use shmstore::format::v2::header as v2header;
 use shmstore::{EntryInfo, EntryKind, Primitive, Schema, SchemaField, SchemaKind, SchemaVariant};
 
 use crate::escape;
 use crate::failure::{self, Failure};
-use crate::inspect::SEQ_IN_RECORD;
 
 /// Runs `shmstore header FILE [NAME]`, returning the header's text.
 pub fn run(path: &Path, name: Option<&str>) -> Result<String, Failure> {
@@ -26,26 +28,77 @@ pub fn run(path: &Path, name: Option<&str>) -> Result<String, Failure> {
             return Err(failure::no_entry(path, name, &store));
         }
     }
+    let info = store.info();
+    let v2 = info.format_version >= 2;
+    let file = if v2 {
+        Some(File::open(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", escape::path(path))))?)
+    } else {
+        None
+    };
     let mut selected = Vec::new();
     for e in entries.into_iter().filter(|e| name.is_none_or(|n| n == e.name)) {
         let schema = store.schema(&e.name)?;
-        selected.push((e, schema));
+        let serial = match &file {
+            Some(file) => Some(block_serial(path, file, &e, info.capacity)?),
+            None => None,
+        };
+        selected.push(Exported { info: e, schema, serial });
     }
     let file = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
-    generate(&file, name, &selected).map_err(Failure::invalid)
+    generate(&file, name, v2, &selected).map_err(Failure::invalid)
 }
 
-/// The header for `entries` (each with its stored schema) of the store file named `file`; `only`
-/// is the entry name when the header covers one entry. Fails only for a schema this tool cannot
-/// express in C.
-pub fn generate(file: &str, only: Option<&str>, entries: &[(EntryInfo, Schema)]) -> Result<String, String> {
+/// The serial of the block of `e` (format v2), read from `file` (the store at `path`, of
+/// `capacity` bytes), after checking that the block still holds `e`: the header-only reader
+/// compares it with the block's live serial word to tell that the entry is still there.
+fn block_serial(path: &Path, file: &File, e: &EntryInfo, capacity: u64) -> Result<u64, Failure> {
+    let mut raw = [0u8; block::BLOCK_SIZE as usize];
+    file.read_exact_at(&mut raw, e.record_offset)
+        .map_err(|err| Failure::usage(format!("cannot read {}: {err}", escape::path(path))))?;
+    let word = |at: u64, len: usize| &raw[at as usize..at as usize + len];
+    // Live words are in native byte order (docs/format.md).
+    let state = u32::from_ne_bytes(word(block::STATE, 4).try_into().unwrap_or_default());
+    let serial = u64::from_ne_bytes(word(block::SERIAL, 8).try_into().unwrap_or_default());
+    let decoded = block::decode(&raw[block::STATIC_OFFSET as usize..], e.record_offset, capacity);
+    match decoded {
+        Ok(b)
+            if b.serial == serial
+                && b.entry.name == e.name
+                && matches!(state, block::STATE_LIVE | block::STATE_SHADOW) =>
+        {
+            Ok(serial)
+        }
+        _ => Err(Failure::usage(format!(
+            "entry `{}` changed while the header was being made (another process removed, renamed or \
+             migrated it): run `shmstore header` again",
+            escape::text(&e.name)
+        ))),
+    }
+}
+
+/// An entry the header declares: what the library says of it, its stored schema, and (format 2)
+/// the serial of its block.
+pub struct Exported {
+    /// The entry.
+    pub info: EntryInfo,
+    /// Its stored layout.
+    pub schema: Schema,
+    /// The serial of its block when the header was made; `None` in a format-1 store.
+    pub serial: Option<u64>,
+}
+
+/// The header for `entries` of the store file named `file`; `only` is the entry name when the
+/// header covers one entry; `v2` whether the store is format 2, whose blocks the header-only
+/// reader reads (a format-1 store gets none). Fails only for a schema this tool cannot express in
+/// C.
+pub fn generate(file: &str, only: Option<&str>, v2: bool, entries: &[Exported]) -> Result<String, String> {
     let mut gen = Generator::default();
-    for (_, schema) in entries {
-        gen.declare(schema)?;
+    for e in entries {
+        gen.declare(&e.schema)?;
     }
     let mut entry_text = String::new();
-    for (info, schema) in entries {
-        gen.entry(info, schema, &mut entry_text)?;
+    for e in entries {
+        gen.entry(e, &mut entry_text)?;
     }
 
     let mut guard = format!("SHMSTORE_{}", macro_ident(file));
@@ -79,11 +132,7 @@ pub fn generate(file: &str, only: Option<&str>, entries: &[(EntryInfo, Schema)])
  *   declared when shmstore.h can be included (define SHMSTORE_NO_ABI to leave them out). They
  *   take the same locks, commits, validation and migrations as Rust processes: the way to write,
  *   and to read arrays and byte regions.
- * - Header-only, for a reader that cannot link the library: NAME_read_mapped reads a
- *   double-buffered object from a mapping of the store file, following the protocol of
- *   docs/format.md (see shmstore_mapped_read). It writes nothing and takes no lock.
- * The *_OFFSET constants describe the entry's record as the file was when this header was made;
- * shmstore_mapped_read starts from RECORD_OFFSET and reads everything else from the records.
+ * - {header_only}
  */
 #ifndef {guard}
 #define {guard}
@@ -99,7 +148,20 @@ pub fn generate(file: &str, only: Option<&str>, entries: &[(EntryInfo, Schema)])
 ",
         version = env!("CARGO_PKG_VERSION"),
         file = comment_safe(file),
-        mapped = mapped_read(),
+        mapped = if v2 { mapped_read() } else { String::new() },
+        header_only = if v2 {
+            "Header-only, for a reader that cannot link the library: NAME_read_mapped reads a
+ *   double-buffered object from a mapping of the store file, following the protocol of
+ *   docs/format.md (see shmstore_mapped_read). It writes nothing and takes no lock.
+ * The *_OFFSET constants and NAME_SERIAL describe the entry's block as the file was when this
+ * header was made; shmstore_mapped_read starts from NAME_BLOCK_OFFSET, checks that the block still
+ * has NAME_SERIAL, and reads everything else from the blocks."
+        } else {
+            "This store is format version 1: this header has no header-only reader (it reads
+ *   format-2 entry blocks). Run `shmstore upgrade` on the store and regenerate the header, or
+ *   use the library. The *_OFFSET constants describe the entry's catalog record as the file was
+ *   when this header was made."
+        },
     );
     if !gen.types.is_empty() {
         out.push_str("\n/* ---- Types ---- */\n");
@@ -433,7 +495,8 @@ impl Generator {
     }
 
     /// The macros and typedef of one entry.
-    fn entry(&mut self, e: &EntryInfo, schema: &Schema, out: &mut String) -> Result<(), String> {
+    fn entry(&mut self, exported: &Exported, out: &mut String) -> Result<(), String> {
+        let (e, schema) = (&exported.info, &exported.schema);
         let prefix = unique(macro_ident(&e.name), &mut self.used);
         let typedef = unique(format!("shmstore_{}_t", prefix.to_ascii_lowercase()), &mut self.used);
         let array = matches!(e.kind, EntryKind::Array | EntryKind::Bytes);
@@ -445,7 +508,8 @@ impl Generator {
         };
         let _ =
             writeln!(out, "\n/* Entry `{}`: {} v{}; {mode}. */", comment_safe(&e.name), comment_safe(&what), e.version);
-        let defines: [(&str, String, &str); 9] = [
+        let mut defines: Vec<(&str, String, &str)> = vec![
+            ("NAME", format!("\"{}\"", c_string(&e.name)), ""),
             ("FINGERPRINT", format!("0x{:016x}ULL", e.fingerprint), ""),
             ("VERSION", format!("{}u", e.version), ""),
             ("LEN", format!("{}ULL", e.len), if array { " /* elements */" } else { "" }),
@@ -453,9 +517,13 @@ impl Generator {
             ("SLOTS", format!("{}u", e.slots), ""),
             ("DATA_OFFSET", format!("{}ULL", e.data_offset), ""),
             ("SLOT_STRIDE", format!("{}ULL", e.slot_stride), ""),
-            ("RECORD_OFFSET", format!("{}ULL", e.record_offset), ""),
-            ("SEQ_OFFSET", format!("{}ULL", e.record_offset + SEQ_IN_RECORD), " /* native uint64_t */"),
+            ("BLOCK_OFFSET", format!("{}ULL", e.record_offset), ""),
+            ("RECORD_OFFSET", format!("{}ULL", e.record_offset), " /* the same: inspect's record_offset */"),
+            ("SEQ_OFFSET", format!("{}ULL", e.seq_offset), " /* native uint64_t */"),
         ];
+        if let Some(serial) = exported.serial {
+            defines.push(("SERIAL", format!("{serial}ULL"), " /* of the block at BLOCK_OFFSET */"));
+        }
         for (suffix, value, comment) in defines {
             let _ = writeln!(out, "#define {prefix}_{suffix} {value}{comment}");
         }
@@ -467,24 +535,26 @@ impl Generator {
             "_Static_assert(sizeof({typedef}) == {size}, \"{typedef} must be {size} bytes\");",
             size = schema.size
         );
-        self.wrappers(e, &prefix, &typedef, out);
+        self.wrappers(e, exported.serial.is_some(), &prefix, &typedef, out);
         Ok(())
     }
 
-    /// The entry's typed functions: the header-only reader of a double-buffered object, and
-    /// wrappers over the C ABI, declared when `shmstore.h` is included.
-    fn wrappers(&mut self, e: &EntryInfo, prefix: &str, typedef: &str, out: &mut String) {
+    /// The entry's typed functions: the header-only reader of a double-buffered object (if
+    /// `mapped`: in a format-2 store), and wrappers over the C ABI, declared when `shmstore.h` is
+    /// included.
+    fn wrappers(&mut self, e: &EntryInfo, mapped: bool, prefix: &str, typedef: &str, out: &mut String) {
         let base = c_ident(&e.name);
         let mut name = |suffix: &str| unique(format!("{base}_{suffix}"), &mut self.used);
         let literal = c_string(&e.name);
         let fp = format!("{prefix}_FINGERPRINT");
-        if e.kind == EntryKind::Object && e.is_double_buffered() {
+        if mapped && e.kind == EntryKind::Object && e.is_double_buffered() {
             let f = name("read_mapped");
             let _ = write!(
                 out,
                 "/* Header-only: reads `{entry}` from a mapping of the whole store file (see shmstore_mapped_read). */
 static inline int {f}(const void *map, uint64_t map_len, {typedef} *out, uint64_t *version) {{
-    return shmstore_mapped_read(map, map_len, {prefix}_RECORD_OFFSET, {fp}, sizeof *out, out, version);
+    return shmstore_mapped_read(map, map_len, {prefix}_BLOCK_OFFSET, {prefix}_SERIAL, {prefix}_NAME,
+                                sizeof {prefix}_NAME - 1, {fp}, sizeof *out, out, version);
 }}
 ",
                 entry = comment_safe(&e.name),
@@ -551,37 +621,47 @@ static inline shmstore_status {wait}(const shmstore *store, uint64_t since, uint
     }
 }
 
-/// Where the header-only reader finds things in a store file, all from the format module: the
-/// catalog and record geometry and live words from its constants, and the record's static fields
-/// from its encoder ([`Entry::encode`] of a probe record), so that a change of format changes the
-/// generated reader with it.
-struct RecordOffsets {
-    catalog: u64,
-    record_size: u64,
+/// Where the header-only reader finds things in a format-v2 store file, all from the format
+/// module: the block geometry and live words from the constants of `format::v2::block`, and the
+/// static fields from its encoder ([`block::encode`] of probe entries), so that a change of format
+/// changes the generated reader with it.
+struct BlockLayout {
+    data_area: u64,
+    size: u64,
+    align: u64,
     state: u64,
+    serial: u64,
+    seq: u64,
+    moved_to: u64,
+    kind: u64,
+    slot_count: u64,
+    name_len: u64,
+    name: u64,
+    name_max: u64,
     fingerprint: u64,
     elem_size: u64,
     data_offset: u64,
     slot_stride: u64,
-    seq: u64,
-    moved_to: u64,
+    /// The `kind` byte of an object.
+    object_kind: u8,
 }
 
-/// The offset of the record's `state` word. `format::entry` names no constant for it: it is the
-/// record's first word (docs/format.md).
-const STATE_IN_RECORD: u64 = 0;
+/// The name of the probe entries [`block_layout`] encodes: its bytes, and its length as a
+/// little-endian `u16`, appear nowhere else in the encoded static part.
+const PROBE_NAME: &str = "shmstore-header-probe-name";
 
-fn record_offsets() -> RecordOffsets {
-    // Distinct values whose little-endian bytes appear exactly once in the encoded record.
+fn block_layout() -> BlockLayout {
+    // Distinct values whose little-endian bytes appear exactly once in the encoded static part.
     const FINGERPRINT: u64 = 0xf1f2_f3f4_f5f6_f7f8;
     const ELEM_SIZE: u64 = 0xe1e2_e3e4_e5e6_e7e8;
     const DATA_OFFSET: u64 = 0xd1d2_d3d4_d5d6_d7d8;
     const SLOT_STRIDE: u64 = 0xc1c2_c3c4_c5c6_c7c8;
+    const SERIAL: u64 = 0xb1b2_b3b4_b5b6_b7b8;
     let probe = Entry {
-        name: "p".into(),
+        name: PROBE_NAME.into(),
         kind: EntryKind::Object,
         slot_count: 2,
-        version: 1,
+        version: 0x9192_9394,
         fingerprint: FINGERPRINT,
         elem_size: ELEM_SIZE,
         elem_align: 8,
@@ -591,132 +671,272 @@ fn record_offsets() -> RecordOffsets {
         schema_offset: 0,
         schema_len: 0,
         lock_offset: 0,
-    }
-    .encode();
-    let at = |value: u64| {
-        let bytes = value.to_le_bytes();
-        let found: Vec<usize> = probe.windows(8).enumerate().filter(|(_, w)| *w == bytes).map(|(i, _)| i).collect();
-        assert_eq!(found.len(), 1, "the probe value {value:#x} must appear once in an encoded record");
-        entry::STATIC_OFFSET + found[0] as u64
     };
-    RecordOffsets {
-        catalog: header::HEADER_SIZE,
-        record_size: entry::ENTRY_SIZE,
-        state: STATE_IN_RECORD,
-        fingerprint: at(FINGERPRINT),
-        elem_size: at(ELEM_SIZE),
-        data_offset: at(DATA_OFFSET),
-        slot_stride: at(SLOT_STRIDE),
-        seq: entry::SEQ_OFFSET,
-        moved_to: entry::MOVED_TO_OFFSET,
+    let encoded = block::encode(&probe, SERIAL);
+    // The checksum (the last word) is left out: it changes with everything.
+    let body = &encoded[..block::STATIC_SIZE - 8];
+    let at = |pattern: &[u8]| {
+        let found: Vec<usize> =
+            body.windows(pattern.len()).enumerate().filter(|(_, w)| *w == pattern).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "the probe bytes {pattern:x?} must appear once in an encoded block");
+        block::STATIC_OFFSET + found[0] as u64
+    };
+    // The one byte that differs when the probe differs only in a one-byte field.
+    let differs = |other: &Entry| {
+        let other = block::encode(other, SERIAL);
+        let found: Vec<usize> = (0..body.len()).filter(|&i| body[i] != other[i]).collect();
+        assert_eq!(found.len(), 1, "a one-byte field must change one byte of an encoded block");
+        block::STATIC_OFFSET + found[0] as u64
+    };
+    let kind = differs(&Entry { kind: EntryKind::Array, ..probe.clone() });
+    BlockLayout {
+        data_area: v2header::DATA_OFFSET,
+        size: block::BLOCK_SIZE,
+        align: block::BLOCK_ALIGN,
+        state: block::STATE,
+        serial: block::SERIAL,
+        seq: block::SEQ,
+        moved_to: block::MOVED_TO,
+        kind,
+        slot_count: differs(&Entry { slot_count: 1, ..probe.clone() }),
+        name_len: at(&(PROBE_NAME.len() as u16).to_le_bytes()),
+        name: at(PROBE_NAME.as_bytes()),
+        name_max: MAX_NAME_LEN as u64,
+        fingerprint: at(&FINGERPRINT.to_le_bytes()),
+        elem_size: at(&ELEM_SIZE.to_le_bytes()),
+        data_offset: at(&DATA_OFFSET.to_le_bytes()),
+        slot_stride: at(&SLOT_STRIDE.to_le_bytes()),
+        object_kind: encoded[(kind - block::STATIC_OFFSET) as usize],
     }
 }
 
 /// The header-only reader: `shmstore_mapped_read`, emitted once per translation unit whatever the
 /// number of generated headers it includes.
 fn mapped_read() -> String {
-    let o = record_offsets();
+    let o = block_layout();
     format!(
         r#"
-#ifndef SHMSTORE_MAPPED_READ
-#define SHMSTORE_MAPPED_READ 1
+#ifndef SHMSTORE_MAPPED_READ_V2
+#define SHMSTORE_MAPPED_READ_V2 1
 #include <stdatomic.h>
 #include <string.h>
 
-/* Where things are in a store file (docs/format.md). */
-#define SHMSTORE_CATALOG_OFFSET {catalog}ULL
-#define SHMSTORE_RECORD_SIZE {record_size}ULL
-#define SHMSTORE_RECORD_STATE {state}ULL /* native _Atomic uint32_t */
-#define SHMSTORE_RECORD_FINGERPRINT {fingerprint}ULL /* little-endian uint64_t */
-#define SHMSTORE_RECORD_ELEM_SIZE {elem_size}ULL /* little-endian uint64_t */
-#define SHMSTORE_RECORD_DATA_OFFSET {data_offset}ULL /* little-endian uint64_t */
-#define SHMSTORE_RECORD_SLOT_STRIDE {slot_stride}ULL /* little-endian uint64_t */
-#define SHMSTORE_RECORD_SEQ {seq}ULL /* native _Atomic uint64_t */
-#define SHMSTORE_RECORD_MOVED_TO {moved_to}ULL /* native _Atomic uint32_t */
+/* Where things are in a format-v2 store file (docs/format.md, "Entry blocks"). Offsets in a block
+ * are from the block's start. */
+#define SHMSTORE_DATA_AREA {data_area}ULL /* entry blocks lie at or after this offset */
+#define SHMSTORE_BLOCK_SIZE {size}ULL
+#define SHMSTORE_BLOCK_ALIGN {align}ULL
+#define SHMSTORE_BLOCK_STATE {state}ULL /* native _Atomic uint32_t */
+#define SHMSTORE_BLOCK_SERIAL {serial}ULL /* native _Atomic uint64_t */
+#define SHMSTORE_BLOCK_SEQ {seq}ULL /* native _Atomic uint64_t */
+#define SHMSTORE_BLOCK_MOVED_TO {moved_to}ULL /* native _Atomic uint64_t: a block offset, or 0 */
+#define SHMSTORE_BLOCK_KIND {kind}ULL /* uint8_t */
+#define SHMSTORE_BLOCK_SLOT_COUNT {slot_count}ULL /* uint8_t */
+#define SHMSTORE_BLOCK_NAME_LEN {name_len}ULL /* little-endian uint16_t */
+#define SHMSTORE_BLOCK_NAME {name}ULL /* SHMSTORE_NAME_MAX bytes: UTF-8, zero-padded */
+#define SHMSTORE_NAME_MAX {name_max}ULL
+#define SHMSTORE_BLOCK_FINGERPRINT {fingerprint}ULL /* little-endian uint64_t */
+#define SHMSTORE_BLOCK_ELEM_SIZE {elem_size}ULL /* little-endian uint64_t */
+#define SHMSTORE_BLOCK_DATA_OFFSET {data_offset}ULL /* little-endian uint64_t */
+#define SHMSTORE_BLOCK_SLOT_STRIDE {slot_stride}ULL /* little-endian uint64_t */
 #define SHMSTORE_STATE_LIVE {live}u
 #define SHMSTORE_STATE_SHADOW {shadow}u
+#define SHMSTORE_STATE_MOVED {moved}u
+#define SHMSTORE_STATE_REMOVED {removed}u
+#define SHMSTORE_KIND_OBJECT {object}u
+/* The longest moved_to chain followed, as the library does. */
+#define SHMSTORE_MAPPED_HOPS 64
 
 /* What shmstore_mapped_read returns. */
 #define SHMSTORE_MAPPED_OK 0
-/* The entry's record (after following its migrations) holds another layout: this program was
- * built for a layout the entry no longer has. Regenerate the header, or use the library. */
+/* The entry (after following its migrations) holds another layout: this program was built for a
+ * layout the entry no longer has. Regenerate the header, or use the library. */
 #define SHMSTORE_MAPPED_LAYOUT_MISMATCH 1
-/* A record is not what the header says (another file? a damaged one?), or lies outside the map. */
+/* A block is not what a store file holds (another file? a damaged one?), or lies outside the map
+ * (if the store grew since it was mapped, map it again). */
 #define SHMSTORE_MAPPED_BAD_RECORD 2
 /* Writers committed during every one of SHMSTORE_MAPPED_TRIES copies: try again later (the
  * library instead queues behind them on the entry's lock). */
 #define SHMSTORE_MAPPED_BUSY 3
 #define SHMSTORE_MAPPED_TRIES 64
+/* The entry this header was made for is gone: removed, renamed, or its block reused by another
+ * entry. Regenerate the header (if the entry exists again), or use the library, which finds
+ * entries by name. */
+#define SHMSTORE_MAPPED_GONE 4
 
 _Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
                "the header-only reader needs lock-free 64-bit atomics laid out as uint64_t");
 _Static_assert(sizeof(_Atomic uint32_t) == 4 && ATOMIC_INT_LOCK_FREE == 2,
                "the header-only reader needs lock-free 32-bit atomics laid out as uint32_t");
+_Static_assert(SHMSTORE_BLOCK_FINGERPRINT % 8 == 0 && SHMSTORE_BLOCK_ELEM_SIZE % 8 == 0 &&
+                   SHMSTORE_BLOCK_DATA_OFFSET % 8 == 0 && SHMSTORE_BLOCK_SLOT_STRIDE % 8 == 0 &&
+                   SHMSTORE_BLOCK_NAME % 8 == 0 && SHMSTORE_BLOCK_ALIGN % 8 == 0,
+               "the static fields the reader loads as whole words must be 8-aligned");
 
-/* A little-endian uint64_t of a record's static part: written before the record was published
- * and never changed after, so read with plain loads once an acquire load saw it published. */
-static inline uint64_t shmstore_le64(const unsigned char *p) {{
+static inline uint32_t shmstore_mapped_load32(unsigned char *base, uint64_t at, memory_order order) {{
+    return atomic_load_explicit((_Atomic uint32_t *)(base + at), order);
+}}
+
+static inline uint64_t shmstore_mapped_load64(unsigned char *base, uint64_t at, memory_order order) {{
+    return atomic_load_explicit((_Atomic uint64_t *)(base + at), order);
+}}
+
+/* The 8 bytes of the 8-aligned word at `at`, in file order. A block's static part is written
+ * before the block is published and not changed while it is, but a removed block is reused for
+ * another entry: so even these words are loaded atomically (relaxed), never with plain loads. */
+static inline void shmstore_mapped_word(unsigned char *base, uint64_t at, unsigned char bytes[8]) {{
+    uint64_t word = shmstore_mapped_load64(base, at, memory_order_relaxed);
+    memcpy(bytes, &word, 8); /* from a local copy of the word, not the mapping */
+}}
+
+/* A little-endian uint64_t of a block's static part, at an 8-aligned offset. */
+static inline uint64_t shmstore_mapped_le64(unsigned char *base, uint64_t at) {{
+    unsigned char b[8];
+    shmstore_mapped_word(base, at, b);
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
     return v;
 }}
 
-/* Reads one double-buffered object straight from `map`, a mapping of `map_len` bytes of the store
- * file (from offset 0), without the library: copies its current value (`size` bytes) into `out`,
- * and its version into *version (if not NULL). Returns SHMSTORE_MAPPED_OK, or one of the codes
- * above, with `out` zeroed. The protocol, as docs/format.md specifies it:
- * 1. Follow the migrations: from the entry's record at `record`, whose state must be live (or
- *    shadow, for a header made after a migration), follow the moved_to words (acquire loads) to
- *    the newest record, whose state must be shadow.
- * 2. Check that record's fingerprint and value size against the caller's (`fingerprint`, `size`):
- *    after a migration to another layout this fails, and no stale bytes of the old record and no
- *    bytes of the new layout are returned.
- * 3. Copy the active slot as a seqlock reader: load seq (acquire); stop if moved_to is set (a
- *    migration began: start again at 1); copy the slot at DATA_OFFSET + (seq & 1) * SLOT_STRIDE
- *    word by word with relaxed C11 atomic loads (never memcpy from the mapping: a writer may be
- *    storing to these words, and a plain copy would be a data race); issue an acquire fence
- *    (needed on ARM, so that the second load of seq is not satisfied before the copy); load seq
- *    again (relaxed). If it moved, a commit overlapped the copy: copy again.
- * What it does not do: validate bool, enum and FixedStr values (the library does), read objects
- * holding atomics, arrays or byte regions (they are changed in place under the entry's byte-range
- * lock: use the library's shmstore_load / shmstore_read_at), notice a store that grew past
- * `map_len` (map the whole file), or write anything. */
-static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64_t record, uint64_t fingerprint,
-                                       size_t size, void *out, uint64_t *version) {{
+/* One byte of a block's static part. */
+static inline unsigned shmstore_mapped_byte(unsigned char *base, uint64_t at) {{
+    unsigned char b[8];
+    shmstore_mapped_word(base, at & ~(uint64_t)7, b);
+    return b[at & 7];
+}}
+
+/* Whether `at` can be a block of a mapping of `map_len` bytes: in the data area, aligned, inside
+ * the map. */
+static inline int shmstore_mapped_block_ok(uint64_t at, uint64_t map_len) {{
+    return at >= SHMSTORE_DATA_AREA && at % SHMSTORE_BLOCK_ALIGN == 0 && at <= map_len &&
+           map_len - at >= SHMSTORE_BLOCK_SIZE;
+}}
+
+/* Whether the shadow block at `at` is committed: the block its moved_to points back at is moved
+ * to it (docs/format.md, "Entry life cycle"). A committed shadow is live; any other is not. */
+static inline int shmstore_mapped_shadow_committed(unsigned char *base, uint64_t map_len, uint64_t at) {{
+    uint64_t back = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_MOVED_TO, memory_order_acquire);
+    return shmstore_mapped_block_ok(back, map_len) &&
+           shmstore_mapped_load32(base, back + SHMSTORE_BLOCK_STATE, memory_order_acquire) == SHMSTORE_STATE_MOVED &&
+           shmstore_mapped_load64(base, back + SHMSTORE_BLOCK_MOVED_TO, memory_order_acquire) == at;
+}}
+
+/* Reads one double-buffered object straight from `map`, a mapping of `map_len` bytes of a format-2
+ * store file (from offset 0), without the library: copies its current value (`size` bytes) into
+ * `out`, and its version (the commit sequence) into *version (if not NULL). The entry is the one
+ * named `name` (`name_len` bytes) whose block was at `block` with serial `serial` when the header
+ * was made (NAME_BLOCK_OFFSET, NAME_SERIAL). Returns SHMSTORE_MAPPED_OK, or one of the codes above
+ * with `out` zeroed. What it does, as docs/format.md specifies:
+ * 1. Check that the block at `block` still belongs to the entry: its serial word equals `serial`
+ *    (acquire load); otherwise the entry was removed and its block maybe reused: GONE.
+ * 2. Follow the entry's migrations: while the block's state is moved, go to its moved_to (acquire
+ *    loads; at most SHMSTORE_MAPPED_HOPS hops, each offset checked to be an aligned block inside
+ *    the data area and the map, else BAD_RECORD). Accept a live block, or a shadow whose moved_to
+ *    points back at a block moved to it (a committed shadow, as the library does); a free,
+ *    removed or uncommitted shadow block is GONE (unless its state changed meanwhile: then go
+ *    to 1), an unknown state BAD_RECORD.
+ * 3. Check the block it ends at: its name must be `name` (a rename gives GONE), and its kind
+ *    (object), slot count (2), fingerprint and value size must be the caller's (`fingerprint`,
+ *    `size`), else LAYOUT_MISMATCH: after a migration to another layout no stale bytes of the old
+ *    block and no bytes of the new layout are returned. Its slots must lie inside the map. A
+ *    negative verdict is given only if the blocks read did not change meanwhile; else go to 1.
+ * 4. Copy the active slot as a seqlock reader: load seq (acquire); copy the slot at
+ *    data_offset + (seq & 1) * slot_stride word by word with relaxed C11 atomic loads (never
+ *    memcpy from the mapping: a writer may be storing to these words, and a plain copy would be a
+ *    data race); issue an acquire fence (needed on ARM, so that the loads after it are not
+ *    satisfied before the copy); load seq, the block's state and serial and the first block's
+ *    serial again (relaxed). If the state or a serial changed, the entry was removed, renamed or
+ *    migrated during the copy: go to 1. If seq changed, a commit overlapped the copy: copy again
+ *    (at most SHMSTORE_MAPPED_TRIES times, then BUSY).
+ * What it does not do: look entries up by name through the index (it starts from the block the
+ *    header names, so an entry removed and created again under the same name is GONE until the
+ *    header is regenerated); validate bool, enum and FixedStr values (the library does); read
+ *    objects holding atomics, arrays or byte regions (they are changed in place under the entry's
+ *    lock: use the library's shmstore_load / shmstore_read_at); check the file's header or the
+ *    checksum of a block's static part; notice a store that grew past `map_len` (map the whole
+ *    file, again after it grows); take the shared flock and the shared lock on the open byte that
+ *    a process with the store mapped should hold (see docs/format.md); take any lock at all, or
+ *    write anything. */
+static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64_t block, uint64_t serial,
+                                       const char *name, size_t name_len, uint64_t fingerprint, size_t size,
+                                       void *out, uint64_t *version) {{
     unsigned char *base = (unsigned char *)(uintptr_t)map;
     int status = SHMSTORE_MAPPED_BUSY;
     for (int attempt = 0; attempt < SHMSTORE_MAPPED_TRIES; attempt++) {{
-        uint64_t at = record;
         status = SHMSTORE_MAPPED_BAD_RECORD;
-        for (uint64_t hops = 0;; hops++) {{
-            if (hops > (map_len / SHMSTORE_RECORD_SIZE) || at % 8 != 0 || at > map_len ||
-                map_len - at < SHMSTORE_RECORD_SIZE)
-                goto fail;
-            _Atomic uint32_t *state = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_STATE);
-            uint32_t seen = atomic_load_explicit(state, memory_order_acquire);
-            if (seen != SHMSTORE_STATE_SHADOW && (hops > 0 || seen != SHMSTORE_STATE_LIVE)) goto fail;
-            _Atomic uint32_t *moved = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_MOVED_TO);
-            uint32_t next = atomic_load_explicit(moved, memory_order_acquire);
-            if (next == 0) break;
-            at = SHMSTORE_CATALOG_OFFSET + (uint64_t)(next - 1) * SHMSTORE_RECORD_SIZE;
-        }}
-        if (shmstore_le64(base + at + SHMSTORE_RECORD_FINGERPRINT) != fingerprint ||
-            shmstore_le64(base + at + SHMSTORE_RECORD_ELEM_SIZE) != (uint64_t)size) {{
-            status = SHMSTORE_MAPPED_LAYOUT_MISMATCH;
+        if (!shmstore_mapped_block_ok(block, map_len)) goto fail;
+        /* 1. The block still holds the entry the header was made for. */
+        if (shmstore_mapped_load64(base, block + SHMSTORE_BLOCK_SERIAL, memory_order_acquire) != serial) {{
+            status = SHMSTORE_MAPPED_GONE;
             goto fail;
         }}
-        uint64_t data = shmstore_le64(base + at + SHMSTORE_RECORD_DATA_OFFSET);
-        uint64_t stride = shmstore_le64(base + at + SHMSTORE_RECORD_SLOT_STRIDE);
+        /* 2. Follow moved_to to the block that holds the entry now. */
+        uint64_t at = block;
+        uint32_t state = 0;
+        for (int hops = 0;; hops++) {{
+            if (hops > SHMSTORE_MAPPED_HOPS) goto fail;
+            state = shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire);
+            if (state == SHMSTORE_STATE_MOVED) {{
+                uint64_t next = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_MOVED_TO, memory_order_acquire);
+                if (!shmstore_mapped_block_ok(next, map_len)) {{
+                    /* Reused since its state was loaded? Then look again. */
+                    if (shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire) != state)
+                        goto again;
+                    goto fail;
+                }}
+                at = next;
+                continue;
+            }}
+            if (state == SHMSTORE_STATE_LIVE ||
+                (state == SHMSTORE_STATE_SHADOW && shmstore_mapped_shadow_committed(base, map_len, at)))
+                break;
+            if (state <= SHMSTORE_STATE_REMOVED) {{
+                /* A committed shadow is marked live (state, then moved_to cleared) between the two
+                 * loads of shmstore_mapped_shadow_committed, or a block is reused: if its state
+                 * changed since it was loaded, look again before saying GONE. */
+                if (shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire) != state)
+                    goto again;
+                status = SHMSTORE_MAPPED_GONE;
+            }}
+            goto fail;
+        }}
+        uint64_t at_serial = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SERIAL, memory_order_acquire);
+        /* 3. Its name, kind and layout. */
+        int verdict = SHMSTORE_MAPPED_OK;
+        unsigned stored_len = shmstore_mapped_byte(base, at + SHMSTORE_BLOCK_NAME_LEN) |
+                              (shmstore_mapped_byte(base, at + SHMSTORE_BLOCK_NAME_LEN + 1) << 8);
+        if (name_len > SHMSTORE_NAME_MAX || stored_len != name_len) verdict = SHMSTORE_MAPPED_GONE;
+        for (size_t i = 0; verdict == SHMSTORE_MAPPED_OK && i < name_len; i += 8) {{
+            unsigned char word[8];
+            shmstore_mapped_word(base, at + SHMSTORE_BLOCK_NAME + i, word);
+            if (memcmp(word, name + i, name_len - i < 8 ? name_len - i : 8) != 0) verdict = SHMSTORE_MAPPED_GONE;
+        }}
+        if (verdict == SHMSTORE_MAPPED_OK &&
+            (shmstore_mapped_byte(base, at + SHMSTORE_BLOCK_KIND) != SHMSTORE_KIND_OBJECT ||
+             shmstore_mapped_byte(base, at + SHMSTORE_BLOCK_SLOT_COUNT) != 2 ||
+             shmstore_mapped_le64(base, at + SHMSTORE_BLOCK_FINGERPRINT) != fingerprint ||
+             shmstore_mapped_le64(base, at + SHMSTORE_BLOCK_ELEM_SIZE) != (uint64_t)size))
+            verdict = SHMSTORE_MAPPED_LAYOUT_MISMATCH;
+        uint64_t data = shmstore_mapped_le64(base, at + SHMSTORE_BLOCK_DATA_OFFSET);
+        uint64_t stride = shmstore_mapped_le64(base, at + SHMSTORE_BLOCK_SLOT_STRIDE);
         uint64_t words = ((uint64_t)size + 7) / 8;
-        if (data % 8 != 0 || stride % 8 != 0 || stride < words * 8 || data > map_len ||
-            map_len - data < stride + words * 8)
-            goto fail;
-        _Atomic uint64_t *seq = (_Atomic uint64_t *)(base + at + SHMSTORE_RECORD_SEQ);
-        _Atomic uint32_t *moved = (_Atomic uint32_t *)(base + at + SHMSTORE_RECORD_MOVED_TO);
-        status = SHMSTORE_MAPPED_BUSY;
-        for (int copy = 0; copy < SHMSTORE_MAPPED_TRIES; copy++) {{
-            uint64_t before = atomic_load_explicit(seq, memory_order_acquire);
-            if (atomic_load_explicit(moved, memory_order_acquire) != 0) break; /* migrated: follow it */
+        if (verdict == SHMSTORE_MAPPED_OK &&
+            (data % 8 != 0 || stride % 8 != 0 || stride < words * 8 || data > map_len ||
+             map_len - data < stride + words * 8))
+            verdict = SHMSTORE_MAPPED_BAD_RECORD;
+        if (verdict != SHMSTORE_MAPPED_OK) {{
+            if (shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_acquire) == state &&
+                shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SERIAL, memory_order_acquire) == at_serial &&
+                shmstore_mapped_load64(base, block + SHMSTORE_BLOCK_SERIAL, memory_order_acquire) == serial) {{
+                status = verdict;
+                goto fail;
+            }}
+            continue; /* the blocks changed while they were read: look again */
+        }}
+        /* 4. The seqlock copy. */
+        int changed = 0;
+        for (int copy = 0; copy < SHMSTORE_MAPPED_TRIES && !changed; copy++) {{
+            uint64_t before = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SEQ, memory_order_acquire);
             _Atomic uint64_t *slot = (_Atomic uint64_t *)(base + data + (before & 1) * stride);
             unsigned char *dst = (unsigned char *)out;
             for (uint64_t w = 0; w < words; w++) {{
@@ -725,29 +945,49 @@ static inline int shmstore_mapped_read(const void *map, uint64_t map_len, uint64
                 memcpy(dst + w * 8, &word, n); /* from a local copy of the word, not the mapping */
             }}
             atomic_thread_fence(memory_order_acquire);
-            if (atomic_load_explicit(seq, memory_order_relaxed) == before) {{
+            uint64_t after = shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SEQ, memory_order_relaxed);
+            changed = shmstore_mapped_load32(base, at + SHMSTORE_BLOCK_STATE, memory_order_relaxed) != state ||
+                      shmstore_mapped_load64(base, at + SHMSTORE_BLOCK_SERIAL, memory_order_relaxed) != at_serial ||
+                      shmstore_mapped_load64(base, block + SHMSTORE_BLOCK_SERIAL, memory_order_relaxed) != serial;
+            if (!changed && after == before) {{
                 if (version) *version = before;
                 return SHMSTORE_MAPPED_OK;
             }}
         }}
+        if (!changed) {{
+            status = SHMSTORE_MAPPED_BUSY;
+            goto fail;
+        }}
+    again:;
     }}
+    status = SHMSTORE_MAPPED_BUSY; /* the entry changed during every attempt */
 fail:
     memset(out, 0, size);
     return status;
 }}
-#endif /* SHMSTORE_MAPPED_READ */
+#endif /* SHMSTORE_MAPPED_READ_V2 */
 "#,
-        catalog = o.catalog,
-        record_size = o.record_size,
+        data_area = o.data_area,
+        size = o.size,
+        align = o.align,
         state = o.state,
+        serial = o.serial,
+        seq = o.seq,
+        moved_to = o.moved_to,
+        kind = o.kind,
+        slot_count = o.slot_count,
+        name_len = o.name_len,
+        name = o.name,
+        name_max = o.name_max,
         fingerprint = o.fingerprint,
         elem_size = o.elem_size,
         data_offset = o.data_offset,
         slot_stride = o.slot_stride,
-        seq = o.seq,
-        moved_to = o.moved_to,
-        live = entry::STATE_LIVE,
-        shadow = entry::STATE_SHADOW,
+        live = block::STATE_LIVE,
+        shadow = block::STATE_SHADOW,
+        moved = block::STATE_MOVED,
+        removed = block::STATE_REMOVED,
+        object = o.object_kind,
     )
 }
 
@@ -799,11 +1039,13 @@ mod tests {
     /// The header-only reader's offsets, found from the format module, are those
     /// docs/format.md gives.
     #[test]
-    fn record_offsets_are_those_of_the_format() {
-        let o = record_offsets();
-        assert_eq!((o.catalog, o.record_size, o.state), (512, 256, 0));
-        assert_eq!((o.fingerprint, o.elem_size, o.data_offset, o.slot_stride), (80, 88, 112, 120));
-        assert_eq!((o.seq, o.moved_to), (192, 208));
+    fn block_offsets_are_those_of_the_format() {
+        let o = block_layout();
+        assert_eq!((o.data_area, o.size, o.align), (4096, 384, 64));
+        assert_eq!((o.state, o.serial, o.seq, o.moved_to), (0, 8, 16, 32));
+        assert_eq!((o.kind, o.slot_count, o.name_len, o.name, o.name_max), (192, 193, 194, 200, 64));
+        assert_eq!((o.fingerprint, o.elem_size, o.data_offset, o.slot_stride), (264, 272, 296, 304));
+        assert_eq!(o.object_kind, 1);
     }
 
     #[test]

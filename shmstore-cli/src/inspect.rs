@@ -140,10 +140,6 @@ fn entry_json(e: &EntryInfo, ints: Ints) -> Json {
     })
 }
 
-/// Where an entry block keeps its commit sequence word (`docs/format.md`): 16. (A format-v1
-/// catalog record kept it at 192; `EntryInfo::seq_offset` is right for both.)
-pub const SEQ_IN_RECORD: u64 = shmstore::format::v2::block::SEQ;
-
 fn write_text(
     info: &StoreInfo,
     entries: &[EntryInfo],

@@ -87,12 +87,12 @@ const PROGRAM: &str = r#"
 
 static const unsigned char *base;
 
-/* The active copy of an entry: its seq word at record_offset + 192 picks the slot. */
-static const void *active(uint64_t record_offset, uint64_t data_offset, uint64_t slot_stride) {
-    uint64_t seq = __atomic_load_n((const uint64_t *)(base + record_offset + 192), __ATOMIC_ACQUIRE);
+/* The active copy of an entry: its seq word picks the slot. */
+static const void *active(uint64_t seq_offset, uint64_t data_offset, uint64_t slot_stride) {
+    uint64_t seq = __atomic_load_n((const uint64_t *)(base + seq_offset), __ATOMIC_ACQUIRE);
     return base + data_offset + (seq & 1) * slot_stride;
 }
-#define ACTIVE(E) active(E##_RECORD_OFFSET, E##_DATA_OFFSET, E##_SLOT_STRIDE)
+#define ACTIVE(E) active(E##_SEQ_OFFSET, E##_DATA_OFFSET, E##_SLOT_STRIDE)
 
 static void text(const char *label, const char *s, size_t cap) {
     printf("%s=%.*s\n", label, (int)strnlen(s, cap), s);
@@ -246,10 +246,18 @@ fn a_c_program_reads_what_rust_wrote() {
             ("data_offset", "DATA_OFFSET"),
             ("slot_stride", "SLOT_STRIDE"),
             ("record_offset", "RECORD_OFFSET"),
+            ("record_offset", "BLOCK_OFFSET"),
+            ("seq_offset", "SEQ_OFFSET"),
             ("len", "LEN"),
         ] {
             assert_eq!(define(&header, &format!("{prefix}_{suffix}")), e[key].to_string(), "{entry}.{key}");
         }
+    }
+
+    assert_eq!(define(&header, "CONFIG_NAME"), "\"config\"");
+    // Every entry names the serial of its block, which the header-only reader checks.
+    for prefix in ["CONFIG", "SAMPLES", "SHAPES", "EVERYTHING"] {
+        assert!(define(&header, &format!("{prefix}_SERIAL")).parse::<u64>().is_ok_and(|s| s > 0), "{prefix}");
     }
 
     fs::write(dir.path().join("store.h"), &header).unwrap();
@@ -304,4 +312,28 @@ fn a_c_program_reads_what_rust_wrote() {
     let run = shmstore(["header".as_ref(), path.as_os_str(), "-o".as_ref(), out_path.as_os_str()]);
     assert_eq!(run.ok(), "");
     assert_eq!(fs::read_to_string(&out_path).unwrap(), header);
+}
+
+/// A format-1 store (read-only to this build) gets its types and offsets, but no header-only
+/// reader: that reader walks format-2 blocks.
+#[test]
+fn a_format_1_store_gets_no_header_only_reader() {
+    let (dir, path) = temp_store("v1.shm");
+    fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/v1.shm"), &path).unwrap();
+    let header = shmstore(["header".as_ref(), path.as_os_str()]).ok().to_owned();
+    assert!(header.contains("This store is format version 1"), "{header}");
+    assert!(header.contains("_RECORD_OFFSET "), "{header}");
+    for absent in ["static inline int shmstore_mapped_read(", "_read_mapped(", "_SERIAL "] {
+        assert!(!header.contains(absent), "{absent:?} in\n{header}");
+    }
+    let Some(cc) = c_compiler() else {
+        assert!(!in_ci(), "no C compiler: CI must run this test");
+        return;
+    };
+    fs::write(dir.path().join("v1.h"), &header).unwrap();
+    let unit = dir.path().join("unit.c");
+    fs::write(&unit, "#include \"v1.h\"\nint main(void) { return 0; }\n").unwrap();
+    let exe = dir.path().join("unit");
+    compile(&cc, &unit, &exe);
+    assert!(Command::new(&exe).status().unwrap().success());
 }

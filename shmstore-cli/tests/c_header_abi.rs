@@ -1,6 +1,6 @@
 //! The functions `shmstore header` generates, compiled and run as separate C processes: the
-//! header-only reader (`NAME_read_mapped`, no library) against a Rust writer and a migration, and
-//! the typed wrappers over the C ABI (`config_load`, `config_store`, `samples_read_at`, ...),
+//! header-only reader (`NAME_read_mapped`, no library) against a Rust writer, a migration, a
+//! removal, a rename and a crash-cut replacement, and the typed wrappers over the C ABI (`config_load`, `config_store`, `samples_read_at`, ...),
 //! linked with shmstore-ffi's static library.
 
 mod common;
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{build, config, shmstore, temp_store, Config, Mode8};
+use common::{build, config, poke, shmstore, temp_store, Config, Mode8};
 use shmstore::{FixedStr, SharedLayout, Store};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
@@ -27,6 +27,16 @@ struct Torn {
 struct Torn2 {
     seq: u64,
     words: [u64; 31],
+    extra: u64,
+}
+
+/// `Torn` after a migration that keeps its size: another layout all the same.
+#[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+#[shared(version = 3)]
+struct TornSameSize {
+    seq: u64,
+    words: [u64; 30],
     extra: u64,
 }
 
@@ -74,14 +84,42 @@ int main(int argc, char **argv) {
     if (map == MAP_FAILED) return 2;
     shmstore_torn_t t;
     uint64_t version = 0;
-    if (strcmp(argv[2], "once") == 0) {
+    /* once: one read; from BLOCK SERIAL: one read as by a header made when the entry's block was
+     * BLOCK with SERIAL, for this header's layout. */
+    int once = strcmp(argv[2], "once") == 0, from = strcmp(argv[2], "from") == 0 && argc == 5;
+    if (once || from) {
         memset(&t, 0xAB, sizeof t);
-        int rc = torn_read_mapped(map, (uint64_t)st.st_size, &t, &version);
+        int rc = once ? torn_read_mapped(map, (uint64_t)st.st_size, &t, &version)
+                      : shmstore_mapped_read(map, (uint64_t)st.st_size, strtoull(argv[3], NULL, 10),
+                                             strtoull(argv[4], NULL, 10), TORN_NAME, sizeof TORN_NAME - 1,
+                                             TORN_FINGERPRINT, sizeof t, &t, &version);
         int zeroed = 1;
         for (size_t i = 0; i < sizeof t; i++) zeroed &= ((unsigned char *)&t)[i] == 0;
-        printf("rc=%d seq=%" PRIu64 " consistent=%d zeroed=%d\n", rc, t.seq, consistent(&t), zeroed);
+        printf("rc=%d seq=%" PRIu64 " consistent=%d zeroed=%d version=%" PRIu64 "\n", rc, t.seq, consistent(&t),
+               zeroed, version);
         return 0;
     }
+    /* until: read until a read fails other than BUSY; say "ready" after the first success. */
+    if (strcmp(argv[2], "until") == 0) {
+        uint64_t n = 0, torn = 0, busy = 0;
+        int rc;
+        for (;;) {
+            rc = torn_read_mapped(map, (uint64_t)st.st_size, &t, &version);
+            if (rc == SHMSTORE_MAPPED_BUSY) {
+                busy++;
+                continue;
+            }
+            if (rc != SHMSTORE_MAPPED_OK) break;
+            if (!consistent(&t)) torn++;
+            if (n++ == 0) {
+                printf("ready\n");
+                fflush(stdout);
+            }
+        }
+        printf("rc=%d reads=%" PRIu64 " torn=%" PRIu64 " busy=%" PRIu64 "\n", rc, n, torn, busy);
+        return 0;
+    }
+    if (argc < 5) return 2;
     uint64_t reads = strtoull(argv[3], NULL, 10), changes = strtoull(argv[4], NULL, 10);
     uint64_t n = 0, torn = 0, busy = 0, seen = 0, last = UINT64_MAX;
     while (n < reads || seen < changes) {
@@ -255,15 +293,173 @@ fn the_header_only_reader_sees_no_torn_value_and_no_stale_one_after_a_migration(
     assert_eq!(field(&out, "torn"), 0, "the header-only reader saw torn values: {out}");
 
     obj.store(torn(41)).unwrap();
-    assert_eq!(run(&reader, &[p, "once"]), "rc=0 seq=41 consistent=1 zeroed=0\n");
+    let v41 = obj.version().get();
+    assert_eq!(run(&reader, &[p, "once"]), format!("rc=0 seq=41 consistent=1 zeroed=0 version={v41}\n"));
+    let old = header(&path);
     store.migrate("torn", |t: Torn| Torn2 { seq: t.seq + 1, words: torn(t.seq + 1).words, extra: 7 }).unwrap();
-    // Built for the old layout: it follows the entry to its new record, and refuses it.
-    assert_eq!(run(&reader, &[p, "once"]), "rc=1 seq=0 consistent=0 zeroed=1\n");
-    // Built from a header made after the migration (which starts at the new, shadow, record).
+    let v42 = store.object::<Torn2>("torn").unwrap().version().get();
+    // Built for the old layout: it follows the entry to its new block, and refuses it.
+    assert_eq!(run(&reader, &[p, "once"]), "rc=1 seq=0 consistent=0 zeroed=1 version=0\n");
+    // Built from a header made after the migration, which starts at the new block.
+    let new_dir = tempfile::tempdir().unwrap();
+    let new = header(&path);
+    fs::write(new_dir.path().join("store.h"), &new).unwrap();
+    let new_reader = compile(&cc, new_dir.path(), MAPPED_READER, "mapped_reader", &[]);
+    let seen = format!("rc=0 seq=42 consistent=1 zeroed=0 version={v42}\n");
+    assert_eq!(run(&new_reader, &[p, "once"]), seen);
+    // Built for the new layout but starting from the old block (a header made before the migration
+    // for the layout the entry was migrated to): it follows moved_to to the new block.
+    let (old_block, old_serial) = (define(&old, "TORN_BLOCK_OFFSET"), define(&old, "TORN_SERIAL"));
+    assert_ne!(old_block, define(&new, "TORN_BLOCK_OFFSET"), "the migration gave the entry a new block");
+    assert_eq!(run(&new_reader, &[p, "from", &old_block.to_string(), &old_serial.to_string()]), seen);
+}
+
+/// The value of `#define NAME value` in `header`, an integer with a `ULL` suffix.
+fn define(header: &str, name: &str) -> u64 {
+    let line = header
+        .lines()
+        .find(|l| l.starts_with(&format!("#define {name} ")))
+        .unwrap_or_else(|| panic!("no #define {name} in\n{header}"));
+    line.split_whitespace().nth(2).unwrap().trim_end_matches(['U', 'L']).parse().unwrap()
+}
+
+/// A store with the object `torn` (value `torn(5)`), and the header-only reader built from its
+/// header.
+fn torn_store(cc: &str, file: &str) -> (tempfile::TempDir, PathBuf, Store, PathBuf) {
+    let (dir, path) = temp_store(file);
+    let store = Store::open_or_create(&path, 1 << 20).unwrap();
+    store.object_or_init("torn", || torn(5)).unwrap();
+    fs::write(dir.path().join("store.h"), header(&path)).unwrap();
+    let reader = compile(cc, dir.path(), MAPPED_READER, "mapped_reader", &[]);
+    let version = store.object::<Torn>("torn").unwrap().version().get();
+    assert_eq!(
+        run(&reader, &[path.to_str().unwrap(), "once"]),
+        format!("rc=0 seq=5 consistent=1 zeroed=0 version={version}\n")
+    );
+    (dir, path, store, reader)
+}
+
+const GONE: &str = "rc=4 seq=0 consistent=0 zeroed=1 version=0\n";
+
+#[test]
+fn the_header_only_reader_reports_a_removed_entry_as_gone_even_when_its_block_is_reused() {
+    let Some(cc) = c_compiler("the_header_only_reader_reports_a_removed_entry_as_gone_even_when_its_block_is_reused")
+    else {
+        return;
+    };
+    let (_dir, path, store, reader) = torn_store(&cc, "removed.shm");
+    let p = path.to_str().unwrap();
+    let block = store.entry_info("torn").unwrap().record_offset;
+    store.remove("torn").unwrap();
+    assert_eq!(run(&reader, &[p, "once"]), GONE);
+    // An entry of the same name and layout again: it takes the freed block, with a new serial. The
+    // old header names the removed entry, not this one.
+    store.object_or_init("torn", || torn(6)).unwrap();
+    assert_eq!(store.entry_info("torn").unwrap().record_offset, block, "the new entry reuses the freed block");
+    assert_eq!(run(&reader, &[p, "once"]), GONE);
+    // A header made now reads it.
     let new_dir = tempfile::tempdir().unwrap();
     fs::write(new_dir.path().join("store.h"), header(&path)).unwrap();
     let new_reader = compile(&cc, new_dir.path(), MAPPED_READER, "mapped_reader", &[]);
-    assert_eq!(run(&new_reader, &[p, "once"]), "rc=0 seq=42 consistent=1 zeroed=0\n");
+    let version = store.object::<Torn>("torn").unwrap().version().get();
+    assert_eq!(run(&new_reader, &[p, "once"]), format!("rc=0 seq=6 consistent=1 zeroed=0 version={version}\n"));
+}
+
+#[test]
+fn the_header_only_reader_reports_a_renamed_entry_as_gone() {
+    let Some(cc) = c_compiler("the_header_only_reader_reports_a_renamed_entry_as_gone") else { return };
+    // A name of another length, and one of the same length.
+    for to in ["torn_renamed", "nrot"] {
+        let (_dir, path, store, reader) = torn_store(&cc, "renamed.shm");
+        store.rename("torn", to).unwrap();
+        // Same data, same layout, but the block moved_to leads to is named otherwise.
+        assert_eq!(store.object::<Torn>(to).unwrap().load().unwrap(), torn(5));
+        assert_eq!(run(&reader, &[path.to_str().unwrap(), "once"]), GONE, "renamed to {to}");
+    }
+}
+
+#[test]
+fn the_header_only_reader_refuses_a_layout_of_the_same_size_and_another_fingerprint() {
+    let Some(cc) = c_compiler("the_header_only_reader_refuses_a_layout_of_the_same_size_and_another_fingerprint")
+    else {
+        return;
+    };
+    let (_dir, path, store, reader) = torn_store(&cc, "same_size.shm");
+    assert_eq!(std::mem::size_of::<TornSameSize>(), std::mem::size_of::<Torn>());
+    assert_ne!(TornSameSize::LAYOUT.fingerprint, Torn::LAYOUT.fingerprint);
+    store
+        .migrate("torn", |t: Torn| TornSameSize { seq: t.seq, words: std::array::from_fn(|i| t.words[i]), extra: 1 })
+        .unwrap();
+    assert_eq!(run(&reader, &[path.to_str().unwrap(), "once"]), "rc=1 seq=0 consistent=0 zeroed=1 version=0\n");
+}
+
+/// A C process reading in a loop while the entry takes commits and is then migrated (or removed):
+/// every value it gets is whole, and its reads end with the error of the change.
+#[test]
+fn the_header_only_reader_running_during_a_migration_or_removal_ends_with_its_error() {
+    use std::io::{BufRead, BufReader};
+    let Some(cc) = c_compiler("the_header_only_reader_running_during_a_migration_or_removal_ends_with_its_error")
+    else {
+        return;
+    };
+    for (change, rc) in [("migrate", 1), ("remove", 4)] {
+        let (_dir, path, store, reader) = torn_store(&cc, "running.shm");
+        let obj = store.object::<Torn>("torn").unwrap();
+        let mut child =
+            Command::new(&reader).args([path.to_str().unwrap(), "until"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        for seq in 6..20_000 {
+            obj.store(torn(seq)).unwrap();
+        }
+        if change == "migrate" {
+            store.migrate("torn", |t: Torn| Torn2 { seq: t.seq, words: t.words, extra: 0 }).unwrap();
+        } else {
+            store.remove("torn").unwrap();
+        }
+        let last = lines.next().unwrap().unwrap();
+        assert!(child.wait().unwrap().success());
+        eprintln!("header-only C reader during commits, then {change}: {last}");
+        assert_eq!(field(&last, "rc"), rc, "{change}: {last}");
+        assert_eq!(field(&last, "torn"), 0, "{change}: {last}");
+        assert!(field(&last, "reads") >= 1, "{change}: {last}");
+    }
+}
+
+/// The state a crash leaves between a replacement's commit point (the old block moved to the new)
+/// and the step that marks the new block live: the new block is a shadow whose moved_to points
+/// back at the old one. It counts as live, as the library counts it; a shadow that the block it
+/// points back at is not moved to does not.
+#[test]
+fn the_header_only_reader_takes_a_committed_shadow_as_live_and_no_other() {
+    let Some(cc) = c_compiler("the_header_only_reader_takes_a_committed_shadow_as_live_and_no_other") else {
+        return;
+    };
+    let (dir, path, store, _) = torn_store(&cc, "shadow.shm");
+    let p = path.to_str().unwrap();
+    let old = header(&path);
+    store.migrate("torn", |t: Torn| Torn2 { seq: t.seq + 1, words: torn(t.seq + 1).words, extra: 7 }).unwrap();
+    let version = store.object::<Torn2>("torn").unwrap().version().get();
+    store.close().unwrap();
+    let new = header(&path);
+    fs::write(dir.path().join("store.h"), &new).unwrap();
+    let reader = compile(&cc, dir.path(), MAPPED_READER, "mapped_reader_v2", &[]);
+    let (old_block, old_serial) = (define(&old, "TORN_BLOCK_OFFSET"), define(&old, "TORN_SERIAL"));
+    let new_block = define(&new, "TORN_BLOCK_OFFSET");
+    assert_ne!(old_block, new_block);
+    let from_old = [p, "from", &old_block.to_string(), &old_serial.to_string()];
+    // The old block is moved to the new one (the commit point); the new one becomes a shadow that
+    // points back at it, as if a crash cut off the step that marks it live.
+    let (state, moved_to) = (0, 32);
+    poke(&path, new_block + state, &2u32.to_ne_bytes());
+    poke(&path, new_block + moved_to, &old_block.to_ne_bytes());
+    let seen = format!("rc=0 seq=6 consistent=1 zeroed=0 version={version}\n");
+    assert_eq!(run(&reader, &[p, "once"]), seen, "a committed shadow is live");
+    assert_eq!(run(&reader, &from_old), seen, "moved_to leads to a committed shadow");
+    // A shadow that points back at a block not moved to it is not committed.
+    poke(&path, new_block + moved_to, &(old_block + 64 * 7).to_ne_bytes());
+    assert_eq!(run(&reader, &[p, "once"]), GONE);
+    assert_eq!(run(&reader, &from_old), GONE);
 }
 
 #[test]
