@@ -39,6 +39,9 @@ use crate::store::StoreInner;
 
 use super::catalog::Found;
 
+/// What a handle says of the entry now under its name: the error for a handle of its layout, or
+/// `None` if the entry has that layout.
+pub(crate) type LayoutCheck<'a> = &'a dyn Fn(&Entry) -> Option<Error>;
 /// Objects start on their own cache line, and each of their slots takes whole cache lines.
 const OBJECT_ALIGN: u64 = 64;
 /// The alignment of arrays of a page or more.
@@ -1097,7 +1100,7 @@ impl StoreInner {
         at: u64,
         serial: u64,
         entry: &Entry,
-        mismatch: Option<&dyn Fn(&Entry) -> Option<Error>>,
+        mismatch: Option<LayoutCheck<'_>>,
     ) -> Result<()> {
         // A committed shadow (a replacement whose last step a crash cut off) is live too.
         if self.still_live(at, serial) {
