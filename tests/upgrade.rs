@@ -4,78 +4,16 @@
 
 mod common;
 
+#[path = "common/golden_types.rs"]
+mod golden_types;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{child_args, emit, wait_eof, ChildProc, Rng};
-use shmstore::{Error, FixedStr, SharedLayout, Store};
-
-// The golden file's types, exactly as `tests/golden_v1.rs` declares them (their fingerprints
-// depend on names, fields and versions).
-
-#[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Mode {
-    Off = 0,
-    On = 1,
-    Auto = 7,
-}
-
-#[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-struct Point {
-    x: i32,
-    y: i32,
-}
-
-#[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-#[shared(version = 3)]
-struct Config {
-    port: u16,
-    mode: Mode,
-    verbose: bool,
-    _pad: [u8; 4],
-    origin: Point,
-    scale: f64,
-    name: FixedStr<16>,
-}
-
-#[derive(SharedLayout, Debug)]
-#[repr(C)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-#[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-#[shared(version = 1)]
-struct LimitsV1 {
-    max_conn: u32,
-    _pad: [u8; 4],
-}
-
-#[derive(SharedLayout, Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-#[shared(version = 2)]
-struct LimitsV2 {
-    max_conn: u64,
-    timeout_ms: u64,
-}
-
-fn config() -> Config {
-    Config {
-        port: 8080,
-        mode: Mode::Auto,
-        verbose: true,
-        _pad: [0; 4],
-        origin: Point { x: -3, y: 42 },
-        scale: 1.5,
-        name: FixedStr::new("edge-1").unwrap(),
-    }
-}
+use golden_types::*;
+use shmstore::{Error, Store};
 
 fn samples() -> Vec<f64> {
     (0..100).map(|i| f64::from(i) * 0.25).collect()
@@ -107,7 +45,7 @@ fn check_golden(store: &Store) {
     assert_eq!(names, ["blob", "config", "counters", "limits", "points", "samples"]);
 
     let cfg = store.object::<Config>("config").unwrap();
-    assert_eq!(cfg.load().unwrap(), config());
+    assert_eq!(cfg.load().unwrap(), v1_config());
     assert_eq!(cfg.read().unwrap().name, "edge-1");
 
     let raw = store.read_raw("counters", 0, 1).unwrap();
