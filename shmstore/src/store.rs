@@ -906,6 +906,7 @@ impl StoreInner {
                 waited_for: crate::error::WaitedFor::Lock,
             },
             LockError::Forked => Error::Forked { path: self.path.clone() },
+            LockError::NotRecoverable => Error::LockNotRecoverable { path: self.path.clone(), name: name.to_owned() },
             LockError::WouldDeadlock { held_exclusive } => Error::WouldDeadlock {
                 name: name.to_owned(),
                 held: if held_exclusive { "a write guard on it" } else { "a read guard on it" },

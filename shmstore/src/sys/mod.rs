@@ -17,6 +17,10 @@ pub(crate) use linux::{
 /// Opening store files without blocking, and checking that a path still names an open file.
 pub(crate) mod file;
 
+/// Robust, process-shared mutexes in a shared mapping, the lock-ABI tag and the PID namespace.
+#[cfg(target_os = "linux")]
+pub(crate) mod robust_mutex;
+
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
 pub(crate) mod sync;
 
