@@ -300,6 +300,97 @@ impl Drop for Held<'_> {
     }
 }
 
+/// The locks of one open store, in its session's lock mode: the one place where the mode is
+/// matched on, once per acquisition.
+#[derive(Debug)]
+pub(crate) enum Locks {
+    /// OFD mode: the admin (catalog) lock is the kernel lock on `admin`'s byte.
+    Ofd {
+        /// The admin lock.
+        admin: RangeLock,
+    },
+    /// Robust mode: the admin mutex, epochs and reader table.
+    Robust(robust::Robust),
+}
+
+/// The lock of one entry, in the store's lock mode. One per entry per open store, shared by every
+/// handle of the entry.
+#[derive(Debug)]
+pub(crate) enum EntryLock {
+    /// OFD mode: the kernel lock on the entry's byte.
+    Ofd(RangeLock),
+    /// Robust mode: the mutex and reader words of the entry's block.
+    Robust(robust::BlockLock),
+}
+
+impl Locks {
+    /// The store's lock mode.
+    pub(crate) fn mode(&self) -> crate::format::v2::header::LockMode {
+        match self {
+            Locks::Ofd { .. } => crate::format::v2::header::LockMode::Ofd,
+            Locks::Robust(_) => crate::format::v2::header::LockMode::Robust,
+        }
+    }
+
+    /// The lock of the entry whose block is at `block` (in `map`, the store's mapping), changed
+    /// in place or not; `None` if the block lies outside the mapping. Its OFD byte is derived
+    /// from the block's offset.
+    ///
+    /// The store that owns `map` must outlive the lock's uses (robust mode keeps pointers).
+    pub(crate) fn entry(&self, map: &crate::map::Mapping, block: u64, in_place: bool) -> Option<EntryLock> {
+        match self {
+            Locks::Ofd { .. } => {
+                Some(EntryLock::Ofd(RangeLock::new(crate::format::v2::header::entry_lock_byte(block))))
+            }
+            Locks::Robust(_) => robust::BlockLock::new(map, block, in_place).map(EntryLock::Robust),
+        }
+    }
+
+    /// Takes the admin lock exclusively (through `file`, in `scope`).
+    pub(crate) fn admin<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+        match self {
+            Locks::Ofd { admin } => admin.write(file, scope, wait),
+            Locks::Robust(robust) => robust.admin(scope, wait),
+        }
+    }
+
+    /// Takes `lock` (one of this store's entry locks) shared, for a reader.
+    pub(crate) fn read<'a>(
+        &'a self,
+        lock: &'a EntryLock,
+        file: &'a File,
+        scope: &'a LockScope,
+        wait: Wait,
+    ) -> Result<Held<'a>, LockError> {
+        match (self, lock) {
+            (Locks::Robust(robust), EntryLock::Robust(block)) => block.read(robust, scope, wait),
+            (_, EntryLock::Ofd(range)) => range.read(file, scope, wait),
+            (Locks::Ofd { .. }, EntryLock::Robust(_)) => Err(mode_mix()),
+        }
+    }
+
+    /// Takes `lock` (one of this store's entry locks) exclusively, for a writer.
+    pub(crate) fn write<'a>(
+        &'a self,
+        lock: &'a EntryLock,
+        file: &'a File,
+        scope: &'a LockScope,
+        wait: Wait,
+    ) -> Result<Held<'a>, LockError> {
+        match (self, lock) {
+            (Locks::Robust(robust), EntryLock::Robust(block)) => block.write(robust, scope, wait),
+            (_, EntryLock::Ofd(range)) => range.write(file, scope, wait),
+            (Locks::Ofd { .. }, EntryLock::Robust(_)) => Err(mode_mix()),
+        }
+    }
+}
+
+/// An entry lock of one mode used with a store of the other: [`Locks::entry`] makes them in the
+/// store's mode, so this never happens.
+fn mode_mix() -> LockError {
+    LockError::Io(io::Error::other("an entry lock of one lock mode was used with a store of the other"))
+}
+
 /// A store-like mapping for the lock modules' tests: a file laid out like a version-2 header
 /// followed by entry blocks (only their lock words matter here), reset for robust mode.
 #[cfg(test)]
