@@ -65,6 +65,37 @@ impl<T: SharedLayout> SharedArray<T> {
         self.len() == 0
     }
 
+    /// Changes the array's length to `new_len`: the first `min(len, new_len)` elements are kept,
+    /// and the new ones set to `fill`. It is crash-atomic: the array is rebuilt in new space and
+    /// switched to with one store, so every process sees either the old array or the new one,
+    /// whatever happens to this one. The old space is reused by later entries.
+    ///
+    /// This handle follows the change. Every other handle of the array (clones, and handles in
+    /// other processes) fails with [`Error::Moved`](crate::Error::Moved) on its next access:
+    /// open it again with [`Store::array`](crate::Store::array) to see the new length. (It takes
+    /// `&mut self` for that reason: a guard borrowed from this handle cannot outlive the change.)
+    ///
+    /// It takes the array's write lock, so it waits for guards held in other threads and
+    /// processes.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = shmstore::Store::open_or_create(dir.path().join("resize.shm"), 1 << 20)?;
+    /// let mut samples = store.array_or_init::<u32>("samples", 3, 7)?;
+    /// samples.resize(5, 0)?;
+    /// assert_eq!(&*samples.read()?, &[7, 7, 7, 0, 0]);
+    /// samples.resize(2, 0)?;
+    /// assert_eq!(store.array::<u32>("samples")?.len(), 2);
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn resize(&mut self, new_len: usize, fill: T) -> Result<()>
+    where
+        T: Copy,
+    {
+        self.handle = self.handle.resize::<T>(new_len as u64, view::value_bytes(&fill))?;
+        Ok(())
+    }
+
     /// A shared guard over the whole array: `&[T]` while writers wait.
     pub fn read(&self) -> Result<ReadGuard<'_, [T]>> {
         self.handle.read::<T>(0, self.len(), Wait::Forever, None)

@@ -7,13 +7,13 @@
 
 use std::fmt;
 use std::ops::RangeBounds;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::array_view::{self, ArrayView};
+use crate::catalog::Found;
 use crate::commit::{Durability, Version};
 use crate::error::{Error, Result};
-use crate::format::entry::{Entry, EntryKind};
+use crate::format::entry::EntryKind;
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
@@ -65,21 +65,21 @@ impl Store {
     /// written. An existing region is opened as it is, whatever its length (check
     /// [`SharedBytes::len`]); an entry of another kind is [`Error::KindMismatch`].
     pub fn bytes_or_init(&self, name: &str, len: u64) -> Result<SharedBytes> {
-        let (slot, entry) = self.inner().find_or_create(name, EntryKind::Bytes, &u8::LAYOUT, len, || vec![0])?;
-        SharedBytes::open(self, slot, entry)
+        let found = self.inner().find_or_create(name, EntryKind::Bytes, &u8::LAYOUT, len, || vec![0])?;
+        SharedBytes::open(self, found)
     }
 
     /// The existing byte region `name`: [`Error::NotFound`] if there is none,
     /// [`Error::KindMismatch`] if it is an object or an array.
     pub fn bytes(&self, name: &str) -> Result<SharedBytes> {
-        let (slot, entry) = self.inner().find(name)?;
-        SharedBytes::open(self, slot, entry)
+        let found = self.inner().find(name)?;
+        SharedBytes::open(self, found)
     }
 }
 
 impl SharedBytes {
-    fn open(store: &Store, slot: u32, entry: Arc<Entry>) -> Result<SharedBytes> {
-        store.typed::<u8>(slot, entry, EntryKind::Bytes).map(|handle| SharedBytes { handle })
+    fn open(store: &Store, found: Found) -> Result<SharedBytes> {
+        store.typed::<u8>(found, EntryKind::Bytes).map(|handle| SharedBytes { handle })
     }
 
     /// The region's name in the store.
@@ -95,6 +95,15 @@ impl SharedBytes {
     /// Whether the region has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Changes the region's length to `new_len` bytes: the first `min(len, new_len)` are kept,
+    /// new ones are zero. Crash-atomic, and other handles get
+    /// [`Error::Moved`](crate::Error::Moved), as [`SharedArray::resize`](crate::SharedArray::resize)
+    /// describes.
+    pub fn resize(&mut self, new_len: u64) -> Result<()> {
+        self.handle = self.handle.resize::<u8>(new_len, &[0])?;
+        Ok(())
     }
 
     /// Bounds-checks bytes `offset..offset + count` and returns `offset` as an index.

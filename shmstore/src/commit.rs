@@ -48,7 +48,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, WaitedFor};
-use crate::format::entry::{ENTRY_SIZE, FUTEX_OFFSET, SEQ_OFFSET, WAITERS_OFFSET};
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::SharedLayout;
 use crate::lock::Wait;
@@ -226,22 +225,16 @@ fn step(_step: Step) {
 
 impl EntryHandle {
     fn live_u64(&self, offset: u64) -> &AtomicU64 {
-        self.store
-            .map()
-            .atomic_u64(self.store.record_offset(self.slot) + offset)
-            .expect("records lie inside the mapping")
+        self.store.map().atomic_u64(self.at + offset).expect("records lie inside the mapping")
     }
 
     fn live_u32(&self, offset: u64) -> &AtomicU32 {
-        self.store
-            .map()
-            .atomic_u32(self.store.record_offset(self.slot) + offset)
-            .expect("records lie inside the mapping")
+        self.store.map().atomic_u32(self.at + offset).expect("records lie inside the mapping")
     }
 
     /// The entry's sequence word.
     pub(crate) fn seq(&self) -> &AtomicU64 {
-        self.live_u64(SEQ_OFFSET)
+        self.live_u64(self.store.words.seq)
     }
 
     /// The entry's current version.
@@ -278,7 +271,7 @@ impl EntryHandle {
         // the move too, and never reads past the last value of the old type. (A migration never
         // touches the old slots, so a read that races with one returns the value as it was just
         // before it.)
-        let check = || if moved.load(Ordering::Acquire) != 0 { self.check_current() } else { Ok(()) };
+        let check = || if self.moved_away(moved) { self.check_current() } else { Ok(()) };
         if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| {
             let staging = Staging::<T>::from_words(words);
             step(Step::OptimisticCopied);
@@ -331,21 +324,11 @@ impl EntryHandle {
         seqlock::commit(self.seq(), bytes, slot, || self.outside(), written)?;
         step(Step::Published);
         if durability == Durability::PowerLoss {
-            let record = self.store.record_offset(self.slot);
-            self.store.sync_range(record, ENTRY_SIZE)?;
+            self.store.sync_range(self.at, self.store.words.record_len)?;
             step(Step::RecordSynced);
         }
         self.wake();
         Ok(())
-    }
-
-    /// Wakes the waiters of a migrated entry, bumping its version without changing which slot
-    /// is active (a double-buffered object's inactive slot holds an older value). The caller holds
-    /// `_hold`, the entry's exclusive lock.
-    pub(crate) fn migrated_away(&self, _hold: &Hold<'_>) {
-        let step = if self.entry.slot_count == 2 { 2 } else { 1 };
-        self.seq().fetch_add(step, Ordering::Release);
-        self.wake();
     }
 
     /// Records a change made in place (arrays, objects holding atomics): syncs the entry's data
@@ -365,9 +348,9 @@ impl EntryHandle {
     }
 
     fn wake(&self) {
-        let futex = self.live_u32(FUTEX_OFFSET);
+        let futex = self.live_u32(self.store.words.futex);
         futex.fetch_add(1, Ordering::SeqCst);
-        if self.live_u32(WAITERS_OFFSET).load(Ordering::SeqCst) > 0 {
+        if self.live_u32(self.store.words.waiters).load(Ordering::SeqCst) > 0 {
             sys::futex_wake(futex);
             step(Step::Woke);
         }
@@ -376,8 +359,8 @@ impl EntryHandle {
     /// Sleeps until the entry's version differs from `since`, or `timeout` passes.
     pub(crate) fn wait_changed(&self, since: Version, timeout: Option<Duration>) -> Result<Version> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let futex = self.live_u32(FUTEX_OFFSET);
-        let waiters = self.live_u32(WAITERS_OFFSET);
+        let futex = self.live_u32(self.store.words.futex);
+        let waiters = self.live_u32(self.store.words.waiters);
         // A read-only mapping cannot register a waiter (the store would fault), so writers will not
         // know to wake it: it sleeps in short slices instead, and notices a commit within one.
         let registered = !self.store.read_only;
@@ -522,7 +505,10 @@ mod tests {
         let store = Store::open_or_create(dir.path().join("wake.shm"), 1 << 20).unwrap();
         let pair = store.object_or_init("pair", || Pair { a: 1, b: 1 }).unwrap();
         let v = pair.version();
-        let (waiters, futex) = (pair.handle.live_u32(WAITERS_OFFSET), pair.handle.live_u32(FUTEX_OFFSET));
+        let (waiters, futex) = (
+            pair.handle.live_u32(pair.handle.store.words.waiters),
+            pair.handle.live_u32(pair.handle.store.words.futex),
+        );
         std::thread::scope(|scope| {
             let waiter = scope.spawn(|| pair.wait_for_change(v, Duration::from_secs(24 * 3600)));
             while waiters.load(Ordering::SeqCst) == 0 && !waiter.is_finished() {

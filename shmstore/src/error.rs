@@ -43,7 +43,7 @@ pub enum Error {
     },
 
     /// The file was written by a format version this build does not understand.
-    #[error("`{path}` uses store format version {found}, but this build of shmstore reads version {supported}: upgrade shmstore to open it")]
+    #[error("`{path}` uses store format v{found}; this build reads up to v{supported}: upgrade shmstore to open it")]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -220,8 +220,10 @@ pub enum Error {
         suggested: u64,
     },
 
-    /// The catalog has no free slot.
-    #[error("store `{path}` already holds its maximum of {max_entries} entries: create a new store with Store::options().max_entries(n) for more")]
+    /// The store already holds the number of entries that
+    /// [`OpenOptions::max_entries`](crate::OpenOptions::max_entries) capped it to when it was
+    /// created. (Without that option, the catalog grows without limit.)
+    #[error("store `{path}` already holds its maximum of {max_entries} entries, set when it was created: remove entries (Store::remove), or create a new store without Store::options().max_entries(n), or with a larger n")]
     CatalogFull {
         /// The file.
         path: PathBuf,
@@ -465,6 +467,42 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: io::Error,
+    },
+
+    /// The entry this handle refers to was removed ([`Store::remove`](crate::Store::remove)), in
+    /// this process or another. Its bytes are never read or written through the handle again.
+    #[error("entry `{name}` was removed from the store: this handle is no longer valid; look the name up again (it is NotFound unless the entry was created anew)")]
+    Removed {
+        /// The entry's name, as the handle knew it.
+        name: String,
+    },
+
+    /// The entry this handle refers to was renamed ([`Store::rename`](crate::Store::rename)) or
+    /// resized ([`SharedArray::resize`](crate::SharedArray::resize)), in this process or another:
+    /// the handle's view of it is out of date.
+    #[error("entry `{name}` was renamed or resized and is now `{to}`: open it again by that name (Store::array, Store::object, Store::bytes)")]
+    Moved {
+        /// The entry's name, as the handle knew it.
+        name: String,
+        /// The entry's name now.
+        to: String,
+    },
+
+    /// The file is a format-v1 store, which this build opens read-only.
+    #[error("`{path}` is a format v1 store, which this build opens read-only: convert it with `shmstore upgrade {path}` (with the store closed everywhere), or open it with Store::options().read_only(true)")]
+    UpgradeRequired {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// [`Store::rename`](crate::Store::rename) was asked to give an entry a name that another
+    /// entry already has.
+    #[error("cannot rename entry `{from}` to `{to}`: an entry named `{to}` exists; remove it first (Store::remove) or choose another name")]
+    NameTaken {
+        /// The entry to rename.
+        from: String,
+        /// The name already in use.
+        to: String,
     },
 
     /// Robust lock mode: the lock of entry `name` (or of the catalog) can no longer be taken,

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::Found;
 use crate::commit::Durability;
 use crate::error::{Error, Result};
-use crate::format::entry::{Entry, EntryKind, MOVED_TO_OFFSET, SEQ_OFFSET};
+use crate::format::entry::{Entry, EntryKind};
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::{RangeLock, Wait};
 use crate::map::Located;
@@ -25,7 +26,10 @@ pub(crate) type Hold<'a> = crate::lock::Held<'a>;
 pub(crate) struct EntryHandle {
     pub(crate) store: Arc<StoreInner>,
     pub(crate) entry: Arc<Entry>,
-    pub(crate) slot: u32,
+    /// Offset of the entry's block (v2) or catalog record (v1).
+    pub(crate) at: u64,
+    /// The block's serial when the handle was made (v2; 0 in v1): a reused block has another.
+    pub(crate) serial: u64,
     lock: Arc<RangeLock>,
     layout: &'static Layout,
     /// `layout.needs_validation()`, computed once: the layout walk is not free.
@@ -38,17 +42,20 @@ pub(crate) struct EntryHandle {
     hot: Option<Hot>,
 }
 
-/// The sequence word, forwarding word and both slots of a double-buffered object.
+/// The sequence word, the word that tells whether the entry is still current (v1's `moved_to`,
+/// v2's `state`), the serial word (v2) and both slots of a double-buffered object.
 #[derive(Debug, Clone, Copy)]
 struct Hot {
     seq: Located<AtomicU64>,
     moved: Located<AtomicU32>,
+    serial: Option<Located<AtomicU64>>,
     slots: [Located<[AtomicU64]>; 2],
 }
 
 impl EntryHandle {
     /// Checks that the entry holds `T` values and lies inside this process's mapping.
-    pub(crate) fn new<T: SharedLayout>(store: Arc<StoreInner>, slot: u32, entry: Arc<Entry>) -> Result<EntryHandle> {
+    pub(crate) fn new<T: SharedLayout>(store: Arc<StoreInner>, found: Found) -> Result<EntryHandle> {
+        let Found { at, serial, entry } = found;
         let layout = &T::LAYOUT;
         if entry.fingerprint != layout.fingerprint
             || entry.version != layout.version
@@ -61,7 +68,7 @@ impl EntryHandle {
         if end > store.map().len() {
             return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map().len() });
         }
-        let lock = store.entry_lock(slot, entry.lock_offset)?;
+        let lock = store.entry_lock(entry.lock_offset)?;
         let (validate, atomics) = (layout.needs_validation(), layout.contains_atomics());
         if entry.kind == EntryKind::Object && entry.slot_count != if atomics { 1 } else { 2 } {
             return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
@@ -69,11 +76,10 @@ impl EntryHandle {
         let durability = store.durability;
         let hot = if entry.slot_count == 2 {
             let map = store.map();
-            let record = store.record_offset(slot);
             let words = layout.size.div_ceil(8);
             let located = (
-                map.locate_u64(record + SEQ_OFFSET),
-                map.locate_u32(record + MOVED_TO_OFFSET),
+                map.locate_u64(at + store.words.seq),
+                map.locate_u32(at + store.words.current),
                 map.locate_words(entry.data_offset, words),
                 map.locate_words(entry.data_offset + entry.slot_stride, words),
             );
@@ -81,11 +87,12 @@ impl EntryHandle {
                 // The data lies inside the mapping (checked above), so a slot is misaligned.
                 return Err(store.corrupt(format!("the slots of object `{}` are misaligned", entry.name)));
             };
-            Some(Hot { seq, moved, slots: [slot0, slot1] })
+            let serial = if serial != 0 { map.locate_u64(at + crate::format::v2::block::SERIAL) } else { None };
+            Some(Hot { seq, moved, serial, slots: [slot0, slot1] })
         } else {
             None
         };
-        Ok(EntryHandle { store, entry, slot, lock, layout, validate, atomics, durability, hot })
+        Ok(EntryHandle { store, entry, at, serial, lock, layout, validate, atomics, durability, hot })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -117,13 +124,28 @@ impl EntryHandle {
         unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
     }
 
+    /// Whether the entry may no longer be the one this handle was made for, as the word
+    /// `moved` (from [`hot`](Self::hot)) and the serial tell: then
+    /// [`check_current`](Self::check_current) says why. One or two loads.
+    #[inline(always)]
+    pub(crate) fn moved_away(&self, moved: &AtomicU32) -> bool {
+        if moved.load(std::sync::atomic::Ordering::Acquire) != self.store.words.current_value {
+            return true;
+        }
+        match self.hot.and_then(|hot| hot.serial) {
+            // SAFETY: located in this store's mappings, which `self.store` keeps alive.
+            Some(serial) => unsafe { serial.get() }.load(std::sync::atomic::Ordering::Acquire) != self.serial,
+            None => false,
+        }
+    }
+
     /// The layout of the handle's type.
     pub(crate) fn layout(&self) -> &'static Layout {
         self.layout
     }
 
     fn active_offset(&self) -> u64 {
-        self.store.active_offset(self.slot, &self.entry)
+        self.store.active_offset(self.at, &self.entry)
     }
 
     /// Locates elements `start..start + count` of the active slot and validates their bytes.
@@ -256,5 +278,45 @@ impl EntryHandle {
         let ptr = self.elements::<T>(&hold, 0, 1)?.cast::<T>();
         // SAFETY: as in `write`; `elements` covered exactly one valid `T` at this address.
         Ok(unsafe { WriteGuard::in_place(ptr, self, hold) })
+    }
+
+    /// Replaces the entry by one of `new_len` elements: the first `min(old, new)` copied, the
+    /// rest filled with `fill` (the bytes of one element), crash-atomically (a new block and new
+    /// data, committed by one store); returns a handle to the new entry. Every other handle gets
+    /// [`Error::Moved`] on its next access.
+    pub(crate) fn resize<T: SharedLayout>(&self, new_len: u64, fill: &[u8]) -> Result<EntryHandle> {
+        let hold = self.hold(true, Wait::Forever, None)?;
+        let size = self.layout.size as u64;
+        let keep = self.entry.count.min(new_len);
+        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::store::MAX_CAPACITY) {
+            return Err(Error::EntryTooLarge {
+                name: self.entry.name.clone(),
+                len: new_len,
+                elem_size: size,
+                maximum: crate::store::MAX_CAPACITY,
+            });
+        }
+        let found = Found { at: self.at, serial: self.serial, entry: self.entry.clone() };
+        let seq = self.version().get();
+        let map = || self.store.map();
+        let from = self.entry.data_offset;
+        self.store.v2_replace(&found, self.layout, new_len, seq, |to, fresh| {
+            // Under the exclusive lock nobody writes the old data: plain copies are safe.
+            const CHUNK: u64 = 1 << 20;
+            let mut buf = vec![0u8; CHUNK.min(keep * size) as usize];
+            let mut done = 0;
+            while done < keep * size {
+                let n = CHUNK.min(keep * size - done);
+                let chunk = &mut buf[..n as usize];
+                if !(map().read(from + done, chunk) && map().write(to + done, chunk)) {
+                    return false;
+                }
+                done += n;
+            }
+            self.store.fill_repeated(to + keep * size, fill, new_len - keep, fresh)
+        })?;
+        drop(hold);
+        let found = self.store.find(&self.entry.name)?;
+        EntryHandle::new::<T>(self.store.clone(), found)
     }
 }

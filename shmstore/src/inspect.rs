@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 use crate::format::entry::Entry;
 use crate::format::header;
 use crate::format::schema::Schema;
+use crate::format::v2::header as v2h;
 use crate::lock::Wait;
-use crate::store::{EntryInfo, Store, StoreInner};
+use crate::store::{EntryInfo, Format, Store, StoreInner};
 use crate::view;
 
 /// Facts about a store as a whole; see [`Store::info`].
@@ -42,31 +43,41 @@ impl Store {
     /// Facts about the store as a whole.
     pub fn info(&self) -> StoreInfo {
         let inner = self.inner();
-        let count = inner.map().atomic_u32(header::ENTRY_COUNT_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
+        let (entries, created_unix_nanos, data_offset) = match &inner.format {
+            Format::V1(h) => (
+                inner.map().atomic_u32(header::ENTRY_COUNT_OFFSET).map_or(0, |c| c.load(Ordering::Acquire)),
+                h.created_unix_nanos,
+                h.data_offset,
+            ),
+            Format::V2(h) => {
+                let count = inner.live_u64(v2h::ENTRY_COUNT).load(Ordering::Acquire);
+                (u32::try_from(count).unwrap_or(u32::MAX), h.created_unix_nanos, v2h::DATA_OFFSET)
+            }
+        };
         StoreInfo {
             path: inner.path.clone(),
-            format_version: header::FORMAT_VERSION,
+            format_version: self.format_version(),
             capacity: inner.capacity(),
             used: inner.alloc_end(),
-            generation: inner.live_u64(header::GENERATION_OFFSET).load(Ordering::Acquire),
-            max_entries: inner.header.catalog_slots,
-            entries: count,
-            created_unix_nanos: inner.header.created_unix_nanos,
-            data_offset: inner.header.data_offset,
+            generation: inner.live_u64(inner.words.generation).load(Ordering::Acquire),
+            max_entries: self.max_entries(),
+            entries,
+            created_unix_nanos,
+            data_offset,
         }
     }
 
     /// What the entry `name` is: [`Error::NotFound`] if there is none.
     pub fn entry_info(&self, name: &str) -> Result<EntryInfo> {
-        let (slot, entry) = self.inner().find(name)?;
-        self.inner().entry_info(slot, &entry)
+        let found = self.inner().find(name)?;
+        self.inner().entry_info(found.at, &found.entry)
     }
 
     /// The layout descriptor stored with the entry `name`, decoded: enough to interpret its bytes
     /// without the Rust type.
     pub fn schema(&self, name: &str) -> Result<Schema> {
-        let (_, entry) = self.inner().find(name)?;
-        self.inner().stored_schema(&entry)
+        let found = self.inner().find(name)?;
+        self.inner().stored_schema(&found.entry)
     }
 
     /// A consistent copy of the raw bytes of elements `start..start + count` of the entry `name`
@@ -74,7 +85,8 @@ impl Store {
     /// with [`Store::schema`]. Out-of-range requests are [`Error::OutOfBounds`].
     pub fn read_raw(&self, name: &str, start: u64, count: u64) -> Result<Vec<u8>> {
         let inner = self.inner();
-        let (slot, entry) = inner.find(name)?;
+        let found = inner.find(name)?;
+        let entry = found.entry.clone();
         let end = start.checked_add(count).filter(|&end| end <= entry.count);
         let Some(end) = end else {
             return Err(Error::OutOfBounds {
@@ -113,11 +125,14 @@ impl Store {
             )
         })?;
         bytes.resize(len, 0);
-        let lock = inner.entry_lock(slot, entry.lock_offset)?;
+        let lock = inner.entry_lock(entry.lock_offset)?;
         let _held = lock
             .read(&inner.file, &inner.scope, Wait::Forever)
             .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
-        let offset = inner.active_offset(slot, &entry) + start * entry.elem_size;
+        if found.serial != 0 {
+            inner.v2_check_current(found.at, found.serial, &entry, None)?;
+        }
+        let offset = inner.active_offset(found.at, &entry) + start * entry.elem_size;
         let map = inner.map();
         let Some(src) = map.ptr(offset, len as u64, 1) else {
             return Err(Error::BeyondMapping { name: name.to_owned(), mapped: map.len() });
@@ -132,7 +147,7 @@ impl Store {
 
 impl StoreInner {
     /// The public description of `entry`.
-    pub(crate) fn entry_info(&self, slot: u32, e: &Entry) -> Result<EntryInfo> {
+    pub(crate) fn entry_info(&self, at: u64, e: &Entry) -> Result<EntryInfo> {
         Ok(EntryInfo {
             type_name: self.stored_schema(e)?.display_name(),
             kind: e.kind,
@@ -145,7 +160,7 @@ impl StoreInner {
             slots: e.slot_count,
             data_offset: e.data_offset,
             slot_stride: e.slot_stride,
-            record_offset: self.record_offset(slot),
+            record_offset: at,
             name: e.name.clone(),
         })
     }

@@ -1,27 +1,26 @@
 //! Migrating an entry from one layout to another, atomically with respect to crashes.
 //!
 //! A migration reads every value under the entry's exclusive lock, converts it, and writes the
-//! converted values, with the new layout's schema, into freshly allocated space and a new catalog
-//! record (in the *shadow* state, invisible to lookups by name). The commit point is one atomic
-//! store: the old record's `moved_to` word is set to the new record's slot. A process killed
-//! before it leaves the old entry untouched (the new space and record are leaked, never exposed);
-//! one killed after it has published the complete new entry.
+//! converted values, with the new layout's schema, into freshly allocated space and a new entry
+//! block (a *shadow*, invisible to lookups until it is committed). The commit point is one atomic
+//! store: the old block's `state` becomes `moved` (its `moved_to` already names the new block).
+//! A process killed before it leaves the old entry untouched (the new space is leaked, never
+//! exposed); one killed after it has published the complete new entry.
 //!
-//! Every handle checks its record's `moved_to` word when it takes a lock, and before a lock-free
-//! load: a handle of the old type then fails with [`Error::LayoutMismatch`], and never reads the
-//! new bytes as its own type. Its old bytes are never overwritten either, since the new entry lives
-//! in new space.
-
-use std::sync::atomic::Ordering;
+//! Every handle checks its block's `state` and serial when it takes a lock, and before a
+//! lock-free load: a handle of the old type then fails with [`Error::LayoutMismatch`], and never
+//! reads the new bytes as its own type. The old space goes to the free list once the migration
+//! committed; no guard can be held on it then (the migration held the exclusive lock), and a
+//! lock-free load that raced with the reuse sees the old block's sequence word move and retries
+//! into the error.
 
 use crate::error::{Error, Result};
-use crate::format::entry::{Entry, ENTRY_SIZE, MOVED_TO_OFFSET, STATE_SHADOW};
+use crate::format::entry::Entry;
 use crate::handle::EntryHandle;
 use crate::layout::{Layout, SharedLayout};
 use crate::lock::Wait;
 use crate::store::Store;
 use crate::view::{self, Staging};
-use crate::Durability;
 
 /// What [`Store::migrate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,14 +83,15 @@ impl Store {
             return Err(inner.read_only_error("migrating an entry"));
         }
         // The entry may be migrated by someone else while we wait for its lock: look again then.
-        for _ in 0..inner.header.catalog_slots {
-            let (slot, entry) = inner.find(name)?;
+        for _ in 0..10_000 {
+            let found = inner.find(name)?;
+            let entry = found.entry.clone();
             if matches(&entry, &New::LAYOUT) {
                 return Ok(Migration::AlreadyMigrated);
             }
-            let old = EntryHandle::new::<Old>(self.inner_arc(), slot, entry.clone())?;
-            let hold = match old.hold(true, Wait::Forever, None) {
-                Err(Error::LayoutMismatch { .. }) => continue,
+            let old = EntryHandle::new::<Old>(self.inner_arc(), found.clone())?;
+            let _hold = match old.hold(true, Wait::Forever, None) {
+                Err(Error::LayoutMismatch { .. } | Error::Moved { .. } | Error::Removed { .. }) => continue,
                 other => other?,
             };
             // Read and convert everything before allocating, so that a panicking `convert`
@@ -100,7 +100,7 @@ impl Store {
             let mut converted =
                 Vec::with_capacity(usize::try_from(count.saturating_mul(New::LAYOUT.size as u64)).unwrap_or(0));
             // Under the exclusive lock nobody writes the active slot, so plain copies are safe.
-            let base = inner.active_offset(slot, &entry);
+            let base = inner.active_offset(found.at, &entry);
             for i in 0..count {
                 let mut staging = Staging::<Old>::zeroed();
                 if !inner.map().read(base + i * Old::LAYOUT.size as u64, staging.bytes_mut()) {
@@ -113,26 +113,13 @@ impl Store {
                 })?;
                 converted.extend_from_slice(view::owned_bytes(&mut convert(value)));
             }
-
-            let _catalog = inner.lock_catalog("migrating", name)?;
-            // With PowerLoss, `place` puts the converted data, its schema, the allocation end and
-            // the shadow record on disk, in that order, before it returns: the new entry is
-            // durable before anything points to it.
-            let (new_slot, _) = inner.place(name, entry.kind, &New::LAYOUT, count, STATE_SHADOW, |data_offset| {
+            // The converted values go to slot 0, so the new entry's `seq` continues even.
+            let seq = old.version().get() & !1;
+            // The replacement bumps the old entry's version and wakes its waiters: their next access
+            // reports the migration.
+            inner.v2_replace(&found, &New::LAYOUT, count, seq, |data_offset, _| {
                 inner.map().write(data_offset, &converted)
             })?;
-            let moved = inner
-                .map()
-                .atomic_u32(inner.record_offset(slot) + MOVED_TO_OFFSET)
-                .ok_or_else(|| inner.corrupt(format!("catalog slot {slot} lies outside the file")))?;
-            // The commit point.
-            moved.store(new_slot + 1, Ordering::Release);
-            if inner.durability == Durability::PowerLoss {
-                inner.sync_range(inner.record_offset(slot), ENTRY_SIZE)?;
-            }
-            // Wake anyone waiting for a change of the old entry: their next access reports the
-            // migration.
-            old.migrated_away(&hold);
             return Ok(Migration::Migrated);
         }
         Err(inner.corrupt(format!("entry `{name}` keeps being migrated")))
@@ -140,13 +127,18 @@ impl Store {
 }
 
 impl EntryHandle {
-    /// Fails with [`Error::LayoutMismatch`] if the entry was migrated away from this handle's
-    /// record.
+    /// Fails if the entry is no longer the one this handle was made for: [`Error::LayoutMismatch`]
+    /// if it was migrated away, [`Error::Removed`] or [`Error::Moved`] (v2) if it was removed,
+    /// renamed or resized.
     pub(crate) fn check_current(&self) -> Result<()> {
-        if self.store.moved_to(self.slot).is_none() {
+        if self.serial != 0 {
+            return self.store.v2_check_current(self.at, self.serial, &self.entry, Some(self.layout()));
+        }
+        let slot = self.store.v1_slot(self.at);
+        if self.store.moved_to(slot).is_none() {
             return Ok(());
         }
-        let (_, newest) = self.store.resolve((self.slot, self.entry.clone()))?;
+        let (_, newest) = self.store.resolve((slot, self.entry.clone()))?;
         Err(self.store.mismatch(&newest, self.layout()))
     }
 }

@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::array::SharedArray;
+use crate::catalog::Found;
 use crate::commit::Durability;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind, ENTRY_SIZE};
-use crate::format::header::{self, Header, HeaderError, LiveError, HEADER_SIZE, LOCK_BASE};
+use crate::format::header::{self, Header, HeaderError, LiveError, LOCK_BASE};
+use crate::format::v2::{block as v2block, header as v2h, index as v2index};
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
 use crate::lock::{Held, LockError, LockScope, RangeLock, Wait};
@@ -21,7 +23,8 @@ use crate::object::Shared;
 use crate::sys::file::{Link, OpenError};
 use crate::sys::{self, sync};
 
-/// The number of catalog slots a new store gets unless [`OpenOptions::max_entries`] says otherwise.
+/// The number of slots of a new store's first index table. The catalog grows past it (a table is
+/// replaced by a larger one when half full); only [`OpenOptions::max_entries`] caps it.
 pub const DEFAULT_MAX_ENTRIES: u32 = 64;
 
 /// The largest size a store grows to by itself unless [`OpenOptions::max_capacity`] says
@@ -68,7 +71,7 @@ pub struct OpenOptions {
     pub(crate) capacity: Option<u64>,
     pub(crate) capacity_only_if_created: bool,
     pub(crate) read_only: bool,
-    pub(crate) max_entries: u32,
+    pub(crate) max_entries: Option<u32>,
     pub(crate) durability: Durability,
     pub(crate) max_capacity: Option<u64>,
     pub(crate) allocate: bool,
@@ -86,7 +89,7 @@ impl Default for OpenOptions {
             capacity: None,
             capacity_only_if_created: false,
             read_only: false,
-            max_entries: DEFAULT_MAX_ENTRIES,
+            max_entries: None,
             create_new: false,
             lock_timeout: None,
         }
@@ -103,9 +106,8 @@ impl OpenOptions {
     /// The capacity in bytes: of a new file, or to grow an existing file to. Below an existing
     /// file's length it is an error, since a store never shrinks.
     ///
-    /// A new store needs room for its header and catalog (4 KiB plus 256 bytes per
-    /// [`max_entries`](Self::max_entries), plus 64: 20,544 bytes for the default 64 entries); a
-    /// smaller capacity for a new file is rounded up to that minimum, since a store grows anyway.
+    /// A new store needs room for its header and first index table (8 KiB); a smaller capacity
+    /// for a new file is rounded up to that minimum, since a store grows anyway.
     /// More than `isize::MAX` bytes is [`Error::CapacityTooLarge`].
     pub fn capacity(&mut self, bytes: u64) -> &mut Self {
         self.capacity = Some(bytes);
@@ -128,10 +130,13 @@ impl OpenOptions {
         self
     }
 
-    /// How many entries a new store can hold (default: [`DEFAULT_MAX_ENTRIES`]). Each costs 256
-    /// bytes of catalog. Ignored when opening an existing store.
+    /// Caps the number of entries a new store can hold (default: no cap). Without it, the
+    /// catalog grows like the data; with it, creating an entry when the store already holds `n`
+    /// fails with [`Error::CatalogFull`]. The cap is recorded in the file when the store is
+    /// created (it also sizes the first index table, so that `n` entries fit without the table
+    /// being replaced); it is ignored when opening an existing store.
     pub fn max_entries(&mut self, n: u32) -> &mut Self {
-        self.max_entries = n;
+        self.max_entries = Some(n);
         self
     }
 
@@ -295,8 +300,8 @@ pub struct EntryInfo {
     /// Distance from slot 0 to slot 1 of a double-buffered object (0 otherwise). The active slot is
     /// `data_offset + (seq & 1) * slot_stride`.
     pub slot_stride: u64,
-    /// Where the entry's catalog record starts; its commit sequence word `seq` (a native-endian
-    /// `u64`) is at `record_offset + 192`.
+    /// Where the entry's block (format v2; its catalog record in v1) starts; its commit sequence
+    /// word `seq` (a native-endian `u64`) is at `record_offset + 16` (`+ 192` in a v1 store).
     pub record_offset: u64,
 }
 
@@ -331,17 +336,17 @@ impl Store {
     /// (read other entries, create entries); if another thread or process creates `name` while it
     /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
-        let (slot, entry) = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
+        let found = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
             crate::view::owned_bytes(&mut init()).to_vec()
         })?;
-        self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
+        self.typed::<T>(found, EntryKind::Object).map(Shared::new)
     }
 
     /// The existing object `name`: [`Error::NotFound`] if there is none,
     /// [`Error::LayoutMismatch`] if it holds another type.
     pub fn object<T: SharedLayout>(&self, name: &str) -> Result<Shared<T>> {
-        let (slot, entry) = self.inner.find(name)?;
-        self.typed::<T>(slot, entry, EntryKind::Object).map(Shared::new)
+        let found = self.inner.find(name)?;
+        self.typed::<T>(found, EntryKind::Object).map(Shared::new)
     }
 
     /// The array `name` of `len` values, each set to `value`, created if it does not exist yet.
@@ -358,21 +363,22 @@ impl Store {
                 maximum: MAX_CAPACITY,
             });
         }
-        let (slot, entry) = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
+        let found = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
             crate::view::value_bytes(&value).to_vec()
         })?;
-        self.typed::<T>(slot, entry, EntryKind::Array).map(SharedArray::new)
+        self.typed::<T>(found, EntryKind::Array).map(SharedArray::new)
     }
 
     /// The existing array `name`: [`Error::NotFound`] if there is none,
     /// [`Error::LayoutMismatch`] if it holds another type.
     pub fn array<T: SharedLayout>(&self, name: &str) -> Result<SharedArray<T>> {
-        let (slot, entry) = self.inner.find(name)?;
-        self.typed::<T>(slot, entry, EntryKind::Array).map(SharedArray::new)
+        let found = self.inner.find(name)?;
+        self.typed::<T>(found, EntryKind::Array).map(SharedArray::new)
     }
 
     /// A handle of `T` values on `entry`, which must be of `kind`.
-    pub(crate) fn typed<T: SharedLayout>(&self, slot: u32, entry: Arc<Entry>, kind: EntryKind) -> Result<EntryHandle> {
+    pub(crate) fn typed<T: SharedLayout>(&self, found: Found, kind: EntryKind) -> Result<EntryHandle> {
+        let entry = &found.entry;
         if entry.kind != kind {
             return Err(Error::KindMismatch {
                 name: entry.name.clone(),
@@ -380,12 +386,65 @@ impl Store {
                 found: entry.kind.as_str(),
             });
         }
-        EntryHandle::new::<T>(self.inner.clone(), slot, entry)
+        EntryHandle::new::<T>(self.inner.clone(), found)
     }
 
-    /// Every entry in the store, in catalog order.
+    /// Every entry in the store: in creation order (format v2), or in catalog order (a v1 store).
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
-        self.inner.scan()?.iter().map(|(slot, e)| self.inner.entry_info(*slot, e)).collect()
+        self.inner.scan()?.iter().map(|f| self.inner.entry_info(f.at, &f.entry)).collect()
+    }
+
+    /// Removes the entry `name`, crash-atomically: afterwards lookups by name give
+    /// [`Error::NotFound`], and every handle to it, in this process and in others, fails with
+    /// [`Error::Removed`] on its next access (it never reads or writes the entry's bytes again,
+    /// which may by then belong to another entry). Its space is reused by later entries, except
+    /// for layouts holding atomics, whose space is never reused (a reference into it may outlive
+    /// the entry); `shmstore compact` reclaims that.
+    ///
+    /// It takes the entry's write lock, so it waits for guards held on it in other threads and
+    /// processes; a guard held by this thread is [`Error::WouldDeadlock`]. A format-v1 store is
+    /// read-only ([`Error::ReadOnly`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = shmstore::Store::open_or_create(dir.path().join("rm.shm"), 1 << 20)?;
+    /// let hits = store.object_or_init("hits", || 0u64)?;
+    /// store.remove("hits")?;
+    /// assert!(matches!(store.object::<u64>("hits"), Err(shmstore::Error::NotFound { .. })));
+    /// assert!(matches!(hits.load(), Err(shmstore::Error::Removed { .. })));
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn remove(&self, name: &str) -> Result<()> {
+        crate::catalog::valid_name(name)?;
+        match self.inner.format {
+            Format::V1(_) => Err(self.inner.read_only_error("removing an entry")),
+            Format::V2(_) => self.inner.v2_remove(name),
+        }
+    }
+
+    /// Renames the entry `from` to `to`, atomically: at every instant, and after a crash at any
+    /// instant, exactly one of the two names finds the entry. Its data stays where it is (nothing
+    /// is copied); handles made before fail with [`Error::Moved`], which names `to`: open it again
+    /// by that name. `to` must be free ([`Error::NameTaken`]); renaming to the same name does
+    /// nothing.
+    ///
+    /// It takes the entry's write lock, as [`Store::remove`] does.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = shmstore::Store::open_or_create(dir.path().join("mv.shm"), 1 << 20)?;
+    /// store.object_or_init("draft", || 7u32)?;
+    /// store.rename("draft", "final")?;
+    /// assert_eq!(store.object::<u32>("final")?.load()?, 7);
+    /// assert!(store.object::<u32>("draft").is_err());
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        crate::catalog::valid_name(from)?;
+        match self.inner.format {
+            Format::V1(_) => Err(self.inner.read_only_error("renaming an entry")),
+            Format::V2(_) => self.inner.v2_rename(from, to),
+        }
     }
 
     pub(crate) fn inner(&self) -> &StoreInner {
@@ -444,14 +503,29 @@ impl Store {
         self.inner.capacity()
     }
 
-    /// Bytes in use: header, catalog and allocated data.
+    /// Bytes in use: header, catalog and allocated data (free-list space included).
     pub fn used(&self) -> u64 {
         self.inner.alloc_end()
     }
 
-    /// The maximum number of entries.
+    /// The maximum number of entries: the cap set with [`OpenOptions::max_entries`] when the
+    /// store was created, the
+    /// catalog's fixed size for a format-v1 store, and `u32::MAX` otherwise (the catalog grows).
     pub fn max_entries(&self) -> u32 {
-        self.inner.header.catalog_slots
+        match (&self.inner.format, self.inner.max_entries) {
+            (Format::V1(header), _) => header.catalog_slots,
+            (Format::V2(_), Some(cap)) => cap,
+            (Format::V2(_), None) => u32::MAX,
+        }
+    }
+
+    /// The format version of the store file: 2, or 1 for a store opened read-only from a
+    /// format-v1 file (convert it with `shmstore upgrade`).
+    pub fn format_version(&self) -> u32 {
+        match self.inner.format {
+            Format::V1(_) => header::FORMAT_VERSION,
+            Format::V2(_) => v2h::FORMAT_VERSION,
+        }
     }
 }
 
@@ -465,7 +539,16 @@ pub(crate) struct StoreInner {
     pub(crate) file: File,
     /// The mappings of the file; see [`StoreInner::map`].
     maps: Mappings,
-    pub(crate) header: Header,
+    /// The file's format and static header.
+    pub(crate) format: Format,
+    /// Where the live words of this format lie.
+    pub(crate) words: Words,
+    /// How entries are locked (format v2; v1 stores use OFD locks).
+    pub(crate) lock_mode: v2h::LockMode,
+    /// The cap on entries recorded at creation ([`OpenOptions::max_entries`]).
+    pub(crate) max_entries: Option<u32>,
+    /// What this process knows of a v2 catalog: names, accepted blocks, their byte ranges.
+    pub(crate) v2: Mutex<crate::catalog::V2Cache>,
     /// The largest capacity automatic growth may reach.
     max_capacity: u64,
     /// Whether growth reserves disk blocks (`posix_fallocate`) instead of extending sparsely.
@@ -478,10 +561,10 @@ pub(crate) struct StoreInner {
     /// Serialises catalog changes (entry creation, growth) across threads and processes; taken
     /// through [`StoreInner::lock_catalog`].
     catalog_lock: RangeLock,
-    /// Entries this process has seen, by name. Records never change once published.
+    /// Entries this process has seen in a v1 store, by name. Records never change once published.
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
-    /// One lock per entry slot, shared by every handle of this process.
-    locks: Mutex<HashMap<u32, Arc<RangeLock>>>,
+    /// One lock per entry lock byte, shared by every handle of this process.
+    locks: Mutex<HashMap<u64, Arc<RangeLock>>>,
     /// Set for a temporary store (see `temp.rs`): removed on drop if no other process holds it.
     pub(crate) temp: Option<crate::temp::TempRegion>,
 }
@@ -590,7 +673,7 @@ impl StoreInner {
                     .into(),
             });
         }
-        let mut store = StoreInner::map_and_check(path, file, len, opts.read_only)?;
+        let mut store = StoreInner::map_and_check(path, file, len, opts)?;
         store.durability = opts.durability;
         store.max_capacity = opts.max_capacity.unwrap_or(DEFAULT_MAX_CAPACITY).min(MAX_CAPACITY);
         store.allocate = opts.allocate;
@@ -600,13 +683,78 @@ impl StoreInner {
         Ok(store)
     }
 
-    /// Maps an initialised file and checks its header and its whole catalog, repairing an
-    /// allocation end that lags the catalog (on a writable open).
-    fn map_and_check(path: &Path, file: File, len: u64, read_only: bool) -> Result<StoreInner> {
-        let mut first = [0u8; header::STATIC_SIZE];
+    /// Maps an initialised file and checks its header: a format-v2 store ([`StoreInner::open_v2`]),
+    /// or, read-only, a format-v1 one ([`StoreInner::open_v1`]).
+    fn map_and_check(path: &Path, file: File, len: u64, opts: &OpenOptions) -> Result<StoreInner> {
+        let mut first = [0u8; v2h::STATIC_SIZE];
         let n =
             read_prefix(&file, &mut first).map_err(|e| Error::Io { op: "read", path: path.to_owned(), source: e })?;
-        let header = Header::decode(&first[..n]).map_err(|e| header_error(path, e))?;
+        match v2h::peek_version(&first[..n]).map_err(|e| header_error(path, e))? {
+            1 => StoreInner::open_v1(path, file, len, &first[..n], opts.read_only),
+            v2h::FORMAT_VERSION => StoreInner::open_v2(path, file, len, &first[..n], opts),
+            found => Err(Error::UnsupportedFormat { path: path.to_owned(), found, supported: v2h::FORMAT_VERSION }),
+        }
+    }
+
+    /// Maps a format-v2 file and checks its header, its open state and its live words; takes the
+    /// open byte (resetting the open state if this is the first opener). Entries are checked
+    /// later, each when this process first uses it: opening costs nothing per entry.
+    fn open_v2(path: &Path, file: File, len: u64, first: &[u8], opts: &OpenOptions) -> Result<StoreInner> {
+        let header = v2h::Header::decode(first).map_err(|e| header_error(path, e))?;
+        if len < v2h::min_capacity() {
+            return Err(Error::Truncated { path: path.to_owned(), expected: v2h::min_capacity(), actual: len });
+        }
+        let map = Mapping::new(&file, len, opts.read_only).map_err(|e| Error::Io {
+            op: "map",
+            path: path.to_owned(),
+            source: e,
+        })?;
+        let scope = LockScope::of(&file).map_err(|e| Error::Io { op: "stat", path: path.to_owned(), source: e })?;
+        let mut store = StoreInner {
+            path: path.to_owned(),
+            absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
+            file,
+            maps: Mappings::new(map),
+            format: Format::V2(header),
+            words: Words::V2,
+            lock_mode: v2h::LockMode::Ofd,
+            max_entries: (header.max_entries != 0).then_some(header.max_entries),
+            v2: Mutex::default(),
+            max_capacity: DEFAULT_MAX_CAPACITY,
+            allocate: false,
+            read_only: opts.read_only,
+            durability: Durability::Process,
+            scope,
+            catalog_lock: RangeLock::new(v2h::LOCK_BASE),
+            names: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            temp: None,
+        };
+        store.lock_mode = crate::lock_mode::join(&store)?;
+        // As for v1: a grower extends the file before it raises the capacity word.
+        let live = v2h::Live {
+            capacity: store.capacity(),
+            alloc_end: store.alloc_end(),
+            index_root: store.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire),
+        };
+        let len = store.file.metadata().map_err(|e| store.io("stat", e))?.len().max(len);
+        v2h::check_live(&live, len).map_err(|e| match e {
+            LiveError::FileShorterThanCapacity { capacity, file_len } => {
+                Error::Truncated { path: path.to_owned(), expected: capacity, actual: file_len }
+            }
+            LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
+        })?;
+        store.index_table(live.index_root)?;
+        Ok(store)
+    }
+
+    /// Maps a format-v1 file, read-only, and checks its header and its whole catalog. A
+    /// read-write open is [`Error::UpgradeRequired`].
+    fn open_v1(path: &Path, file: File, len: u64, first: &[u8], read_only: bool) -> Result<StoreInner> {
+        if !read_only {
+            return Err(Error::UpgradeRequired { path: path.to_owned() });
+        }
+        let header = Header::decode(first).map_err(|e| header_error(path, e))?;
         if len < header.min_capacity() {
             return Err(Error::Truncated { path: path.to_owned(), expected: header.min_capacity(), actual: len });
         }
@@ -621,7 +769,11 @@ impl StoreInner {
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
             maps: Mappings::new(map),
-            header,
+            format: Format::V1(header),
+            words: Words::V1,
+            lock_mode: v2h::LockMode::Ofd,
+            max_entries: None,
+            v2: Mutex::default(),
             max_capacity: DEFAULT_MAX_CAPACITY,
             allocate: false,
             read_only,
@@ -646,17 +798,7 @@ impl StoreInner {
         // Every record, on its own and all together: what open accepts, no safe operation can
         // turn into undefined behaviour (overlapping entries, shared locks, unbounded schemas).
         let (_, summary) = store.checked_records()?;
-        // A creator raises `alloc_end` before it publishes an entry, so in a running store every
-        // entry the scan saw ends at or below the `alloc_end` read now, after the scan, even if it
-        // was created meanwhile. But after an OS crash or a power loss the catalog page may have
-        // reached the disk while the header page did not. Entries past `alloc_end` passed every
-        // check above (they lie inside the capacity and overlap nothing), so they are kept; a
-        // writer raises `alloc_end` past them, under the catalog lock, so that the allocator never
-        // hands their space out again.
-        if summary.end > store.alloc_end() && !read_only {
-            let _held = store.lock_catalog("repairing the allocation end of", "the catalog")?;
-            store.live_u64(header::ALLOC_END_OFFSET).fetch_max(summary.end, Ordering::AcqRel);
-        }
+        let _ = summary;
         Ok(store)
     }
 
@@ -745,10 +887,10 @@ impl StoreInner {
             // Even if the file was long enough already: whoever extended it may not have synced.
             sync::fdatasync(&self.path, &self.file).map_err(|e| self.io("fdatasync", e))?;
         }
-        self.live_u64(header::CAPACITY_OFFSET).fetch_max(capacity, Ordering::AcqRel);
-        self.live_u64(header::GENERATION_OFFSET).fetch_add(1, Ordering::AcqRel);
+        self.live_u64(self.words.capacity).fetch_max(capacity, Ordering::AcqRel);
+        self.live_u64(self.words.generation).fetch_add(1, Ordering::AcqRel);
         if power_loss {
-            self.sync_range(0, HEADER_SIZE)?;
+            self.sync_range(0, self.words.header_len)?;
         }
         Ok(())
     }
@@ -787,7 +929,7 @@ impl StoreInner {
     #[inline]
     pub(crate) fn map(&self) -> &Mapping {
         let current = self.maps.current();
-        let capacity = current.atomic_u64(header::CAPACITY_OFFSET).map_or(0, |c| c.load(Ordering::Acquire));
+        let capacity = current.atomic_u64(self.words.capacity).map_or(0, |c| c.load(Ordering::Acquire));
         if capacity <= current.len() {
             current
         } else {
@@ -820,38 +962,49 @@ impl StoreInner {
     }
 
     pub(crate) fn capacity(&self) -> u64 {
-        self.live_u64(header::CAPACITY_OFFSET).load(Ordering::Acquire)
+        self.live_u64(self.words.capacity).load(Ordering::Acquire)
     }
 
     pub(crate) fn alloc_end(&self) -> u64 {
-        self.live_u64(header::ALLOC_END_OFFSET).load(Ordering::Acquire)
+        self.live_u64(self.words.alloc_end).load(Ordering::Acquire)
     }
 
-    /// Offset of the catalog record in `slot`.
+    /// Offset of the catalog record in `slot` of a format-v1 store.
     #[inline]
     pub(crate) fn record_offset(&self, slot: u32) -> u64 {
-        self.header.catalog_offset + u64::from(slot) * ENTRY_SIZE
+        match &self.format {
+            Format::V1(header) => header.catalog_offset + u64::from(slot) * ENTRY_SIZE,
+            Format::V2(_) => 0,
+        }
     }
 
-    /// Offset of the slot of `entry` (in catalog `slot`) that readers and writers use now.
-    /// Objects with two slots alternate between them by the parity of the entry's sequence word;
-    /// everything else has one slot.
-    pub(crate) fn active_offset(&self, slot: u32, entry: &Entry) -> u64 {
+    /// Offset of the slot of `entry` (whose record or block is at `at`) that readers and writers
+    /// use now. Objects with two slots alternate between them by the parity of the entry's
+    /// sequence word; everything else has one slot.
+    pub(crate) fn active_offset(&self, at: u64, entry: &Entry) -> u64 {
         if entry.slot_count == 2 {
-            let seq = self.record_offset(slot) + crate::format::entry::SEQ_OFFSET;
-            let seq = self.map().atomic_u64(seq).map_or(0, |s| s.load(Ordering::Acquire));
+            let seq = self.map().atomic_u64(at + self.words.seq).map_or(0, |s| s.load(Ordering::Acquire));
             entry.data_offset + (seq & 1) * entry.slot_stride
         } else {
             entry.data_offset
         }
     }
 
-    /// The process-wide lock of the entry in `slot`; [`Error::Forked`] in a forked child, whose
-    /// copy of the lock table may have been locked by a parent thread at the instant of the fork.
-    pub(crate) fn entry_lock(&self, slot: u32, offset: u64) -> Result<Arc<RangeLock>> {
+    /// The process-wide lock of the entry whose lock byte is `offset`; [`Error::Forked`] in a
+    /// forked child, whose copy of the lock table may have been locked by a parent thread at the
+    /// instant of the fork.
+    ///
+    /// This is where the store's lock mode picks the lock: the one match on
+    /// [`LockMode`](v2h::LockMode) for entry locks.
+    pub(crate) fn entry_lock(&self, offset: u64) -> Result<Arc<RangeLock>> {
         self.check_not_forked()?;
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(locks.entry(slot).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone())
+        match self.lock_mode {
+            v2h::LockMode::Ofd => {
+                let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(locks.entry(offset).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone())
+            }
+            v2h::LockMode::Robust => Err(crate::lock_mode::unsupported(self)),
+        }
     }
 
     /// Takes the catalog lock exclusively, for `requested` (`creating`, `migrating`, `growing`)
@@ -919,8 +1072,8 @@ impl StoreInner {
 /// How [`create`] builds a new store.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Creation {
-    /// Catalog slots.
-    pub(crate) max_entries: u32,
+    /// The entries the first index table holds without growing ([`OpenOptions::max_entries`]).
+    pub(crate) max_entries: Option<u32>,
     /// Whether the new file (and its name) are synced before it is used.
     pub(crate) durability: Durability,
     /// Whether its blocks are reserved on disk ([`OpenOptions::allocate`]).
@@ -938,36 +1091,57 @@ fn check_capacity(path: &Path, capacity: u64) -> Result<()> {
     Ok(())
 }
 
-/// The header of a new store of `capacity` bytes (rounded up to the minimum its catalog needs)
-/// with `max_entries` slots, and that capacity.
-fn new_header(path: &Path, capacity: u64, max_entries: u32) -> Result<(Header, u64)> {
-    if max_entries == 0 || max_entries > header::MAX_SLOTS {
-        return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
-    }
-    check_capacity(path, capacity)?;
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let probe = Header::new(max_entries, capacity, created);
-    let capacity = capacity.max(probe.min_capacity());
-    Ok((Header::new(max_entries, capacity, created), capacity))
+/// A new store's plan: its static header, the slots of its first index table, and its capacity
+/// (`capacity` rounded up to what the header and that table need).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewStore {
+    pub(crate) header: v2h::Header,
+    pub(crate) index_slots: u64,
+    pub(crate) capacity: u64,
 }
 
-/// Writes a new store of `capacity` bytes into the empty file `file` (found at `path`): its
-/// length (or its reserved blocks, with `allocate`), then its header and live words, synced with
-/// [`Durability::PowerLoss`] (header by `msync`, then the length by `fsync`).
-fn initialise(path: &Path, file: &File, header: &Header, capacity: u64, how: &Creation) -> Result<()> {
+/// Plans a new store of `capacity` bytes whose first index table holds `max_entries` entries
+/// (the default table if `None`).
+fn new_header(path: &Path, capacity: u64, max_entries: Option<u32>) -> Result<NewStore> {
+    let index_slots = match max_entries {
+        None => v2index::MIN_SLOTS,
+        Some(n) if n == 0 || n > header::MAX_SLOTS => {
+            return Err(Error::InvalidOptions("max_entries must be between 1 and 1048576"));
+        }
+        Some(n) => (u64::from(n) * 2).next_power_of_two().max(v2index::MIN_SLOTS),
+    };
+    check_capacity(path, capacity)?;
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let needed = (v2h::DATA_OFFSET + v2index::table_len(index_slots)).next_multiple_of(8192);
+    let capacity = capacity.max(needed).max(v2h::min_capacity());
+    let header =
+        v2h::Header { initial_capacity: capacity, created_unix_nanos: created, max_entries: max_entries.unwrap_or(0) };
+    Ok(NewStore { header, index_slots, capacity })
+}
+
+/// Writes a new store into the empty file `file` (found at `path`): its length (or its reserved
+/// blocks, with `allocate`), then its header, open state, live words and first index table,
+/// synced with [`Durability::PowerLoss`] (by `msync`, then the length by `fsync`).
+fn initialise(path: &Path, file: &File, plan: &NewStore, how: &Creation) -> Result<()> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
+    let capacity = plan.capacity;
     if how.allocate {
         sync::allocate(path, file, 0, capacity).map_err(|e| disk_error(path, capacity, "allocate", e))?;
     } else {
         sync::set_len(path, file, capacity).map_err(|e| disk_error(path, capacity, "grow", e))?;
     }
-    let map = Mapping::new(file, HEADER_SIZE, false).map_err(|e| io("map", e))?;
-    let written = map.write(0, &header.encode());
-    debug_assert!(written, "the header fits in its own mapping");
+    let index_end = v2h::DATA_OFFSET + v2index::table_len(plan.index_slots);
+    let map = Mapping::new(file, index_end, false).map_err(|e| io("map", e))?;
+    let written = map.write(0, &plan.header.encode())
+        && map.write(v2h::OPEN_STATE_OFFSET, &crate::lock_mode::initial_state().encode())
+        && map.write(v2h::DATA_OFFSET, &v2index::encode_header(plan.index_slots));
+    debug_assert!(written, "the header and the first index fit in their own mapping");
     let live = |offset| map.atomic_u64(offset).expect("live words lie inside the header");
-    live(header::CAPACITY_OFFSET).store(capacity, Ordering::Release);
-    live(header::GENERATION_OFFSET).store(0, Ordering::Release);
-    live(header::ALLOC_END_OFFSET).store(header.data_offset, Ordering::Release);
+    live(v2h::CAPACITY).store(capacity, Ordering::Release);
+    live(v2h::GENERATION).store(0, Ordering::Release);
+    live(v2h::ALLOC_END).store(index_end.next_multiple_of(64), Ordering::Release);
+    live(v2h::INDEX_ROOT).store(v2h::DATA_OFFSET, Ordering::Release);
+    live(v2h::NEXT_SERIAL).store(1, Ordering::Release);
     if how.durability == Durability::PowerLoss {
         // The header was written through the mapping: msync it, then fsync for the length.
         map.flush(path).map_err(|e| io("msync", e))?;
@@ -1001,14 +1175,14 @@ fn disk_error(path: &Path, capacity: u64, op: &'static str, e: io::Error) -> Err
 /// nobody needs the disk to see the new store.
 pub(crate) fn create(path: &Path, capacity: u64, how: &Creation) -> Result<bool> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
-    let (header, capacity) = new_header(path, capacity, how.max_entries)?;
+    let plan = new_header(path, capacity, how.max_entries)?;
     let file_name = path.file_name().ok_or_else(|| io("create", io::Error::from(io::ErrorKind::InvalidInput)))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     // Unique per process, per thread and per attempt, so concurrent creators never collide.
     static ATTEMPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);
-    tmp_name.push(format!(".{}.{attempt}.{}.creating", std::process::id(), header.created_unix_nanos));
+    tmp_name.push(format!(".{}.{attempt}.{}.creating", std::process::id(), plan.header.created_unix_nanos));
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
         let file = fs::OpenOptions::new()
@@ -1017,7 +1191,7 @@ pub(crate) fn create(path: &Path, capacity: u64, how: &Creation) -> Result<bool>
             .create_new(true)
             .open(&tmp)
             .map_err(|e| create_error(path, e))?;
-        initialise(&tmp, &file, &header, capacity, how).map_err(|e| at_path(e, path))?;
+        initialise(&tmp, &file, &plan, how).map_err(|e| at_path(e, path))?;
         let mut linked = true;
         match fs::hard_link(&tmp, path) {
             Ok(()) => {}
@@ -1109,7 +1283,7 @@ fn lock_shared(path: &Path, file: &File, timeout: Option<Duration>) -> Result<()
 fn adopt_empty(path: &Path, file: &File, opts: &OpenOptions) -> Result<bool> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     let capacity = opts.capacity.ok_or_else(|| Error::CapacityRequired { path: path.to_owned() })?;
-    let (header, capacity) = new_header(path, capacity, opts.max_entries)?;
+    let plan = new_header(path, capacity, opts.max_entries)?;
     sys::lock_range(file, LOCK_BASE, sys::LockKind::Exclusive, true).map_err(|e| io("lock", e))?;
     let result = (|| {
         let empty = file.metadata().map_err(|e| io("stat", e))?.len() == 0;
@@ -1122,7 +1296,7 @@ fn adopt_empty(path: &Path, file: &File, opts: &OpenOptions) -> Result<bool> {
             allocate: opts.allocate,
             exclusive: false,
         };
-        if let Err(e) = initialise(path, file, &header, capacity, &how) {
+        if let Err(e) = initialise(path, file, &plan, &how) {
             // Leave it empty, as it was, rather than half initialised.
             let _ = sync::set_len(path, file, 0);
             return Err(e);
@@ -1162,10 +1336,72 @@ fn header_error(path: &Path, e: HeaderError) -> Error {
         HeaderError::TooShort { len } => Error::NotAStore { path, reason: format!("it is only {len} bytes long") },
         HeaderError::BadMagic => Error::NotAStore { path, reason: "it does not start with the shmstore magic".into() },
         HeaderError::UnsupportedVersion { found } => {
-            Error::UnsupportedFormat { path, found, supported: header::FORMAT_VERSION }
+            Error::UnsupportedFormat { path, found, supported: v2h::FORMAT_VERSION }
         }
         HeaderError::WrongEndianness => Error::WrongEndianness { path },
         HeaderError::BadChecksum { .. } => Error::BadChecksum { path, what: "the header".into() },
         HeaderError::BadGeometry(detail) => Error::Corrupt { path, detail: format!("header: {detail}") },
     }
+}
+
+/// Which format a store file uses, with its decoded static header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Format {
+    /// Format version 1: a fixed catalog of records, opened read-only.
+    V1(Header),
+    /// Format version 2: an index and entry blocks.
+    V2(v2h::Header),
+}
+
+/// Where the live words that every format has lie: in the header, and within an entry's record
+/// (v1) or block (v2).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words {
+    /// The header's `capacity` word.
+    pub(crate) capacity: u64,
+    /// The header's growth `generation` word.
+    pub(crate) generation: u64,
+    /// The header's `alloc_end` word.
+    pub(crate) alloc_end: u64,
+    /// Bytes of the header.
+    pub(crate) header_len: u64,
+    /// An entry's commit sequence word.
+    pub(crate) seq: u64,
+    /// An entry's futex word.
+    pub(crate) futex: u64,
+    /// An entry's waiter count.
+    pub(crate) waiters: u64,
+    /// The `u32` word a handle checks before it trusts its entry: v1's `moved_to`, v2's `state`.
+    pub(crate) current: u64,
+    /// The value [`current`](Self::current) holds while the entry is the one its handles know.
+    pub(crate) current_value: u32,
+    /// Bytes of a record (v1) or block (v2), for syncing it.
+    pub(crate) record_len: u64,
+}
+
+impl Words {
+    pub(crate) const V1: Words = Words {
+        capacity: header::CAPACITY_OFFSET,
+        generation: header::GENERATION_OFFSET,
+        alloc_end: header::ALLOC_END_OFFSET,
+        header_len: header::HEADER_SIZE,
+        seq: crate::format::entry::SEQ_OFFSET,
+        futex: crate::format::entry::FUTEX_OFFSET,
+        waiters: crate::format::entry::WAITERS_OFFSET,
+        current: crate::format::entry::MOVED_TO_OFFSET,
+        current_value: 0,
+        record_len: ENTRY_SIZE,
+    };
+    pub(crate) const V2: Words = Words {
+        capacity: v2h::CAPACITY,
+        generation: v2h::GENERATION,
+        alloc_end: v2h::ALLOC_END,
+        header_len: v2h::HEADER_SIZE,
+        seq: v2block::SEQ,
+        futex: v2block::FUTEX,
+        waiters: v2block::WAITERS,
+        current: v2block::STATE,
+        current_value: v2block::STATE_LIVE,
+        record_len: v2block::BLOCK_SIZE,
+    };
 }

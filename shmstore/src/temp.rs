@@ -460,7 +460,13 @@ fn remove(path: &Path) -> io::Result<()> {
 /// Creates a new store at `path` (rule 4): built with `store::create` in a private staging
 /// directory, given mode 0600, locked shared, and hard-linked to `path`. Returns the locked file,
 /// or `None` if another process linked its store to `path` first.
-fn create_region(dir: &Path, path: &Path, capacity: u64, max_entries: u32, allocate: bool) -> Result<Option<File>> {
+fn create_region(
+    dir: &Path,
+    path: &Path,
+    capacity: u64,
+    max_entries: Option<u32>,
+    allocate: bool,
+) -> Result<Option<File>> {
     let io = |op, source| Error::Io { op, path: path.to_owned(), source };
     static ATTEMPT: AtomicU64 = AtomicU64::new(0);
     let attempt = ATTEMPT.fetch_add(1, Ordering::Relaxed);

@@ -122,7 +122,8 @@ struct RawHeader {
     data_offset: U64,
     initial_capacity: U64,
     created_unix_nanos: U64,
-    reserved: [u8; 200],
+    max_entries: U32,
+    reserved: [u8; 196],
     checksum: U64,
 }
 
@@ -135,6 +136,9 @@ pub struct Header {
     pub initial_capacity: u64,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_nanos: u64,
+    /// The cap on the number of entries set at creation
+    /// ([`OpenOptions::max_entries`](crate::OpenOptions::max_entries)), 0 for none.
+    pub max_entries: u32,
 }
 
 /// The format version of a store file, from its first 12 bytes, whatever the version:
@@ -159,7 +163,8 @@ impl Header {
             data_offset: DATA_OFFSET.into(),
             initial_capacity: self.initial_capacity.into(),
             created_unix_nanos: self.created_unix_nanos.into(),
-            reserved: [0; 200],
+            max_entries: self.max_entries.into(),
+            reserved: [0; 196],
             checksum: 0.into(),
         };
         raw.checksum = checksum64(&raw.as_bytes()[..STATIC_SIZE - 8]).into();
@@ -194,7 +199,11 @@ impl Header {
         if raw.data_offset.get() != DATA_OFFSET {
             return Err(HeaderError::BadGeometry("data area does not follow the header"));
         }
-        Ok(Header { initial_capacity: raw.initial_capacity.get(), created_unix_nanos: raw.created_unix_nanos.get() })
+        Ok(Header {
+            initial_capacity: raw.initial_capacity.get(),
+            created_unix_nanos: raw.created_unix_nanos.get(),
+            max_entries: raw.max_entries.get(),
+        })
     }
 }
 
@@ -362,7 +371,7 @@ mod tests {
     use super::*;
 
     fn good() -> [u8; STATIC_SIZE] {
-        Header { initial_capacity: 1 << 20, created_unix_nanos: 42 }.encode()
+        Header { initial_capacity: 1 << 20, created_unix_nanos: 42, max_entries: 300 }.encode()
     }
 
     fn fix(mut bytes: [u8; STATIC_SIZE]) -> [u8; STATIC_SIZE] {
@@ -373,7 +382,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_pinned_layout() {
-        let h = Header { initial_capacity: 1 << 20, created_unix_nanos: 42 };
+        let h = Header { initial_capacity: 1 << 20, created_unix_nanos: 42, max_entries: 300 };
         let bytes = h.encode();
         assert_eq!(Header::decode(&bytes), Ok(h));
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
@@ -383,7 +392,8 @@ mod tests {
         assert_eq!(&bytes[12..16], &0x0102_0304u32.to_ne_bytes());
         assert_eq!((u32_at(16), u32_at(20)), (4096, 384));
         assert_eq!((u64_at(24), u64_at(32), u64_at(40)), (4096, 1 << 20, 42));
-        assert!(bytes[48..248].iter().all(|&b| b == 0));
+        assert_eq!(u32_at(48), 300, "max_entries");
+        assert!(bytes[52..248].iter().all(|&b| b == 0));
         assert_eq!(u64_at(248), checksum64(&bytes[..248]));
         assert_eq!(min_capacity(), 8192);
     }

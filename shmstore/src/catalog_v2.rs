@@ -1,0 +1,991 @@
+//! The catalog of a format-v2 store: lookups through the index, lazily checked entry blocks, the
+//! allocator with its two free lists, and the entry life cycle (create, remove, rename, replace).
+//!
+//! Lookups never lock. They hash the name, probe the current index table, and compare the 64-bit
+//! hash before they touch a block; a candidate block is checked (checksum, geometry) the first
+//! time this process uses it, and its byte ranges enter a per-process interval set that refuses
+//! any block overlapping one this process already accepted and that is still live: no two handles
+//! in one process ever alias. A hit is cached by name until `catalog_seq` changes.
+//!
+//! Every change takes the admin lock (byte `2^62`, through [`StoreInner::lock_catalog`]); entry
+//! operations take the entry's own exclusive lock first. Each change has one commit point, a
+//! single store, so a process killed at any instant leaves the old state or the new one, and at
+//! worst leaks space:
+//!
+//! - **create**: block and data written, `state = live`, then the index slot (hash, then block);
+//! - **remove**: `state = removed`; then a tombstone in the index and the space to the free lists;
+//! - **rename** and **replace** (resize, migrate): the new block is written as a *shadow* whose
+//!   `moved_to` points *back* at the block it replaces (a deviation from the design, recorded in
+//!   `docs/format.md`), then `moved_to = new` and `state = moved` in the old block: the commit
+//!   point. A shadow counts as live only while the block it points back at is `moved` to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::commit::Durability;
+use crate::error::{Error, Result};
+use crate::format::align_up;
+use crate::format::checksum::hash64;
+use crate::format::entry::{Entry, EntryError, EntryKind};
+use crate::format::schema::{self, Schema, SchemaKind};
+use crate::format::v2::block::{self as blk, BLOCK_SIZE};
+use crate::format::v2::free::FreeExtent;
+use crate::format::v2::header as v2h;
+use crate::format::v2::index as idx;
+use crate::layout::Layout;
+use crate::lock::Wait;
+use crate::store::StoreInner;
+
+use super::catalog::Found;
+
+/// Objects start on their own cache line, and each of their slots takes whole cache lines.
+const OBJECT_ALIGN: u64 = 64;
+/// The alignment of arrays of a page or more.
+const PAGE: u64 = 4096;
+/// How many `moved_to` links a lookup follows before it calls the chain a loop.
+const MAX_HOPS: usize = 64;
+/// How many times a lookup starts over because the catalog changed under it.
+const MAX_RETRIES: usize = 100_000;
+/// Offset, in an index table's header, of its live `used` word (`AtomicU64`): slots that are
+/// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
+pub(crate) const INDEX_USED: u64 = 24;
+
+/// What this process knows of a v2 catalog.
+#[derive(Debug, Default)]
+pub(crate) struct V2Cache {
+    /// The `catalog_seq` at which `names` was filled.
+    seq: u64,
+    /// Entries found by name since `catalog_seq` was `seq`.
+    names: HashMap<String, Found>,
+    /// Blocks accepted by this process: block offset -> (serial, entry).
+    blocks: HashMap<u64, (u64, Arc<Entry>)>,
+    /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
+    ranges: BTreeMap<u64, (u64, u64)>,
+}
+
+impl V2Cache {
+    /// The accepted blocks that own a range overlapping `start..end`.
+    fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
+        let mut owners = Vec::new();
+        // The ranges are disjoint, so sorted by start they are sorted by end too.
+        for (_, &(range_end, owner)) in self.ranges.range(..end).rev() {
+            if range_end <= start {
+                break;
+            }
+            owners.push(owner);
+        }
+        owners
+    }
+
+    fn forget(&mut self, block: u64) {
+        if let Some((_, entry)) = self.blocks.remove(&block) {
+            for range in block_ranges(block, &entry) {
+                if self.ranges.get(&range.0).is_some_and(|&(_, owner)| owner == block) {
+                    self.ranges.remove(&range.0);
+                }
+            }
+        }
+    }
+}
+
+/// The non-empty byte ranges an entry block claims: itself, its data, its schema.
+fn block_ranges(at: u64, entry: &Entry) -> Vec<(u64, u64)> {
+    let mut out = vec![(at, at + BLOCK_SIZE)];
+    for range in [entry.data_range(), entry.schema_range()].into_iter().flatten() {
+        if !range.is_empty() {
+            out.push((range.start, range.end));
+        }
+    }
+    out
+}
+
+/// Whether a schema holds an atomic anywhere: such an entry's space is never reused (a
+/// superset of "all atomic", whose `&T` cannot be revoked).
+fn has_atomics(schema: &Schema) -> bool {
+    match &schema.kind {
+        SchemaKind::Atomic(_) => true,
+        SchemaKind::Array { elem, len } => *len > 0 && has_atomics(elem),
+        SchemaKind::Struct { fields } => fields.iter().any(|f| has_atomics(&f.schema)),
+        _ => false,
+    }
+}
+
+/// What a new entry block holds.
+pub(crate) struct NewBlock<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: EntryKind,
+    pub(crate) layout: &'a Layout,
+    pub(crate) count: u64,
+}
+
+impl StoreInner {
+    fn word64(&self, offset: u64) -> Result<&AtomicU64> {
+        self.map()
+            .atomic_u64(offset)
+            .ok_or_else(|| self.corrupt(format!("a live word at byte {offset} lies outside the mapping")))
+    }
+
+    fn word32(&self, offset: u64) -> Result<&AtomicU32> {
+        self.map()
+            .atomic_u32(offset)
+            .ok_or_else(|| self.corrupt(format!("a live word at byte {offset} lies outside the mapping")))
+    }
+
+    fn v2_cache(&self) -> std::sync::MutexGuard<'_, V2Cache> {
+        self.v2.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot count of the index table at `root`, checked.
+    pub(crate) fn index_table(&self, root: u64) -> Result<u64> {
+        let mut bytes = [0u8; idx::HEADER_LEN as usize];
+        if !self.map().read(root, &mut bytes) {
+            return Err(self.corrupt(format!("the index table at byte {root} lies outside the mapping")));
+        }
+        idx::decode_header(&bytes, root, self.capacity())
+            .map_err(|e| self.corrupt(format!("{e} (index table at byte {root})")))
+    }
+
+    fn catalog_seq(&self) -> &AtomicU64 {
+        self.live_u64(v2h::CATALOG_SEQ)
+    }
+
+    /// The live entry `name`, if any. Lock-free; cached by name until the catalog changes.
+    pub(crate) fn v2_lookup(&self, name: &str) -> Result<Option<Found>> {
+        self.check_not_forked()?;
+        for _ in 0..MAX_RETRIES {
+            let seq = self.catalog_seq().load(Ordering::Acquire);
+            {
+                let cache = self.v2_cache();
+                if cache.seq == seq {
+                    if let Some(hit) = cache.names.get(name) {
+                        return Ok(Some(hit.clone()));
+                    }
+                }
+            }
+            let result = self.v2_probe(name);
+            let unchanged = self.catalog_seq().load(Ordering::Acquire) == seq;
+            match result {
+                Ok(Some(hit)) => {
+                    if unchanged {
+                        let mut cache = self.v2_cache();
+                        if cache.seq != seq {
+                            cache.names.clear();
+                            cache.seq = seq;
+                        }
+                        cache.names.insert(name.to_owned(), hit.clone());
+                    }
+                    return Ok(Some(hit));
+                }
+                // A miss or an error while the catalog changed may come from a table that was
+                // replaced (and its bytes reused) under the probe: look again.
+                _ if !unchanged => continue,
+                other => return other,
+            }
+        }
+        Err(self.corrupt(format!("the catalog kept changing while entry `{name}` was looked up")))
+    }
+
+    /// Probes the current index table for `name`.
+    fn v2_probe(&self, name: &str) -> Result<Option<Found>> {
+        let hash = hash64(name);
+        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let slots = self.index_table(root)?;
+        let mut i = idx::home(hash, slots);
+        for _ in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            let block = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
+            if block == idx::EMPTY {
+                return Ok(None);
+            }
+            if block != idx::TOMBSTONE && self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) == hash {
+                if let Some(found) = self.resolve_block(block, Some(name))? {
+                    return Ok(Some(found));
+                }
+            }
+            i = (i + 1) & (slots - 1);
+        }
+        Ok(None)
+    }
+
+    /// Whether the shadow block `at` is committed: the block its `moved_to` points back at is
+    /// `moved`, to `at`.
+    fn shadow_committed(&self, at: u64) -> Result<bool> {
+        let back = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
+        if !blk::block_in_bounds(back, self.capacity()) {
+            return Ok(false);
+        }
+        Ok(self.word32(back + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_MOVED
+            && self.word64(back + blk::MOVED_TO)?.load(Ordering::Acquire) == at)
+    }
+
+    /// The live entry that the block at `at` is or was replaced by, if it is named `name` (any
+    /// name if `None`).
+    fn resolve_block(&self, mut at: u64, name: Option<&str>) -> Result<Option<Found>> {
+        for _ in 0..MAX_HOPS {
+            if !blk::block_in_bounds(at, self.capacity()) {
+                return Err(self.corrupt(format!("the catalog points at byte {at}, where no entry block can be")));
+            }
+            let mapped = self.map().len();
+            if at + BLOCK_SIZE > mapped {
+                // Another process grew the store, and this one could not map the new size.
+                return Err(Error::BeyondMapping { name: name.unwrap_or("").to_owned(), mapped });
+            }
+            match self.word32(at + blk::STATE)?.load(Ordering::Acquire) {
+                blk::STATE_LIVE => {}
+                blk::STATE_SHADOW if self.shadow_committed(at)? => {}
+                blk::STATE_MOVED => {
+                    at = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
+                    continue;
+                }
+                _ => return Ok(None),
+            }
+            let found = self.accept(at)?;
+            return Ok(name.is_none_or(|name| found.entry.name == name).then_some(found));
+        }
+        Err(self.corrupt(format!("the chain of replaced entry blocks from byte {at} loops")))
+    }
+
+    /// Whether the block at `at`, accepted with `serial`, is still an entry (live, or a
+    /// committed shadow) with that serial.
+    fn still_live(&self, at: u64, serial: u64) -> bool {
+        let check = || -> Result<bool> {
+            let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
+            let live = state == blk::STATE_LIVE || (state == blk::STATE_SHADOW && self.shadow_committed(at)?);
+            Ok(live && self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial)
+        };
+        check().unwrap_or(false)
+    }
+
+    /// The block at `at`, checked once per process (per serial), and accepted only if its ranges
+    /// overlap no other accepted block that is still live.
+    pub(crate) fn accept(&self, at: u64) -> Result<Found> {
+        let serial = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire);
+        if let Some((known, entry)) = self.v2_cache().blocks.get(&at) {
+            if *known == serial {
+                return Ok(Found { at, serial, entry: entry.clone() });
+            }
+        }
+        let mut raw = [0u8; blk::STATIC_SIZE];
+        if !self.map().read(at + blk::STATIC_OFFSET, &mut raw) {
+            return Err(self.corrupt(format!("the entry block at byte {at} lies outside the mapping")));
+        }
+        let block = blk::decode(&raw, at, self.capacity()).map_err(|e| match e {
+            EntryError::BadChecksum => {
+                Error::BadChecksum { path: self.path.clone(), what: format!("the entry block at byte {at}") }
+            }
+            other => self.corrupt(format!("entry block at byte {at}: {other}")),
+        })?;
+        if block.serial != serial {
+            return Err(self.corrupt(format!(
+                "entry block at byte {at} (`{}`) has serial {} in its static part but {serial} live",
+                block.entry.name, block.serial
+            )));
+        }
+        let entry = Arc::new(block.entry);
+        let ranges = block_ranges(at, &entry);
+        let mut cache = self.v2_cache();
+        cache.forget(at);
+        for &(start, end) in &ranges {
+            for owner in cache.overlapping(start, end) {
+                let owner_serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
+                if self.still_live(owner, owner_serial) {
+                    let other = cache.blocks.get(&owner).map_or_else(String::new, |(_, e)| e.name.clone());
+                    return Err(self.corrupt(format!(
+                        "entry `{}` (block at byte {at}) overlaps entry `{other}` (block at byte {owner})",
+                        entry.name
+                    )));
+                }
+                cache.forget(owner);
+            }
+        }
+        for (start, end) in ranges {
+            cache.ranges.insert(start, (end, at));
+        }
+        cache.blocks.insert(at, (serial, entry.clone()));
+        Ok(Found { at, serial, entry })
+    }
+
+    /// Refuses `start..end` (space about to be reused) if it overlaps an entry this process has
+    /// accepted and that is still live; forgets accepted entries that are not.
+    fn claim(&self, start: u64, end: u64) -> Result<()> {
+        let mut cache = self.v2_cache();
+        for owner in cache.overlapping(start, end) {
+            let serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
+            if self.still_live(owner, serial) {
+                return Err(self.corrupt(format!(
+                    "the free list hands out bytes {start}..{end}, which the live entry block at byte {owner} uses"
+                )));
+            }
+            cache.forget(owner);
+        }
+        Ok(())
+    }
+
+    /// Every live entry, in creation order.
+    pub(crate) fn v2_scan(&self) -> Result<Vec<Found>> {
+        for _ in 0..MAX_RETRIES {
+            let seq = self.catalog_seq().load(Ordering::Acquire);
+            let result = self.v2_scan_once();
+            if self.catalog_seq().load(Ordering::Acquire) == seq || result.is_ok() {
+                return result;
+            }
+        }
+        Err(self.corrupt("the catalog kept changing while it was listed".into()))
+    }
+
+    fn v2_scan_once(&self) -> Result<Vec<Found>> {
+        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let slots = self.index_table(root)?;
+        let mut found: Vec<Found> = Vec::new();
+        for i in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            let block = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
+            if block == idx::EMPTY || block == idx::TOMBSTONE {
+                continue;
+            }
+            if let Some(hit) = self.resolve_block(block, None)? {
+                if hash64(&hit.entry.name) == self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) {
+                    found.push(hit);
+                }
+            }
+        }
+        found.sort_by_key(|f| (f.serial, f.at));
+        found.dedup_by_key(|f| f.at);
+        Ok(found)
+    }
+
+    /// The entry `name`, created if absent. `init` gives the bytes of one value, which fill the
+    /// new entry's first slot (every element, for arrays); it runs only if the entry was missing,
+    /// and *before* the admin lock is taken, since it may be the caller's code. If another thread
+    /// or process creates the entry meanwhile, its value is dropped.
+    pub(crate) fn v2_find_or_create(
+        &self,
+        name: &str,
+        kind: EntryKind,
+        layout: &Layout,
+        count: u64,
+        init: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Found> {
+        if let Some(hit) = self.v2_lookup(name)? {
+            return Ok(hit);
+        }
+        if self.read_only {
+            return Err(self.read_only_error("creating a new entry"));
+        }
+        let value = init();
+        let _held = self.lock_catalog("creating", name)?;
+        if let Some(hit) = self.v2_lookup(name)? {
+            return Ok(hit);
+        }
+        if let Some(cap) = self.max_entries {
+            if self.live_u64(v2h::ENTRY_COUNT).load(Ordering::Acquire) >= u64::from(cap) {
+                return Err(Error::CatalogFull { path: self.path.clone(), max_entries: cap });
+            }
+        }
+        debug_assert_eq!(value.len(), layout.size);
+        let new = NewBlock { name, kind, layout, count };
+        let at = self.v2_place(&new, 0, blk::STATE_LIVE, 0, |data, fresh| match kind {
+            EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data, &value, count, fresh),
+            _ => self.map().write(data, &value),
+        })?;
+        self.index_insert(hash64(name), at)?;
+        self.live_u64(v2h::ENTRY_COUNT).fetch_add(1, Ordering::AcqRel);
+        self.catalog_changed()?;
+        self.accept(at)
+    }
+
+    /// Bumps `catalog_seq`, so that every process's cache of names is dropped.
+    fn catalog_changed(&self) -> Result<()> {
+        self.catalog_seq().fetch_add(1, Ordering::AcqRel);
+        self.sync_if(0, v2h::HEADER_SIZE)
+    }
+
+    /// Syncs `offset..offset + len` if the store's durability is power loss.
+    fn sync_if(&self, offset: u64, len: u64) -> Result<()> {
+        if self.durability == Durability::PowerLoss {
+            self.sync_range(offset, len)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates and writes a new entry block for `new`, with data filled by `write_data` (given
+    /// the data offset and whether that space is fresh, hence zero), and publishes it with
+    /// `state` (and `moved_to`, the block a shadow replaces) and `seq`. The caller holds the admin
+    /// lock. Returns the block's offset.
+    pub(crate) fn v2_place(
+        &self,
+        new: &NewBlock<'_>,
+        seq: u64,
+        state: u32,
+        moved_to: u64,
+        write_data: impl FnOnce(u64, bool) -> bool,
+    ) -> Result<u64> {
+        let NewBlock { name, kind, layout, count } = *new;
+        let elem_size = layout.size as u64;
+        let elem_align = layout.align as u64;
+        let unsupported = |reason: String| Error::UnsupportedLayout {
+            name: name.to_owned(),
+            type_name: layout.display_name(),
+            reason,
+        };
+        if elem_align > PAGE {
+            return Err(unsupported(format!(
+                "it is aligned to {elem_align} bytes, but store data is aligned to at most {PAGE}; lower its `align`"
+            )));
+        }
+        if kind == EntryKind::Bytes && layout.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
+            return Err(unsupported("a byte region holds u8 bytes; copy them into a new array entry instead".into()));
+        }
+        let schema_bytes = schema::encode(layout);
+        if let Err(e) = schema::decode(&schema_bytes) {
+            return Err(unsupported(format!("its layout descriptor cannot be recorded: {e}")));
+        }
+        let (slot_count, slot_stride, data_align, data_len) = match kind {
+            EntryKind::Array | EntryKind::Bytes => {
+                let len = elem_size.checked_mul(count);
+                let align = if len.is_none_or(|l| l >= PAGE) { PAGE } else { OBJECT_ALIGN };
+                (1u8, 0, elem_align.max(align), len)
+            }
+            _ => {
+                let stride = align_up(elem_size.max(1), OBJECT_ALIGN).unwrap_or(u64::MAX);
+                if layout.contains_atomics() {
+                    (1, 0, elem_align.max(OBJECT_ALIGN), Some(stride))
+                } else {
+                    (2, stride, elem_align.max(OBJECT_ALIGN), stride.checked_mul(2))
+                }
+            }
+        };
+        // Data, then the schema (8-aligned), in one extent of whole cache lines.
+        let schema_at = data_len.and_then(|len| align_up(len.max(1), 8));
+        let extent = schema_at
+            .and_then(|s| s.checked_add(schema_bytes.len() as u64))
+            .and_then(|end| align_up(end, 64))
+            .filter(|&len| len <= crate::store::MAX_CAPACITY);
+        let Some(extent) = extent else {
+            return Err(Error::EntryTooLarge {
+                name: name.to_owned(),
+                len: count,
+                elem_size,
+                maximum: crate::store::MAX_CAPACITY,
+            });
+        };
+        let schema_at = schema_at.expect("checked with the extent");
+        let (data, fresh) = self.alloc_extent(extent, data_align)?;
+        let block = match self.alloc_block() {
+            Ok(block) => block,
+            Err(e) => {
+                self.give_extent(data, extent);
+                return Err(e);
+            }
+        };
+        let entry = Entry {
+            name: name.to_owned(),
+            kind,
+            slot_count,
+            version: layout.version,
+            fingerprint: layout.fingerprint,
+            elem_size,
+            elem_align,
+            count,
+            data_offset: data,
+            slot_stride,
+            schema_offset: data + schema_at,
+            schema_len: schema_bytes.len() as u64,
+            lock_offset: v2h::entry_lock_byte(block),
+        };
+        if !(self.map().write(entry.schema_offset, &schema_bytes) && write_data(data, fresh)) {
+            return Err(self.corrupt("the allocator handed out space outside the file".into()));
+        }
+        self.sync_if(data, extent)?;
+        self.publish_block(block, &entry, seq, state, moved_to)?;
+        Ok(block)
+    }
+
+    /// Writes the block at `block` for `entry` (a new serial; `seq` rounded up past the block's
+    /// own, so that a reader of its previous entry never sees the same sequence again), and
+    /// publishes it with `state`. The caller holds the admin lock.
+    pub(crate) fn publish_block(&self, block: u64, entry: &Entry, seq: u64, state: u32, moved_to: u64) -> Result<()> {
+        let serial = self.live_u64(v2h::NEXT_SERIAL).fetch_add(1, Ordering::AcqRel);
+        let serial = serial.max(1);
+        if !self.map().write(block + blk::STATIC_OFFSET, &blk::encode(entry, serial)) {
+            return Err(self.corrupt("the allocator handed out a block outside the file".into()));
+        }
+        let seq_word = self.word64(block + blk::SEQ)?;
+        // Keep a double-buffered object's active slot: slot 0 for a new entry, the old one's for
+        // a replacement whose data was copied slot for slot (`seq` of the replaced block).
+        let old = seq_word.load(Ordering::Acquire);
+        let next = if old == 0 { seq } else { ((old + 2) & !1).max(seq & !1) | (seq & 1) };
+        seq_word.store(next, Ordering::Release);
+        self.word64(block + blk::MOVED_TO)?.store(moved_to, Ordering::Release);
+        self.word32(block + blk::INTERRUPTED)?.store(0, Ordering::Release);
+        self.word64(block + blk::SERIAL)?.store(serial, Ordering::Release);
+        self.sync_if(block, BLOCK_SIZE)?;
+        self.sync_if(0, v2h::HEADER_SIZE)?;
+        // Publish: everything above happens-before any reader that sees the state.
+        self.word32(block + blk::STATE)?.store(state, Ordering::Release);
+        self.sync_if(block, BLOCK_SIZE)
+    }
+
+    /// Writes `value` into `count` consecutive elements at `offset`. Fresh store space is zero, so
+    /// a zero value writes nothing there and leaves the file sparse.
+    pub(crate) fn fill_repeated(&self, offset: u64, value: &[u8], count: u64, fresh: bool) -> bool {
+        if value.is_empty() || (fresh && value.iter().all(|&b| b == 0)) {
+            return true;
+        }
+        const CHUNK: usize = 64 * 1024;
+        let per_chunk = (CHUNK / value.len()).max(1) as u64;
+        let chunk: Vec<u8> = value.repeat(per_chunk.min(count) as usize);
+        let mut done = 0u64;
+        while done < count {
+            let n = per_chunk.min(count - done);
+            if !self.map().write(offset + done * value.len() as u64, &chunk[..(n as usize) * value.len()]) {
+                return false;
+            }
+            done += n;
+        }
+        true
+    }
+
+    /// `len` bytes (a multiple of 64) aligned to `align`: first fit from the free extents, else
+    /// from the allocation end (growing the store if needed). Returns the offset and whether the
+    /// space is fresh (zero). The caller holds the admin lock.
+    fn alloc_extent(&self, len: u64, align: u64) -> Result<(u64, bool)> {
+        if let Some(at) = self.take_free(v2h::FREE_EXTENTS, len, align)? {
+            return Ok((at, false));
+        }
+        self.bump(len, align).map(|at| (at, true))
+    }
+
+    /// A block: from the free blocks, else from the allocation end. The caller holds the admin
+    /// lock.
+    fn alloc_block(&self) -> Result<u64> {
+        if let Some(at) = self.take_free(v2h::FREE_BLOCKS, BLOCK_SIZE, 64)? {
+            return Ok(at);
+        }
+        self.bump(BLOCK_SIZE, 64)
+    }
+
+    /// The header of the free extent (or block) at `at`. A free block's header lies in its
+    /// static part, so that its live words keep their meaning for handles of its last entry.
+    fn free_header(&self, list: u64, at: u64) -> Result<FreeExtent> {
+        let header_at = if list == v2h::FREE_BLOCKS { at + blk::STATIC_OFFSET } else { at };
+        let mut bytes = [0u8; 32];
+        if !self.map().read(header_at, &mut bytes) {
+            return Err(self.corrupt(format!("a free-list extent at byte {at} lies outside the mapping")));
+        }
+        FreeExtent::decode(&bytes, at, self.capacity()).map_err(|e| self.corrupt(format!("{e} (byte {at})")))
+    }
+
+    fn write_free_header(&self, list: u64, at: u64, extent: FreeExtent) -> bool {
+        let header_at = if list == v2h::FREE_BLOCKS { at + blk::STATIC_OFFSET } else { at };
+        self.map().write(header_at, &extent.encode()[..32])
+    }
+
+    /// Takes `len` bytes aligned to `align` from the free list whose head is the header word
+    /// `list`: the first extent that starts aligned and is long enough. Its remainder (whole cache
+    /// lines) becomes a new extent, written before the one store that unlinks the taken extent.
+    /// A damaged list is cut where the damage starts (its space leaks; nothing is handed out
+    /// twice).
+    fn take_free(&self, list: u64, len: u64, align: u64) -> Result<Option<u64>> {
+        let head = self.live_u64(list);
+        // `pred` is the extent whose `next` leads to `at` (0: the header word `list`).
+        let (mut pred, mut pred_extent) = (0u64, None::<FreeExtent>);
+        let mut at = head.load(Ordering::Acquire);
+        let mut steps = 0u64;
+        while at != 0 {
+            steps += 1;
+            let Ok(extent) = self.free_header(list, at) else { break };
+            if steps > self.capacity() / 64 {
+                break;
+            }
+            let fits =
+                at.is_multiple_of(align) && extent.len >= len && (list != v2h::FREE_BLOCKS || extent.len == BLOCK_SIZE);
+            if fits {
+                self.claim(at, at + extent.len)?;
+                let rest = extent.len - len;
+                let next = if rest >= 64 && list == v2h::FREE_EXTENTS {
+                    let remainder = at + len;
+                    if !self.write_free_header(list, remainder, FreeExtent { len: rest, next: extent.next }) {
+                        return Err(self.corrupt("a free extent lies outside the mapping".into()));
+                    }
+                    self.sync_if(remainder, 64)?;
+                    remainder
+                } else {
+                    extent.next
+                };
+                match pred_extent {
+                    None => head.store(next, Ordering::Release),
+                    Some(p) => {
+                        if !self.write_free_header(list, pred, FreeExtent { len: p.len, next }) {
+                            return Err(self.corrupt("a free extent lies outside the mapping".into()));
+                        }
+                    }
+                }
+                self.sync_if(pred, 64)?;
+                self.sync_if(0, v2h::HEADER_SIZE)?;
+                let taken = if next == extent.next { extent.len } else { len };
+                let free = self.live_u64(v2h::FREE_BYTES);
+                let _ = free.fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| Some(b.saturating_sub(taken)));
+                return Ok(Some(at));
+            }
+            pred = at;
+            pred_extent = Some(extent);
+            at = extent.next;
+        }
+        Ok(None)
+    }
+
+    /// `len` bytes aligned to `align` from the allocation end, growing the store if needed. The
+    /// end is advanced before anything is written, so a crash can leak the space but never hand
+    /// it out twice.
+    fn bump(&self, len: u64, align: u64) -> Result<u64> {
+        let start = self.alloc_end();
+        let capacity = self.capacity().min(self.map().len());
+        let placed = align_up(start, align).and_then(|at| Some((at, at.checked_add(len)?)));
+        let (at, end) = match placed {
+            Some(p) if p.1 <= capacity => p,
+            Some(p) if let Some(target) = self.growth_target(p.1) => {
+                self.grow_to(target)?;
+                if self.map().len() < p.1 {
+                    return Err(self.io("map", std::io::Error::other("could not map the grown store")));
+                }
+                p
+            }
+            other => {
+                let needed = other.map_or(u64::MAX, |p| p.1 - start);
+                return Err(Error::StoreFull {
+                    path: self.path.clone(),
+                    needed,
+                    available: capacity.saturating_sub(start),
+                    capacity,
+                    suggested: start.saturating_add(needed).checked_next_power_of_two().unwrap_or(u64::MAX),
+                });
+            }
+        };
+        self.live_u64(self.words.alloc_end).store(end, Ordering::Release);
+        Ok(at)
+    }
+
+    /// Gives the extent `at..at + len` (64-aligned, whole cache lines) to the free extents:
+    /// header first, then one store links it at the head. A crash before the link leaks it.
+    fn give_extent(&self, at: u64, len: u64) {
+        self.give(v2h::FREE_EXTENTS, at, len);
+    }
+
+    fn give(&self, list: u64, at: u64, len: u64) {
+        if len < 64 || !at.is_multiple_of(64) || !len.is_multiple_of(64) {
+            return;
+        }
+        let head = self.live_u64(list);
+        if !self.write_free_header(list, at, FreeExtent { len, next: head.load(Ordering::Acquire) }) {
+            return;
+        }
+        let _ = self.sync_if(at, 64);
+        head.store(at, Ordering::Release);
+        self.live_u64(v2h::FREE_BYTES).fetch_add(len, Ordering::AcqRel);
+        let _ = self.sync_if(0, v2h::HEADER_SIZE);
+    }
+
+    /// Gives the data and schema of `entry` back (unless its layout holds atomics, whose
+    /// references may outlive it), and its block `at` if `block` is set.
+    fn give_entry_space(&self, at: u64, entry: &Entry, data: bool, block: bool) {
+        if data {
+            let atomics = self.stored_schema(entry).map_or(true, |s| has_atomics(&s));
+            if !atomics {
+                if let (Some(d), Some(s)) = (entry.data_range(), entry.schema_range()) {
+                    let start = d.start.min(s.start);
+                    let end = d.end.max(s.end);
+                    // One extent when the schema follows the data, as this allocator places it.
+                    if s.start >= d.end && s.start - d.end < 64 && start.is_multiple_of(64) {
+                        self.give_extent(start, align_up(end - start, 64).unwrap_or(0));
+                    }
+                }
+            }
+        }
+        if block {
+            self.give(v2h::FREE_BLOCKS, at, BLOCK_SIZE);
+        }
+    }
+
+    /// Inserts `block` under `hash` into the index, replacing the table first if it would be
+    /// more than half full. The caller holds the admin lock.
+    fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
+        let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let mut slots = self.index_table(root)?;
+        let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
+        if idx::must_grow(used, slots) {
+            root = self.grow_index(root, slots)?;
+            slots = self.index_table(root)?;
+        }
+        let mut i = idx::home(hash, slots);
+        for _ in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            let word = self.word64(slot + idx::SLOT_BLOCK)?;
+            let current = word.load(Ordering::Acquire);
+            if current == idx::EMPTY || current == idx::TOMBSTONE {
+                if current == idx::EMPTY {
+                    // Counted before the slot is used: a crash overcounts, which only grows sooner.
+                    self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                }
+                self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
+                word.store(block, Ordering::Release);
+                return self.sync_if(slot, idx::SLOT_LEN);
+            }
+            i = (i + 1) & (slots - 1);
+        }
+        // Full (its `used` word undercounted): replace it and try again.
+        let root = self.grow_index(root, slots)?;
+        let slots = self.index_table(root)?;
+        let mut i = idx::home(hash, slots);
+        for _ in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            if self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire) == idx::EMPTY {
+                self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
+                self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Release);
+                return self.sync_if(slot, idx::SLOT_LEN);
+            }
+            i = (i + 1) & (slots - 1);
+        }
+        Err(self.corrupt("the index is full after growing".into()))
+    }
+
+    /// The slot of the current index table that holds `block` under `hash`, if any.
+    fn index_slot_of(&self, hash: u64, block: u64) -> Result<Option<u64>> {
+        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let slots = self.index_table(root)?;
+        let mut i = idx::home(hash, slots);
+        for _ in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            let current = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
+            if current == idx::EMPTY {
+                return Ok(None);
+            }
+            if current == block {
+                return Ok(Some(slot));
+            }
+            i = (i + 1) & (slots - 1);
+        }
+        Ok(None)
+    }
+
+    /// Replaces the index table at `root` (of `slots` slots) by one twice the live count, with
+    /// every slot that still leads to an entry; returns the new table's offset. The old table's
+    /// space goes to the free extents. The caller holds the admin lock.
+    fn grow_index(&self, root: u64, slots: u64) -> Result<u64> {
+        let mut keep = Vec::new();
+        for i in 0..slots {
+            let slot = root + idx::slot_offset(i);
+            let block = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
+            if block == idx::EMPTY || block == idx::TOMBSTONE || !blk::block_in_bounds(block, self.capacity()) {
+                continue;
+            }
+            let state = self.word32(block + blk::STATE)?.load(Ordering::Acquire);
+            if matches!(state, blk::STATE_LIVE | blk::STATE_SHADOW | blk::STATE_MOVED) {
+                keep.push((self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire), block));
+            }
+        }
+        let new_slots = idx::grown_slots(keep.len() as u64)
+            .ok_or_else(|| Error::CatalogFull { path: self.path.clone(), max_entries: u32::MAX })?;
+        let len = align_up(idx::table_len(new_slots), 64).expect("bounded by MAX_SLOTS");
+        let (at, fresh) = self.alloc_extent(len, 64)?;
+        if !fresh && !self.map().write(at, &vec![0u8; len as usize]) {
+            return Err(self.corrupt("the allocator handed out space outside the file".into()));
+        }
+        if !self.map().write(at, &idx::encode_header(new_slots)) {
+            return Err(self.corrupt("the allocator handed out space outside the file".into()));
+        }
+        for &(hash, block) in &keep {
+            let mut i = idx::home(hash, new_slots);
+            loop {
+                let slot = at + idx::slot_offset(i);
+                if self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Relaxed) == idx::EMPTY {
+                    self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Relaxed);
+                    self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Relaxed);
+                    break;
+                }
+                i = (i + 1) & (new_slots - 1);
+            }
+        }
+        self.word64(at + INDEX_USED)?.store(keep.len() as u64, Ordering::Release);
+        self.sync_if(at, len)?;
+        // The switch: one store.
+        self.live_u64(v2h::INDEX_ROOT).store(at, Ordering::Release);
+        self.catalog_changed()?;
+        let old_len = align_up(idx::table_len(slots), 64).expect("bounded by MAX_SLOTS");
+        self.give_extent(root, old_len);
+        Ok(at)
+    }
+
+    /// Takes the exclusive lock of `found`'s entry, then the admin lock, for `requested`, and
+    /// checks that the entry is still the one found; `None` if it changed meanwhile (look again).
+    fn lock_entry_and_admin<'a>(
+        &'a self,
+        found: &Found,
+        requested: &'static str,
+        lock: &'a crate::lock::RangeLock,
+    ) -> Result<Option<(crate::lock::Held<'a>, crate::lock::Held<'a>)>> {
+        let name = &found.entry.name;
+        let entry = lock
+            .write(&self.file, &self.scope, Wait::Forever)
+            .map_err(|e| self.entry_lock_error(e, name, true, None))?;
+        let admin = self.lock_catalog(requested, name)?;
+        let current = self.word32(found.at + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
+            && self.word64(found.at + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
+        Ok(current.then_some((entry, admin)))
+    }
+
+    /// Wakes the waiters of `entry` (at `at`) after a change that ends it: its `seq` moves (by 2
+    /// for a double-buffered object, so that its active slot stays; by 1 otherwise), so lock-free
+    /// readers retry and see the new state.
+    fn end_entry(&self, at: u64, entry: &Entry) -> Result<()> {
+        let step = if entry.slot_count == 2 { 2 } else { 1 };
+        self.word64(at + blk::SEQ)?.fetch_add(step, Ordering::AcqRel);
+        let futex = self.word32(at + blk::FUTEX)?;
+        futex.fetch_add(1, Ordering::SeqCst);
+        if self.word32(at + blk::WAITERS)?.load(Ordering::SeqCst) != 0 {
+            crate::sys::futex_wake(futex);
+        }
+        Ok(())
+    }
+
+    /// Removes the entry `name`; see [`Store::remove`](crate::Store::remove).
+    pub(crate) fn v2_remove(&self, name: &str) -> Result<()> {
+        if self.read_only {
+            return Err(self.read_only_error("removing an entry"));
+        }
+        for _ in 0..MAX_RETRIES {
+            let found = self.find(name)?;
+            let lock = self.entry_lock(found.entry.lock_offset)?;
+            let Some(_held) = self.lock_entry_and_admin(&found, "removing", &lock)? else { continue };
+            // The commit point.
+            self.word32(found.at + blk::STATE)?.store(blk::STATE_REMOVED, Ordering::Release);
+            self.sync_if(found.at, BLOCK_SIZE)?;
+            self.end_entry(found.at, &found.entry)?;
+            if let Some(slot) = self.index_slot_of(hash64(name), found.at)? {
+                self.word64(slot + idx::SLOT_BLOCK)?.store(idx::TOMBSTONE, Ordering::Release);
+                self.sync_if(slot, idx::SLOT_LEN)?;
+            }
+            let count = self.live_u64(v2h::ENTRY_COUNT);
+            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(1)));
+            self.catalog_changed()?;
+            self.v2_cache().forget(found.at);
+            self.give_entry_space(found.at, &found.entry, true, true);
+            return Ok(());
+        }
+        Err(self.corrupt(format!("entry `{name}` kept changing while it was removed")))
+    }
+
+    /// Renames the entry `from` to `to`; see [`Store::rename`](crate::Store::rename).
+    pub(crate) fn v2_rename(&self, from: &str, to: &str) -> Result<()> {
+        crate::catalog::valid_name(to)?;
+        if self.read_only {
+            return Err(self.read_only_error("renaming an entry"));
+        }
+        for _ in 0..MAX_RETRIES {
+            let found = self.find(from)?;
+            if from == to {
+                return Ok(());
+            }
+            let lock = self.entry_lock(found.entry.lock_offset)?;
+            let Some(_held) = self.lock_entry_and_admin(&found, "renaming", &lock)? else { continue };
+            if self.v2_lookup(to)?.is_some() {
+                return Err(Error::NameTaken { from: from.to_owned(), to: to.to_owned() });
+            }
+            let old = found.at;
+            let block = self.alloc_block()?;
+            let entry =
+                Entry { name: to.to_owned(), lock_offset: v2h::entry_lock_byte(block), ..(*found.entry).clone() };
+            let seq = self.word64(old + blk::SEQ)?.load(Ordering::Acquire);
+            self.publish_block(block, &entry, seq, blk::STATE_SHADOW, old)?;
+            self.index_insert(hash64(to), block)?;
+            self.commit_move(old, block)?;
+            if let Some(slot) = self.index_slot_of(hash64(from), old)? {
+                self.word64(slot + idx::SLOT_BLOCK)?.store(idx::TOMBSTONE, Ordering::Release);
+                self.sync_if(slot, idx::SLOT_LEN)?;
+            }
+            self.end_entry(old, &found.entry)?;
+            self.catalog_changed()?;
+            self.v2_cache().forget(old);
+            self.give_entry_space(old, &found.entry, false, true);
+            return Ok(());
+        }
+        Err(self.corrupt(format!("entry `{from}` kept changing while it was renamed")))
+    }
+
+    /// The commit point of a rename or a replacement: the old block forwards to the new one and
+    /// is `moved`; then the new one, a shadow until now, becomes plainly live.
+    fn commit_move(&self, old: u64, new: u64) -> Result<()> {
+        self.word64(old + blk::MOVED_TO)?.store(new, Ordering::Release);
+        self.word32(old + blk::STATE)?.store(blk::STATE_MOVED, Ordering::Release);
+        self.sync_if(old, BLOCK_SIZE)?;
+        self.word32(new + blk::STATE)?.store(blk::STATE_LIVE, Ordering::Release);
+        self.word64(new + blk::MOVED_TO)?.store(0, Ordering::Release);
+        self.sync_if(new, BLOCK_SIZE)
+    }
+
+    /// Replaces the entry `found` (whose exclusive lock the caller holds) by a new block of
+    /// `count` values of `layout` under the same name, with data written by `write_data` (given
+    /// the data offset and whether the space is fresh): resize and migration. The index slot is
+    /// switched to the new block and the old space is given back. `seq` keeps the active slot of
+    /// a double-buffered object whose data is copied slot for slot.
+    pub(crate) fn v2_replace(
+        &self,
+        found: &Found,
+        layout: &Layout,
+        count: u64,
+        seq: u64,
+        write_data: impl FnOnce(u64, bool) -> bool,
+    ) -> Result<()> {
+        let name = &found.entry.name;
+        let _admin = self.lock_catalog("replacing", name)?;
+        let old = found.at;
+        let current = self.word32(old + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
+            && self.word64(old + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
+        if !current {
+            return Err(Error::Removed { name: name.clone() });
+        }
+        let new = NewBlock { name, kind: found.entry.kind, layout, count };
+        let block = self.v2_place(&new, seq, blk::STATE_SHADOW, old, write_data)?;
+        self.commit_move(old, block)?;
+        if let Some(slot) = self.index_slot_of(hash64(name), old)? {
+            self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Release);
+            self.sync_if(slot, idx::SLOT_LEN)?;
+        }
+        self.end_entry(old, &found.entry)?;
+        self.catalog_changed()?;
+        self.v2_cache().forget(old);
+        self.give_entry_space(old, &found.entry, true, true);
+        Ok(())
+    }
+
+    /// Fails unless the block `at` still holds the entry with `serial` that a handle of `layout`
+    /// was made for: [`Error::Removed`], [`Error::Moved`] (renamed or resized), or
+    /// [`Error::LayoutMismatch`] (migrated away from `layout`, if given).
+    pub(crate) fn v2_check_current(&self, at: u64, serial: u64, entry: &Entry, layout: Option<&Layout>) -> Result<()> {
+        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
+        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
+        if state == blk::STATE_LIVE && same {
+            return Ok(());
+        }
+        if state != blk::STATE_MOVED || !same {
+            return Err(Error::Removed { name: entry.name.clone() });
+        }
+        let next = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
+        let Some(newest) = self.resolve_block(next, None)? else {
+            return Err(Error::Removed { name: entry.name.clone() });
+        };
+        let e = &newest.entry;
+        if let Some(layout) = layout {
+            let same_layout = e.fingerprint == layout.fingerprint
+                && e.version == layout.version
+                && e.elem_size == layout.size as u64
+                && e.elem_align == layout.align as u64;
+            if e.name == entry.name && !same_layout {
+                return Err(self.mismatch(e, layout));
+            }
+        }
+        Err(Error::Moved { name: entry.name.clone(), to: e.name.clone() })
+    }
+}
