@@ -272,13 +272,21 @@ impl EntryHandle {
         // touches the old slots, so a read that races with one returns the value as it was just
         // before it.)
         let check = || if self.moved_away(moved) { self.check_current() } else { Ok(()) };
-        if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| {
-            let staging = Staging::<T>::from_words(words);
-            step(Step::OptimisticCopied);
-            staging
-        })? {
-            let staging = staging.ok_or_else(|| self.outside())?;
-            return Ok((self.finish_staging(staging)?, Version(before)));
+        loop {
+            if let Some((staging, before)) = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| {
+                let staging = Staging::<T>::from_words(words);
+                step(Step::OptimisticCopied);
+                staging
+            })? {
+                let staging = staging.ok_or_else(|| self.outside())?;
+                return Ok((self.finish_staging(staging)?, Version(before)));
+            }
+            // A read-only mapping in robust lock mode cannot take the lock (it lives in the
+            // file): it keeps trying, letting the writers run in between.
+            if !self.store.cannot_lock() {
+                break;
+            }
+            std::thread::yield_now();
         }
         // Writers keep winning: queue up behind them instead.
         let hold = self.hold(false, Wait::Forever, None)?;

@@ -13,7 +13,7 @@ use crate::commit::Durability;
 use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::layout::{Layout, SharedLayout};
-use crate::lock::{RangeLock, Wait};
+use crate::lock::{EntryLock, Wait};
 use crate::map::Located;
 use crate::store::StoreInner;
 use crate::view::{self, ReadGuard, WriteGuard};
@@ -30,7 +30,7 @@ pub(crate) struct EntryHandle {
     pub(crate) at: u64,
     /// The block's serial when the handle was made (v2; 0 in v1): a reused block has another.
     pub(crate) serial: u64,
-    lock: Arc<RangeLock>,
+    lock: Arc<EntryLock>,
     layout: &'static Layout,
     /// `layout.needs_validation()`, computed once: the layout walk is not free.
     validate: bool,
@@ -107,9 +107,8 @@ impl EntryHandle {
         if exclusive && self.store.read_only {
             return Err(self.store.read_only_error("writing an entry"));
         }
-        let (file, scope) = (&self.store.file, &self.store.scope);
-        let res = if exclusive { self.lock.write(file, scope, wait) } else { self.lock.read(file, scope, wait) };
-        let held = res.map_err(|e| self.store.entry_lock_error(e, &self.entry.name, exclusive, timeout))?;
+        let in_place = self.entry.slot_count != 2;
+        let held = self.store.lock_entry(&self.lock, &self.entry.name, exclusive, in_place, wait, timeout)?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
         self.check_current()?;
         Ok(held)
@@ -231,6 +230,51 @@ impl EntryHandle {
         // `T::LAYOUT` validation, so they are valid `T`s (the `SharedLayout` contract); `hold` is
         // this entry's shared lock and moves into the guard, so it lasts as long as the reference.
         Ok(unsafe { ReadGuard::new(ptr, hold) })
+    }
+
+    /// The entry's `interrupted` word (format v2), or `None` for a format-v1 store.
+    fn interrupted_word(&self) -> Result<Option<&AtomicU32>> {
+        if !matches!(self.store.format, crate::store::Format::V2(_)) {
+            return Ok(None);
+        }
+        let at = self.at + crate::format::v2::block::INTERRUPTED;
+        self.store.map().atomic_u32(at).map(Some).ok_or_else(|| {
+            self.store.corrupt(format!("the block of entry `{}` lies outside the mapping", self.entry.name))
+        })
+    }
+
+    /// Whether a writer of this (in-place) entry died holding its lock, as robust lock mode
+    /// records it, since the flag was last cleared.
+    pub(crate) fn interrupted(&self) -> Result<bool> {
+        self.check_current()?;
+        Ok(self.interrupted_word()?.is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire) != 0))
+    }
+
+    /// Clears the `interrupted` flag, under the entry's write lock (so that a writer recovering
+    /// from another death in between is not overlooked: it sets the flag again after this).
+    pub(crate) fn clear_interrupted(&self) -> Result<()> {
+        let _hold = self.hold(true, Wait::Forever, None)?;
+        if let Some(word) = self.interrupted_word()? {
+            word.store(0, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// A read guard over an object's value: in robust lock mode, a double-buffered object's guard
+    /// pins a validated copy of the last commit and takes no lock (a lock-free `load`); otherwise
+    /// the guard holds the entry's shared lock.
+    pub(crate) fn read_object<T: SharedLayout>(
+        &self,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<ReadGuard<'_, T>> {
+        if self.entry.slot_count == 2 && matches!(self.store.lock_state, crate::lock::Locks::Robust(_)) {
+            self.store.check_not_forked()?;
+            let (value, _) = self.load_optimistic::<T>()?;
+            return Ok(ReadGuard::pinned(value));
+        }
+        let guard = self.read::<T>(0, 1, wait, timeout)?;
+        guard.into_first().ok_or_else(|| self.store.corrupt(format!("object `{}` holds no value", self.entry.name)))
     }
 
     /// An in-place write guard over elements `start..start + count`, already bounds-checked by

@@ -126,9 +126,7 @@ impl Store {
         })?;
         bytes.resize(len, 0);
         let lock = inner.entry_lock(entry.lock_offset)?;
-        let _held = lock
-            .read(&inner.file, &inner.scope, Wait::Forever)
-            .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
+        let _held = inner.lock_entry(&lock, name, false, entry.slot_count != 2, Wait::Forever, None)?;
         if found.serial != 0 {
             inner.v2_check_current(found.at, found.serial, &entry, None)?;
         }

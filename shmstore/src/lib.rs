@@ -114,6 +114,7 @@ pub use error::{Error, Fingerprint, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
 pub use format::entry::{EntryKind, MAX_NAME_LEN};
 pub use format::schema::{Schema, SchemaField, SchemaKind, SchemaVariant};
+pub use format::v2::header::LockMode;
 pub use inspect::StoreInfo;
 pub use layout::{Field, InvalidValue, Layout, Primitive, SharedLayout, TypeKind, Variant};
 pub use migrate::Migration;

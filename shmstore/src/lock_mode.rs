@@ -6,16 +6,13 @@
 //! `lock_epoch`, the lock mode, the time) and converts its lock to shared, atomically. Others wait
 //! for the shared lock, which the resetter holds exclusively only while it resets.
 //!
-//! This module is the seam for robust lock mode: [`join`] is where a resetter initialises
-//! in-mapping locks, and [`StoreInner::entry_lock`] holds the one match on the mode for entry
-//! locks. This build implements [`LockMode::Ofd`] only; a store whose open state records
-//! [`LockMode::Robust`] is refused with an error saying so.
-
-use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+//! [`join`] is where a resetter initialises the in-mapping locks of robust mode
+//! ([`crate::lock::reset`]) and where a later opener is checked against what the resetter
+//! recorded; [`crate::lock::Locks`] holds the one match on the mode per lock acquisition.
 
 use crate::error::{Error, Result};
 use crate::format::v2::header::{self as v2h, LockMode, OpenState, LOCK_ABI_LEN};
+use crate::lock::reset::{self, Mismatch};
 use crate::store::StoreInner;
 use crate::sys;
 
@@ -31,48 +28,60 @@ pub(crate) fn initial_state() -> OpenState {
     }
 }
 
-/// Takes the open byte for `store` (resetting the open state first if this is the first opener
-/// and the store is writable) and returns the lock mode the store uses.
-pub(crate) fn join(store: &StoreInner) -> Result<LockMode> {
+/// Takes the open byte for `store` (resetting its locks and open state first if this is the
+/// first opener and the store is writable) and returns the open state, whose lock mode the store
+/// uses. `requested` is [`OpenOptions::lock_mode`](crate::OpenOptions::lock_mode): the mode a
+/// resetter records (robust if `None`), and the mode a later opener insists on (any if `None`);
+/// a later opener that could not share the recorded robust-mode mutexes (another libc or PID
+/// namespace) is refused with [`Error::LockModeMismatch`] before it touches any lock.
+///
+/// A read-only opener never resets (it cannot write the header) and never locks in robust mode
+/// (it cannot write a mutex), so it is not checked against the recorded ABI and namespace.
+pub(crate) fn join(store: &StoreInner, requested: Option<LockMode>) -> Result<OpenState> {
     let io = |e| store.io("lock", e);
     let first = !store.read_only
         && sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Exclusive, false).map_err(io)?;
     if first {
-        let result = reset(store);
+        let mode = requested.unwrap_or_else(reset::default_mode);
+        let result = reset::reset(store.map(), mode).map_err(|e| store.io("reset locks", e));
         // Converting an exclusive OFD lock to a shared one is atomic: no other opener can slip
         // in between and reset again.
         let shared = sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Shared, true).map_err(io);
-        result?;
+        let state = result?;
         shared?;
-    } else {
-        sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Shared, true).map_err(io)?;
+        return Ok(state);
     }
+    sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Shared, true).map_err(io)?;
     let state = read_state(store)?;
-    match state.lock_mode {
-        LockMode::Ofd => Ok(LockMode::Ofd),
-        LockMode::Robust => Err(unsupported(store)),
+    if store.read_only {
+        return match requested {
+            Some(mode) if mode != state.lock_mode => {
+                Err(mismatch(store, Mismatch::Mode { file: state.lock_mode, requested: mode }))
+            }
+            _ => Ok(state),
+        };
     }
+    reset::admit(&state, requested).map_err(|m| mismatch(store, m))?;
+    Ok(state)
 }
 
-/// Resets the open state: nobody else has the store open. Keeps the recorded lock mode (a torn
-/// or damaged open state, which only a crash during a reset leaves, becomes OFD mode).
-fn reset(store: &StoreInner) -> Result<()> {
-    let previous = read_state(store).ok();
-    let mode = previous.map_or(LockMode::Ofd, |s| s.lock_mode);
-    if mode != LockMode::Ofd {
-        return Err(unsupported(store));
-    }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let state = OpenState {
-        lock_epoch: previous.map_or(1, |s| s.lock_epoch.wrapping_add(1)),
-        reset_unix_nanos: now,
-        ..initial_state()
+/// The error for an opener that may not lock `store` as its other processes do.
+fn mismatch(store: &StoreInner, m: Mismatch) -> Error {
+    let reason = match m {
+        Mismatch::Mode { file, requested } => {
+            format!("in {} lock mode, and this process asked for {} mode", file.as_str(), requested.as_str())
+        }
+        Mismatch::LockAbi { file, ours } => format!(
+            "in robust lock mode with mutexes of another libc or architecture ({file}), and this process's are {ours}"
+        ),
+        Mismatch::PidNamespace { file, ours: Some(ours) } => format!(
+            "in robust lock mode from another PID namespace (a container?): {file:?}, and this process's is {ours:?}"
+        ),
+        Mismatch::PidNamespace { file, ours: None } => {
+            format!("in robust lock mode from PID namespace {file:?}, and this process cannot tell its own (no /proc)")
+        }
     };
-    if !store.map().write(v2h::OPEN_STATE_OFFSET, &state.encode()) {
-        return Err(store.corrupt("the header lies outside the mapping".into()));
-    }
-    store.live_u64(v2h::ADMIN_EPOCH).store(state.lock_epoch, Ordering::Release);
-    Ok(())
+    Error::LockModeMismatch { path: store.path.clone(), reason }
 }
 
 /// The decoded open state of `store`.
@@ -82,12 +91,4 @@ fn read_state(store: &StoreInner) -> Result<OpenState> {
         return Err(store.corrupt("the header lies outside the mapping".into()));
     }
     OpenState::decode(&bytes).map_err(|e| store.corrupt(format!("header: {e}")))
-}
-
-/// The error for a store in a lock mode this build does not implement.
-pub(crate) fn unsupported(store: &StoreInner) -> Error {
-    store.corrupt(
-        "the store uses robust lock mode, which this build of shmstore does not implement: open it with a build that does"
-            .into(),
-    )
 }

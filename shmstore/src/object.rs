@@ -105,15 +105,16 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     fn read_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<ReadGuard<'_, T>> {
-        let guard = self.handle.read::<T>(0, 1, wait, timeout)?;
-        Ok(guard.into_first().expect("an object guard covers exactly one value"))
+        self.handle.read_object::<T>(wait, timeout)
     }
 
     fn write_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<WriteGuard<'_, T>> {
         self.handle.write_object::<T>(wait, timeout)
     }
 
-    /// A shared guard: `&T` for as long as it lives, while writers (in any process) wait.
+    /// A shared guard: `&T` for as long as it lives, while writers (in any process) wait. (In
+    /// robust lock mode, a double-buffered object's guard holds a copy of the value instead, and
+    /// writers do not wait: see [`ReadGuard`].)
     pub fn read(&self) -> Result<ReadGuard<'_, T>> {
         self.read_with(Wait::Forever, None)
     }
@@ -173,6 +174,25 @@ impl<T: SharedLayout> Shared<T> {
         // `SharedLayout` contract), so this copy under the shared lock races with nothing.
         let guard = self.read()?;
         Ok((*guard, self.handle.version()))
+    }
+
+    /// Whether a writer died holding this object's write lock since the flag was last cleared
+    /// ([`clear_interrupted`](Self::clear_interrupted)), so that the value may be half changed.
+    ///
+    /// Only an object holding atomics can be: it is changed in place, through its atomics, and a
+    /// write guard killed midway leaves whatever stores it had made. A double-buffered object
+    /// never shows a half-done commit (its dead writer only touched the inactive copy), so the
+    /// flag stays `false`. In robust lock mode (the default) the next process to lock the object
+    /// learns that the holder died and sets the flag first; in OFD lock mode it stays `false`.
+    /// See [`SharedArray::interrupted`](crate::SharedArray::interrupted).
+    pub fn interrupted(&self) -> Result<bool> {
+        self.handle.interrupted()
+    }
+
+    /// Clears the [`interrupted`](Self::interrupted) flag, once the application has repaired or
+    /// accepted the value. Takes the write lock for a moment.
+    pub fn clear_interrupted(&self) -> Result<()> {
+        self.handle.clear_interrupted()
     }
 
     /// The current [`Version`]: it changes with every commit, in any process.

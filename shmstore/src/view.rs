@@ -24,10 +24,29 @@ use crate::seqlock;
 /// Returned by [`Shared::read`](crate::Shared::read) and
 /// [`SharedArray::read`](crate::SharedArray::read). Other threads and processes may read at the
 /// same time; writers wait until every read guard is dropped.
+///
+/// One exception: in robust lock mode ([`LockMode::Robust`](crate::LockMode::Robust)), a read
+/// guard on a double-buffered object (one without atomics) holds a validated copy of the value
+/// as it was when the guard was taken, and no lock: writers do not wait for it, and
+/// [`load`](crate::Shared::load) may show a newer value while it lives.
 pub struct ReadGuard<'a, T: ?Sized> {
     ptr: NonNull<T>,
-    _hold: Hold<'a>,
+    _hold: Option<Hold<'a>>,
+    /// The copy `ptr` points into, for a guard that pins a copy instead of holding a lock.
+    _pinned: Option<Pinned<T>>,
     _marker: PhantomData<&'a T>,
+}
+
+/// A heap copy a [`ReadGuard`] points into: freed when the guard drops. (Not a `Box`, which
+/// would claim unique access to the value while the guard hands out shared references to it.)
+struct Pinned<T: ?Sized>(NonNull<T>);
+
+impl<T: ?Sized> Drop for Pinned<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw` (in `ReadGuard::pinned`) and is freed
+        // only here, once; the guard that handed out references to it is being dropped.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 /// An exclusive lock on an entry, giving `&mut T` (or `&mut [T]`) for as long as it lives.
@@ -71,14 +90,28 @@ impl<'a, T: ?Sized> ReadGuard<'a, T> {
     /// a valid `T`, and `hold` is a shared (or exclusive) lock on the entry that owns those bytes,
     /// so that no cooperating thread or process writes them while the guard exists.
     pub(crate) unsafe fn new(ptr: NonNull<T>, hold: Hold<'a>) -> Self {
-        ReadGuard { ptr, _hold: hold, _marker: PhantomData }
+        ReadGuard { ptr, _hold: Some(hold), _pinned: None, _marker: PhantomData }
+    }
+}
+
+impl<'a, T> ReadGuard<'a, T> {
+    /// A guard over a copy of a value (validated by the caller: it is a `T`), holding no lock.
+    pub(crate) fn pinned(value: T) -> Self {
+        let ptr = NonNull::from(Box::leak(Box::new(value)));
+        ReadGuard { ptr, _hold: None, _pinned: Some(Pinned(ptr)), _marker: PhantomData }
     }
 }
 
 impl<'a, T> ReadGuard<'a, [T]> {
     /// The guard of the slice's first element, or `None` if the slice is empty.
     pub(crate) fn into_first(self) -> Option<ReadGuard<'a, T>> {
-        (!self.ptr.is_empty()).then(|| ReadGuard { ptr: self.ptr.cast::<T>(), _hold: self._hold, _marker: PhantomData })
+        debug_assert!(self._pinned.is_none(), "slice guards hold locks, never copies");
+        (!self.ptr.is_empty()).then(|| ReadGuard {
+            ptr: self.ptr.cast::<T>(),
+            _hold: self._hold,
+            _pinned: None,
+            _marker: PhantomData,
+        })
     }
 }
 

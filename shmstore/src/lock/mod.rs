@@ -332,17 +332,18 @@ impl Locks {
         }
     }
 
-    /// The lock of the entry whose block is at `block` (in `map`, the store's mapping), changed
-    /// in place or not; `None` if the block lies outside the mapping. Its OFD byte is derived
-    /// from the block's offset.
+    /// The lock of the entry whose OFD lock byte is `byte`: that byte in OFD mode; in robust
+    /// mode, the mutex and words of the block the byte is derived from (format v2:
+    /// `2^62 + block / 64`) in `map`, the store's mapping. `None` if the block lies outside it.
     ///
     /// The store that owns `map` must outlive the lock's uses (robust mode keeps pointers).
-    pub(crate) fn entry(&self, map: &crate::map::Mapping, block: u64, in_place: bool) -> Option<EntryLock> {
+    pub(crate) fn entry(&self, map: &crate::map::Mapping, byte: u64) -> Option<EntryLock> {
         match self {
-            Locks::Ofd { .. } => {
-                Some(EntryLock::Ofd(RangeLock::new(crate::format::v2::header::entry_lock_byte(block))))
+            Locks::Ofd { .. } => Some(EntryLock::Ofd(RangeLock::new(byte))),
+            Locks::Robust(_) => {
+                let block = byte.checked_sub(crate::format::v2::header::LOCK_BASE)?.checked_mul(64)?;
+                robust::BlockLock::new(map, block).map(EntryLock::Robust)
             }
-            Locks::Robust(_) => robust::BlockLock::new(map, block, in_place).map(EntryLock::Robust),
         }
     }
 
@@ -354,31 +355,35 @@ impl Locks {
         }
     }
 
-    /// Takes `lock` (one of this store's entry locks) shared, for a reader.
+    /// Takes `lock` (one of this store's entry locks, of an entry changed `in_place` or
+    /// double-buffered) shared, for a reader.
     pub(crate) fn read<'a>(
         &'a self,
         lock: &'a EntryLock,
         file: &'a File,
         scope: &'a LockScope,
         wait: Wait,
+        in_place: bool,
     ) -> Result<Held<'a>, LockError> {
         match (self, lock) {
-            (Locks::Robust(robust), EntryLock::Robust(block)) => block.read(robust, scope, wait),
+            (Locks::Robust(robust), EntryLock::Robust(block)) => block.read(robust, scope, wait, in_place),
             (_, EntryLock::Ofd(range)) => range.read(file, scope, wait),
             (Locks::Ofd { .. }, EntryLock::Robust(_)) => Err(mode_mix()),
         }
     }
 
-    /// Takes `lock` (one of this store's entry locks) exclusively, for a writer.
+    /// Takes `lock` (one of this store's entry locks, of an entry changed `in_place` or
+    /// double-buffered) exclusively, for a writer.
     pub(crate) fn write<'a>(
         &'a self,
         lock: &'a EntryLock,
         file: &'a File,
         scope: &'a LockScope,
         wait: Wait,
+        in_place: bool,
     ) -> Result<Held<'a>, LockError> {
         match (self, lock) {
-            (Locks::Robust(robust), EntryLock::Robust(block)) => block.write(robust, scope, wait),
+            (Locks::Robust(robust), EntryLock::Robust(block)) => block.write(robust, scope, wait, in_place),
             (_, EntryLock::Ofd(range)) => range.write(file, scope, wait),
             (Locks::Ofd { .. }, EntryLock::Robust(_)) => Err(mode_mix()),
         }
@@ -401,7 +406,7 @@ pub(crate) mod testing {
 
     use super::reset;
     use super::robust::{BlockLock, Robust};
-    use super::LockScope;
+    use super::{Held, LockError, LockScope, Wait};
     use crate::format::v2::block::BLOCK_SIZE;
     use crate::format::v2::header::{LockMode, OpenState, DATA_OFFSET};
     use crate::map::Mapping;
@@ -464,9 +469,9 @@ pub(crate) mod testing {
             Fixture { robust, _dir: dir, path: path.to_owned(), file, map, scope, state }
         }
 
-        /// The lock of test block `i`.
-        pub(crate) fn block(&self, i: u64, in_place: bool) -> BlockLock {
-            BlockLock::new(&self.map, block(i), in_place).unwrap()
+        /// The lock of test block `i`, used as the lock of an entry changed in place or not.
+        pub(crate) fn block(&self, i: u64, in_place: bool) -> TestLock {
+            TestLock { lock: BlockLock::new(&self.map, block(i)).unwrap(), in_place }
         }
 
         /// The `u32` word at `offset` of test block `i`.
@@ -477,6 +482,39 @@ pub(crate) mod testing {
         /// The `u64` word at `offset` of test block `i`.
         pub(crate) fn word64(&self, i: u64, offset: u64) -> &std::sync::atomic::AtomicU64 {
             self.map.atomic_u64(block(i) + offset).unwrap()
+        }
+    }
+
+    /// A block lock that remembers what kind of entry it is used for.
+    pub(crate) struct TestLock {
+        pub(crate) lock: BlockLock,
+        pub(crate) in_place: bool,
+    }
+
+    impl TestLock {
+        pub(crate) fn read<'a>(
+            &'a self,
+            ctx: &'a Robust,
+            scope: &'a LockScope,
+            wait: Wait,
+        ) -> Result<Held<'a>, LockError> {
+            self.lock.read(ctx, scope, wait, self.in_place)
+        }
+
+        pub(crate) fn write<'a>(
+            &'a self,
+            ctx: &'a Robust,
+            scope: &'a LockScope,
+            wait: Wait,
+        ) -> Result<Held<'a>, LockError> {
+            self.lock.write(ctx, scope, wait, self.in_place)
+        }
+    }
+
+    impl std::ops::Deref for TestLock {
+        type Target = BlockLock;
+        fn deref(&self) -> &BlockLock {
+            &self.lock
         }
     }
 

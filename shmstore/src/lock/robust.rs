@@ -221,9 +221,6 @@ pub(crate) struct BlockLock {
     /// The block's offset: the lock's identity in the registry.
     offset: u64,
     site: Site,
-    /// Whether the entry is changed in place (readers use the bitmap and writers the `writer`
-    /// word); `false` for double-buffered objects.
-    in_place: bool,
     interrupted: Located<AtomicU32>,
     readers: [Located<AtomicU32>; 4],
     writer: Located<AtomicU32>,
@@ -234,17 +231,19 @@ pub(crate) struct BlockLock {
 }
 
 impl BlockLock {
-    /// The lock of the block at `offset`, of an entry changed in place or not. `None` if the
-    /// block lies outside the mapping.
+    /// The lock of the block at `offset`; `None` if the block lies outside the mapping.
+    ///
+    /// Its users say, at every acquisition, whether the entry is changed in place (an array, a
+    /// byte region, an object holding atomics: readers use the bitmap, writers the `writer`
+    /// word) or double-buffered: a block reused for another entry may change kind.
     ///
     /// The store that owns `map` must outlive the lock's uses: the lock keeps pointers into it.
-    pub(crate) fn new(map: &Mapping, offset: u64, in_place: bool) -> Option<BlockLock> {
+    pub(crate) fn new(map: &Mapping, offset: u64) -> Option<BlockLock> {
         let at = |o: u64| offset.checked_add(o);
         let u32_at = |o: u64| at(o).and_then(|o| map.locate_u32(o));
         Some(BlockLock {
             offset,
             site: Site::locate(map, at(block::MUTEX)?, at(block::LOCK_EPOCH)?)?,
-            in_place,
             interrupted: u32_at(block::INTERRUPTED)?,
             readers: [
                 u32_at(block::READERS)?,
@@ -307,9 +306,10 @@ impl BlockLock {
         ctx: &'a Robust,
         scope: &'a LockScope,
         wait: Wait,
+        in_place: bool,
     ) -> Result<Held<'a>, LockError> {
         let (key, _) = scope.admit(self.offset, true)?;
-        self.exclusive(ctx, scope, key, wait)
+        self.exclusive(ctx, scope, key, wait, in_place)
     }
 
     fn exclusive<'a>(
@@ -318,10 +318,11 @@ impl BlockLock {
         scope: &'a LockScope,
         key: Key,
         wait: Wait,
+        in_place: bool,
     ) -> Result<Held<'a>, LockError> {
         self.ensure(ctx)?;
         let acquired = self.site.lock(wait)?;
-        if !self.in_place {
+        if !in_place {
             return Ok(Held::new(scope, key, true, HeldRelease::Robust(Release::mutex(&self.site, None, acquired))));
         }
         if acquired == Acquired::OwnerDied {
@@ -340,16 +341,22 @@ impl BlockLock {
     /// Takes the entry shared, for a reader, until the returned hold drops. Re-entrant: a thread
     /// that already reads the entry gets it again at once, even with a writer waiting. Without a
     /// reader slot (or for a double-buffered object), the hold is the mutex, exclusive.
-    pub(crate) fn read<'a>(&'a self, ctx: &'a Robust, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+    pub(crate) fn read<'a>(
+        &'a self,
+        ctx: &'a Robust,
+        scope: &'a LockScope,
+        wait: Wait,
+        in_place: bool,
+    ) -> Result<Held<'a>, LockError> {
         let (key, mine) = scope.admit(self.offset, false)?;
-        let slot = if self.in_place { ctx.readers.slot(scope) } else { None };
+        let slot = if in_place { ctx.readers.slot(scope) } else { None };
         let Some(slot) = slot else {
             // A thread that reads through another store of the same file holds the entry
             // shared; the mutex would not wait for it, but its writer would.
             if mine.shared > 0 {
                 return Err(LockError::WouldDeadlock { held_exclusive: false });
             }
-            return self.exclusive(ctx, scope, key, wait);
+            return self.exclusive(ctx, scope, key, wait, in_place);
         };
         self.ensure(ctx)?;
         let (k, bit) = ((slot / 32) as usize, 1u32 << (slot % 32));
@@ -961,11 +968,11 @@ mod processes {
         let state = crate::lock::reset::reset(&map, header::LockMode::Robust).unwrap();
         let scope = LockScope::of(&copy_file).unwrap();
         let robust = Robust::new(&map, &copy_file, state.lock_epoch, true).unwrap().unwrap();
-        let lock = BlockLock::new(&map, crate::lock::testing::block(0), true).unwrap();
-        let w = lock.write(&robust, &scope, Wait::Never).unwrap();
+        let lock = BlockLock::new(&map, crate::lock::testing::block(0)).unwrap();
+        let w = lock.write(&robust, &scope, Wait::Never, true).unwrap();
         assert!(!w.owner_died(), "re-initialised, not recovered");
         drop(w);
-        drop(lock.read(&robust, &scope, Wait::Never).unwrap());
+        drop(lock.read(&robust, &scope, Wait::Never, true).unwrap());
         drop((lock, robust));
     }
 }
