@@ -56,7 +56,7 @@ use crate::sys;
 use crate::view::Staging;
 
 /// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
-const READ_ONLY_POLL: Duration = Duration::from_millis(2);
+pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// How many times an optimistic read retries before it takes the shared lock.
 pub const OPTIMISTIC_TRIES: u32 = 64;

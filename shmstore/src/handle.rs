@@ -175,6 +175,58 @@ impl EntryHandle {
         Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
     }
 
+    /// Copies elements `start..start + count` of an entry changed in place (whose type holds no
+    /// atomics), without its lock, for a process that cannot take it: a read-only mapping in
+    /// robust lock mode. An optimistic read, as for double-buffered objects: the entry's `seq`,
+    /// then its `writer` word (set by a writer, holding the mutex, before it changes anything,
+    /// with a release fence), a copy with atomic loads, an acquire fence, and both words again;
+    /// retried until no writer was in. While a writer is in, it sleeps on the entry's futex word
+    /// in 2 ms slices (a read-only mapping cannot register as a waiter), honouring `wait`. A
+    /// writer that died leaves its `writer` word set until a read-write process recovers the
+    /// entry's lock; until then this waits (or times out).
+    fn copy_unlocked<T: SharedLayout>(
+        &self,
+        start: u64,
+        count: u64,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<Box<[T]>> {
+        let size = self.layout.size as u64;
+        let len = usize::try_from(count * size).map_err(|_| self.store.corrupt("an entry too large to copy".into()))?;
+        let mut values: Vec<std::mem::MaybeUninit<T>> = Vec::new();
+        values.try_reserve_exact(count as usize).map_err(|_| {
+            self.store.io(
+                "read",
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate {len} bytes to copy into"),
+                ),
+            )
+        })?;
+        values.resize_with(count as usize, std::mem::MaybeUninit::zeroed);
+        // SAFETY: `values` holds `count` zeroed `T`s, `len` initialised bytes, borrowed
+        // exclusively for this slice's life; `u8` has no alignment or validity requirement.
+        let out = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) };
+        let offset = self.active_offset() + start * size;
+        self.store.copy_unlocked(&self.entry.name, self.at, offset, out, wait, timeout, || self.check_current())?;
+        if self.validate {
+            let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
+            // SAFETY: `ptr` is this process's private copy of `count` values of `self.layout`,
+            // which nobody else can reach.
+            let checked = unsafe { view::validate_shared(self.layout, ptr, count as usize) };
+            checked.map_err(|(i, mut invalid)| {
+                if self.entry.kind == crate::format::entry::EntryKind::Array {
+                    invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
+                }
+                Error::InvalidValue { name: self.entry.name.clone(), type_name: self.layout.display_name(), invalid }
+            })?;
+        }
+        // SAFETY: every value was copied from the entry, whose values have `T`'s layout, and the
+        // bytes passed `T::LAYOUT` validation (or need none): they are valid `T`s (the
+        // `SharedLayout` contract).
+        Ok(unsafe { values.into_boxed_slice().assume_init() })
+    }
+
     /// Bounds-checks `start..start + count` against the array's length.
     pub(crate) fn check_range(&self, what: &'static str, start: usize, count: usize) -> Result<()> {
         let len = self.entry.count;
@@ -222,6 +274,9 @@ impl EntryHandle {
             return Err(self
                 .store
                 .read_only_error("a read guard on a type holding atomics (they can be written through it)"));
+        }
+        if self.store.cannot_lock() {
+            return Ok(ReadGuard::pinned_slice(self.copy_unlocked::<T>(start as u64, count as u64, wait, timeout)?));
         }
         let hold = self.hold(false, wait, timeout)?;
         let ptr = self.elements::<T>(&hold, start as u64, count as u64)?;

@@ -125,6 +125,30 @@ impl Store {
             )
         })?;
         bytes.resize(len, 0);
+        if inner.cannot_lock() {
+            // A read-only mapping in robust lock mode cannot take the entry's lock: copy
+            // optimistically. A double-buffered object's slot is published whole, by one `seq`
+            // store; an entry changed in place is checked against its `writer` word. Atomics
+            // change without either (through read guards), so their entries cannot be copied so.
+            if crate::view::Shape::holds_atomics(&schema) {
+                return Err(inner.read_only_error(
+                    "copying an entry holding atomics in robust lock mode (their changes are not \
+                     announced to lock-free readers): open the store read-write",
+                ));
+            }
+            let check = || match found.serial {
+                0 => Ok(()),
+                serial => inner.v2_check_current(found.at, serial, &entry, None),
+            };
+            if entry.slot_count == 2 {
+                let offset = |seq| entry.data_offset + (seq & 1) * entry.slot_stride + start * entry.elem_size;
+                inner.copy_double_buffered(name, found.at, offset, &mut bytes, check)?;
+            } else {
+                let offset = entry.data_offset + start * entry.elem_size;
+                inner.copy_unlocked(name, found.at, offset, &mut bytes, Wait::Forever, None, check)?;
+            }
+            return Ok(bytes);
+        }
         let lock = inner.entry_lock(entry.lock_offset)?;
         let _held = inner.lock_entry(&lock, name, false, entry.slot_count != 2, Wait::Forever, None)?;
         if found.serial != 0 {

@@ -10,9 +10,13 @@
 //! ([`crate::lock::reset`]) and where a later opener is checked against what the resetter
 //! recorded; [`crate::lock::Locks`] holds the one match on the mode per lock acquisition.
 
-use crate::error::{Error, Result};
+use std::sync::atomic::{fence, Ordering};
+use std::time::Duration;
+
+use crate::error::{Error, Result, WaitedFor};
 use crate::format::v2::header::{self as v2h, LockMode, OpenState, LOCK_ABI_LEN};
 use crate::lock::reset::{self, Mismatch};
+use crate::lock::Wait;
 use crate::store::StoreInner;
 use crate::sys;
 
@@ -91,4 +95,107 @@ fn read_state(store: &StoreInner) -> Result<OpenState> {
         return Err(store.corrupt("the header lies outside the mapping".into()));
     }
     OpenState::decode(&bytes).map_err(|e| store.corrupt(format!("header: {e}")))
+}
+
+impl StoreInner {
+    /// Copies `out.len()` bytes at `offset` of the entry changed in place whose block is at `at`
+    /// (named `name`, of a type without atomics), without its lock, for a process that cannot
+    /// take it: a read-only mapping in robust lock mode. An optimistic read, as for
+    /// double-buffered objects: the entry's `seq`, then its `writer` word (set by a writer,
+    /// holding the mutex, before it changes anything, followed by a release fence), a copy with
+    /// atomic loads, an acquire fence, and both words again; retried until no writer was in, and
+    /// `check_current` before every try. While a writer is in, it sleeps on the entry's futex word
+    /// in 2 ms slices (a read-only mapping cannot register as a waiter), honouring `wait`. A
+    /// writer that died leaves its `writer` word set until a read-write process recovers the
+    /// entry's lock; until then this waits (or times out).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn copy_unlocked(
+        &self,
+        name: &str,
+        at: u64,
+        offset: u64,
+        out: &mut [u8],
+        wait: Wait,
+        timeout: Option<Duration>,
+        check_current: impl Fn() -> Result<()>,
+    ) -> Result<()> {
+        let map = self.map();
+        let word = |o| map.atomic_u32(at + o);
+        let located = (
+            map.ptr(offset, out.len() as u64, 1),
+            word(crate::format::v2::block::WRITER),
+            word(crate::format::v2::block::FUTEX),
+            map.atomic_u64(at + crate::format::v2::block::SEQ),
+        );
+        let (Some(src), Some(writer), Some(futex), Some(seq)) = located else {
+            return Err(self.corrupt(format!("entry `{name}` points outside the mapping")));
+        };
+        loop {
+            check_current()?;
+            let seen = futex.load(Ordering::SeqCst);
+            let before = seq.load(Ordering::Acquire);
+            if writer.load(Ordering::SeqCst) != 0 {
+                let nap = match wait {
+                    Wait::Never => return Err(Error::WouldBlock { name: name.to_owned() }),
+                    Wait::Forever => crate::commit::READ_ONLY_POLL,
+                    Wait::Until(deadline) => match deadline.checked_duration_since(std::time::Instant::now()) {
+                        Some(left) if !left.is_zero() => left.min(crate::commit::READ_ONLY_POLL),
+                        _ => {
+                            return Err(Error::Timeout {
+                                name: name.to_owned(),
+                                waited: timeout.unwrap_or_default(),
+                                waited_for: WaitedFor::Lock,
+                            })
+                        }
+                    },
+                };
+                crate::sys::futex_wait(futex, seen, Some(nap)).map_err(|e| self.io("futex wait", e))?;
+                continue;
+            }
+            // SAFETY: `src..src + out.len()` lies in the mapping (located above), which stays
+            // mapped while `self` lives; the entry is changed in place by plain stores (its type
+            // holds no atomics: the callers refuse those), so this process never accesses these
+            // bytes atomically at another width.
+            unsafe { crate::view::copy_racy(src, out) };
+            fence(Ordering::Acquire);
+            if writer.load(Ordering::Acquire) == 0 && seq.load(Ordering::Relaxed) == before {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `out.len()` bytes of the double-buffered object whose block is at `at` (named
+    /// `name`) from `offset(seq)` in its active slot, without its lock: the optimistic read of
+    /// `load()`, for a process that cannot take the lock (a read-only mapping in robust lock
+    /// mode). Retried, yielding in between, until no commit raced with the copy.
+    pub(crate) fn copy_double_buffered(
+        &self,
+        name: &str,
+        at: u64,
+        offset: impl Fn(u64) -> u64,
+        out: &mut [u8],
+        check_current: impl Fn() -> Result<()>,
+    ) -> Result<()> {
+        let map = self.map();
+        let Some(seq) = map.atomic_u64(at + crate::format::v2::block::SEQ) else {
+            return Err(self.corrupt(format!("entry `{name}` points outside the mapping")));
+        };
+        loop {
+            check_current()?;
+            let before = seq.load(Ordering::Acquire);
+            let Some(src) = map.ptr(offset(before), out.len() as u64, 1) else {
+                return Err(self.corrupt(format!("entry `{name}` points outside the mapping")));
+            };
+            // SAFETY: `src..src + out.len()` lies in the mapping (checked just above), which stays
+            // mapped while `self` lives. Committers store the slot's words as `AtomicU64`s, which
+            // `copy_racy` reads as such where they are whole (slots are 64-aligned).
+            unsafe { crate::view::copy_racy(src, out) };
+            fence(Ordering::Acquire);
+            if seq.load(Ordering::Relaxed) == before {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+    }
 }

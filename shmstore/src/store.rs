@@ -214,8 +214,10 @@ impl OpenOptions {
     /// file by processes that are gone (after a crash, a reboot, or in a copied file), so that
     /// none of them is ever waited for. A later opener that asks for the other mode gets
     /// [`Error::LockModeMismatch`]; one that does not ask follows the store. A read-only opener in
-    /// robust mode cannot take the in-file locks (its mapping is read-only): its lock-free
-    /// `load()`s work, and guards and copies that need a lock fail with [`Error::ReadOnly`].
+    /// robust mode cannot take the in-file locks (its mapping is read-only), so it reads without
+    /// them: `load()` as always, and copies and read guards of arrays and byte regions as
+    /// optimistic copies, retried until no writer was in (a read guard then holds a copy). Read
+    /// guards on objects holding atomics are refused on read-only stores in both modes.
     pub fn lock_mode(&mut self, mode: v2h::LockMode) -> &mut Self {
         self.lock_mode = Some(mode);
         self

@@ -103,15 +103,31 @@ impl<'a, T> ReadGuard<'a, T> {
 }
 
 impl<'a, T> ReadGuard<'a, [T]> {
+    /// A guard over a copy of values (validated by the caller), holding no lock.
+    pub(crate) fn pinned_slice(values: Box<[T]>) -> Self {
+        let ptr = NonNull::from(Box::leak(values));
+        ReadGuard { ptr, _hold: None, _pinned: Some(Pinned(ptr)), _marker: PhantomData }
+    }
+}
+
+impl<'a, T> ReadGuard<'a, [T]> {
     /// The guard of the slice's first element, or `None` if the slice is empty.
     pub(crate) fn into_first(self) -> Option<ReadGuard<'a, T>> {
-        debug_assert!(self._pinned.is_none(), "slice guards hold locks, never copies");
-        (!self.ptr.is_empty()).then(|| ReadGuard {
-            ptr: self.ptr.cast::<T>(),
-            _hold: self._hold,
-            _pinned: None,
-            _marker: PhantomData,
-        })
+        if self.ptr.is_empty() {
+            return None;
+        }
+        let ptr = self.ptr.cast::<T>();
+        // A copy of one or more values: the first one's guard takes over the allocation, which
+        // it frees as a `Box<T>`. Only a copy of exactly one value has the layout of a `T`.
+        let pinned = match self._pinned {
+            Some(copy) if self.ptr.len() == 1 => {
+                std::mem::forget(copy);
+                Some(Pinned(ptr))
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        Some(ReadGuard { ptr, _hold: self._hold, _pinned: pinned, _marker: PhantomData })
     }
 }
 
@@ -408,6 +424,36 @@ pub(crate) unsafe fn copy_shared<S: Shape>(shape: &S, src: NonNull<u8>, out: &mu
         // SAFETY: `chunk` is the `i`-th `size` bytes of `out`, so `src + i * size` is the start of
         // the `i`-th value, inside the range the caller vouches for; the rest is the contract.
         unsafe { copy_value(shape, src.add(i * size), chunk) };
+    }
+}
+
+/// Copies `out.len()` bytes from `src` with relaxed atomic loads only (8-byte words where the
+/// source is aligned, single bytes elsewhere), for an optimistic read that a writer may race with:
+/// the caller checks afterwards (after an acquire fence) that no writer was in, and discards the
+/// copy otherwise. A copy a writer raced with holds any mix of old and new bytes, which is why it
+/// is never used before that check.
+///
+/// # Safety
+///
+/// `src..src + out.len()` lies in a live mapping, and nothing in it is ever accessed by this
+/// process with atomics of another width than 8 (a racing access of a different width is not
+/// allowed in Rust's memory model): the entry is changed in place by plain stores in the writer's
+/// process, and holds no atomics (which this process would access at their own width).
+pub(crate) unsafe fn copy_racy(src: NonNull<u8>, out: &mut [u8]) {
+    let mut i = 0;
+    while i < out.len() {
+        // SAFETY: `src + i` is inside the range the caller vouches for (`i < out.len()`).
+        let at = unsafe { src.add(i) };
+        if (at.as_ptr() as usize).is_multiple_of(8) && out.len() - i >= 8 {
+            // SAFETY: 8 aligned bytes in the mapping, read as one atomic word (the contract).
+            let word = unsafe { AtomicU64::from_ptr(at.as_ptr().cast()) }.load(Ordering::Relaxed);
+            out[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+            i += 8;
+        } else {
+            // SAFETY: one byte in the mapping, read as an atomic byte (the contract).
+            out[i] = unsafe { AtomicU8::from_ptr(at.as_ptr()) }.load(Ordering::Relaxed);
+            i += 1;
+        }
     }
 }
 

@@ -329,6 +329,10 @@ impl BlockLock {
             self.word(self.interrupted).store(1, Ordering::SeqCst);
         }
         self.writer().store(1, Ordering::SeqCst);
+        // Whatever the writer stores from now on comes after this fence: an optimistic reader
+        // (a read-only mapping, which cannot lock) that sees any of it, and then issues an
+        // acquire fence, sees `writer` set too (or `seq` moved), and retries.
+        std::sync::atomic::fence(Ordering::Release);
         // From here on the release undoes everything, also if waiting for readers fails.
         let release = Release::mutex(&self.site, Some(self), acquired);
         if let Err(e) = self.wait_for_readers(ctx, wait) {
