@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use memmap2::MmapRaw;
-use shmstore::{SharedLayout, Store};
+use shmstore::{LockMode, SharedLayout, Store};
 
 /// A 64-byte object: one cache line, no validation needed (every bit pattern is a valid `u64`).
 #[derive(SharedLayout, Clone, Copy, Debug, Default, PartialEq)]
@@ -385,14 +385,25 @@ fn counter_main(kind: &str) {
     // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` takes two integers and touches no memory.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let path = std::env::var_os(WRITER_FILE_ENV).unwrap();
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-    let map = MmapRaw::map_raw(&file).unwrap();
-    let seqlock = RawSeqlock::new(&map);
-    let robust = RawRobust::new(&map, false);
     let increment: Box<dyn Fn()> = match kind {
-        "bare_robust" => Box::new(|| robust.locked_increment(&seqlock)),
-        "bare_ofd" => Box::new(|| seqlock.locked_increment(&file)),
-        _ => panic!("{COUNTER_ENV} must be `bare_robust` or `bare_ofd`, not `{kind}`"),
+        "bare_robust" | "bare_ofd" => {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let map = Box::leak(Box::new(MmapRaw::map_raw(&file).unwrap()));
+            let seqlock = RawSeqlock::new(map);
+            if kind == "bare_robust" {
+                let robust = RawRobust::new(map, false);
+                Box::new(move || robust.locked_increment(&seqlock))
+            } else {
+                Box::new(move || seqlock.locked_increment(&file))
+            }
+        }
+        // The store's own processes follow the lock mode the bench opened it with.
+        "store_robust" | "store_ofd" => {
+            let store = Store::open(&path).unwrap();
+            let obj = store.object::<Obj64>("obj64").unwrap();
+            Box::new(move || obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap())
+        }
+        _ => panic!("{COUNTER_ENV} must be `bare_robust`, `bare_ofd`, `store_robust` or `store_ofd`, not `{kind}`"),
     };
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
@@ -408,9 +419,18 @@ fn counter_main(kind: &str) {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
 
-    // ---- The store under test: one 64-byte object, and 1 MiB arrays of f64 and of u8. ----
+    // ---- The store under test: one 64-byte object, and 1 MiB arrays of f64 and of u8; in robust
+    // lock mode (the default), and the object again in a store in OFD lock mode. ----
     let store = Store::open_or_create(dir.path().join("bench.shm"), 8 * MIB as u64).unwrap();
+    assert_eq!(store.lock_mode(), LockMode::Robust);
     let obj = store.object_or_init("obj64", Obj64::default).unwrap();
+    let ofd_store = Store::options()
+        .create(true)
+        .capacity(MIB as u64)
+        .lock_mode(LockMode::Ofd)
+        .open(dir.path().join("ofd.shm"))
+        .unwrap();
+    let ofd_obj = ofd_store.object_or_init("obj64", Obj64::default).unwrap();
     let f64s = store.array_or_init::<f64>("f64_1MiB", MIB / 8, 1.5).unwrap();
     let bytes = store.array_or_init::<u8>("u8_1MiB", MIB, 7).unwrap();
 
@@ -538,14 +558,44 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
-    // ---- Four processes incrementing one counter: the bare robust mutex commit and the bare OFD
-    // commit (both on the raw seqlock), each counted exactly. ----
+    // ---- The same object cases in OFD lock mode: a kernel lock pair per guard and commit. ----
+    let mut g = c.benchmark_group("object_ofd");
+    g.bench_function("read_guard", |b| {
+        b.iter(|| {
+            let guard = ofd_obj.read().unwrap();
+            black_box(guard.a[3]);
+        })
+    });
+    g.bench_function("write_guard", |b| {
+        b.iter(|| {
+            let mut guard = ofd_obj.write().unwrap();
+            n = n.wrapping_add(1);
+            guard.a[3] = black_box(n);
+        })
+    });
+    g.bench_function("update", |b| b.iter(|| ofd_obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap()));
+    g.bench_function("store", |b| {
+        b.iter(|| {
+            value.a[0] = value.a[0].wrapping_add(1);
+            ofd_obj.store(black_box(value)).unwrap();
+        })
+    });
+    g.finish();
+
+    // ---- Four processes incrementing one counter: `update` in each lock mode, the bare robust
+    // mutex commit and the bare OFD commit (both on the raw seqlock), each counted exactly. ----
     let mut g = c.benchmark_group("contended4");
-    for kind in ["bare_robust", "bare_ofd"] {
-        let mut counters = Counters::spawn(kind, &dir.path().join("raw.bin"));
-        let before = seqlock.version();
+    for kind in ["store_robust", "store_ofd", "bare_robust", "bare_ofd"] {
+        let (file, obj) = match kind {
+            "store_robust" => (dir.path().join("bench.shm"), Some(obj.clone())),
+            "store_ofd" => (dir.path().join("ofd.shm"), Some(ofd_obj.clone())),
+            _ => (dir.path().join("raw.bin"), None),
+        };
+        let count = || obj.as_ref().map_or_else(|| seqlock.version(), |o| o.load().unwrap().a[0]);
+        let mut counters = Counters::spawn(kind, &file);
+        let before = count();
         g.bench_function(kind, |b| b.iter_custom(|iters| counters.run(iters.div_ceil(COUNTER_PROCESSES as u64))));
-        counters.finish(kind, seqlock.version() - before);
+        counters.finish(kind, count().wrapping_sub(before));
     }
     g.finish();
 

@@ -317,9 +317,15 @@ impl EntryHandle {
     pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
         // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
         let target = std::cell::Cell::new(0);
+        let hot = self.hot();
         let slot = |next| {
             target.set(self.slot_offset(next));
-            self.slot_words(target.get(), bytes.len()).ok_or_else(|| self.outside())
+            match hot {
+                // Both slots were located when the handle was made.
+                Some((_, _, slots)) => slots[seqlock::active(next)].get(..bytes.len().div_ceil(8)),
+                None => self.slot_words(target.get(), bytes.len()),
+            }
+            .ok_or_else(|| self.outside())
         };
         let written = || {
             step(Step::SlotWritten);
@@ -329,7 +335,8 @@ impl EntryHandle {
             }
             Ok(())
         };
-        seqlock::commit(self.seq(), bytes, slot, || self.outside(), written)?;
+        let seq = hot.map_or_else(|| self.seq(), |(seq, _, _)| seq);
+        seqlock::commit(seq, bytes, slot, || self.outside(), written)?;
         step(Step::Published);
         if durability == Durability::PowerLoss {
             self.store.sync_range(self.at, self.store.words.record_len)?;
@@ -356,9 +363,11 @@ impl EntryHandle {
     }
 
     fn wake(&self) {
-        let futex = self.live_u32(self.store.words.futex);
+        let (futex, waiters) = self
+            .notify_words()
+            .unwrap_or_else(|| (self.live_u32(self.store.words.futex), self.live_u32(self.store.words.waiters)));
         futex.fetch_add(1, Ordering::SeqCst);
-        if self.live_u32(self.store.words.waiters).load(Ordering::SeqCst) > 0 {
+        if waiters.load(Ordering::SeqCst) > 0 {
             sys::futex_wake(futex);
             step(Step::Woke);
         }

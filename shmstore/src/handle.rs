@@ -50,6 +50,8 @@ struct Hot {
     moved: Located<AtomicU32>,
     serial: Option<Located<AtomicU64>>,
     slots: [Located<[AtomicU64]>; 2],
+    /// The change-notification words a commit bumps and checks: `futex`, `waiters`.
+    notify: [Located<AtomicU32>; 2],
 }
 
 impl EntryHandle {
@@ -82,13 +84,15 @@ impl EntryHandle {
                 map.locate_u32(at + store.words.current),
                 map.locate_words(entry.data_offset, words),
                 map.locate_words(entry.data_offset + entry.slot_stride, words),
+                map.locate_u32(at + store.words.futex),
+                map.locate_u32(at + store.words.waiters),
             );
-            let (Some(seq), Some(moved), Some(slot0), Some(slot1)) = located else {
+            let (Some(seq), Some(moved), Some(slot0), Some(slot1), Some(futex), Some(waiters)) = located else {
                 // The data lies inside the mapping (checked above), so a slot is misaligned.
                 return Err(store.corrupt(format!("the slots of object `{}` are misaligned", entry.name)));
             };
             let serial = if serial != 0 { map.locate_u64(at + crate::format::v2::block::SERIAL) } else { None };
-            Some(Hot { seq, moved, serial, slots: [slot0, slot1] })
+            Some(Hot { seq, moved, serial, slots: [slot0, slot1], notify: [futex, waiters] })
         } else {
             None
         };
@@ -110,7 +114,11 @@ impl EntryHandle {
         let in_place = self.entry.slot_count != 2;
         let held = self.store.lock_entry(&self.lock, &self.entry.name, exclusive, in_place, wait, timeout)?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
-        self.check_current()?;
+        // (One or two loads of words located once, for a double-buffered object.)
+        match self.hot() {
+            Some((_, moved, _)) if !self.moved_away(moved) => {}
+            _ => self.check_current()?,
+        }
         Ok(held)
     }
 
@@ -121,6 +129,14 @@ impl EntryHandle {
         // SAFETY: `hot` was located in this store's mappings, and `self.store` keeps the store,
         // hence every one of its mappings, alive for as long as `self` is borrowed.
         unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
+    }
+
+    /// The change-notification words of a double-buffered object, `futex` and `waiters`.
+    #[inline(always)]
+    pub(crate) fn notify_words(&self) -> Option<(&AtomicU32, &AtomicU32)> {
+        let hot = self.hot?;
+        // SAFETY: as in `hot`.
+        unsafe { Some((hot.notify[0].get(), hot.notify[1].get())) }
     }
 
     /// Whether the entry may no longer be the one this handle was made for, as the word

@@ -235,7 +235,8 @@ impl LockScope {
 #[derive(Debug)]
 pub(crate) struct Held<'a> {
     scope: &'a LockScope,
-    key: Key,
+    /// The hold's key in this thread's registry, if it is recorded there.
+    key: Option<Key>,
     /// How the registry counts this hold.
     exclusive: bool,
     release: Release<'a>,
@@ -264,7 +265,14 @@ impl<'a> Held<'a> {
     /// `scope`, and returns it; dropping it undoes `release`.
     pub(crate) fn new(scope: &'a LockScope, key: Key, exclusive: bool, release: Release<'a>) -> Held<'a> {
         add_hold(key, exclusive);
-        Held { scope, key, exclusive, release, _this_thread: PhantomData }
+        Held { scope, key: Some(key), exclusive, release, _this_thread: PhantomData }
+    }
+
+    /// An exclusive hold that the lock itself records (a robust mutex of the ERRORCHECK type
+    /// tells its holder that it holds it), kept out of this thread's registry; dropping it undoes
+    /// `release`.
+    pub(crate) fn unregistered(scope: &'a LockScope, release: Release<'a>) -> Held<'a> {
+        Held { scope, key: None, exclusive: true, release, _this_thread: PhantomData }
     }
 
     /// Whether this process is a forked child of the one that took the lock: the lock is then the
@@ -292,7 +300,9 @@ impl Drop for Held<'_> {
             // unlocked here. Touch none of them.
             return;
         }
-        remove_hold(self.key, self.exclusive);
+        if let Some(key) = self.key {
+            remove_hold(key, self.exclusive);
+        }
         match &self.release {
             Release::Ofd { lock, file } => lock.unlock(file, self.exclusive),
             Release::Robust(release) => release.release(),

@@ -121,6 +121,10 @@ impl Site {
     /// load.
     pub(crate) fn ensure(&self, epoch: u64, also: impl Fn()) -> Result<(), LockError> {
         let word = self.epoch_word();
+        if word.load(Ordering::Acquire) == epoch {
+            return Ok(());
+        }
+        // The slow path, once per mutex per epoch: `getpid` is a system call.
         let me = u64::from(std::process::id());
         loop {
             let seen = word.load(Ordering::Acquire);
@@ -154,21 +158,27 @@ impl Site {
         }
     }
 
-    /// Locks the mutex (of the current epoch), honouring `wait`.
+    /// Locks the mutex (of the current epoch), honouring `wait`. A thread that holds it gets
+    /// [`LockError::WouldDeadlock`] (the mutexes are of the ERRORCHECK type), whatever the wait.
     fn lock(&self, wait: Wait) -> Result<Acquired, LockError> {
         let mutex = self.mutex();
-        let res = match wait {
-            Wait::Forever => mutex.lock(None),
-            Wait::Never => mutex.try_lock(),
-            Wait::Until(deadline) => mutex.lock(Some(deadline)),
-        };
-        res.map_err(lock_error)
+        match wait {
+            Wait::Forever => mutex.lock(None).map_err(lock_error),
+            // A timed lock that has already timed out, rather than `try_lock`: it tells this
+            // thread that it holds the mutex with both glibc and musl.
+            Wait::Never => match mutex.lock(Some(Instant::now())) {
+                Err(MutexError::TimedOut) => Err(LockError::WouldBlock),
+                other => other.map_err(lock_error),
+            },
+            Wait::Until(deadline) => mutex.lock(Some(deadline)).map_err(lock_error),
+        }
     }
 }
 
 fn lock_error(e: MutexError) -> LockError {
     match e {
         MutexError::Busy => LockError::WouldBlock,
+        MutexError::Deadlock => LockError::WouldDeadlock { held_exclusive: true },
         MutexError::TimedOut => LockError::Timeout,
         MutexError::NotRecoverable => LockError::NotRecoverable,
         MutexError::Os(e) => LockError::Io(e),
@@ -301,6 +311,10 @@ impl BlockLock {
 
     /// Takes the entry exclusively, for a writer, until the returned hold drops: the mutex, and for
     /// an entry changed in place, the `writer` word and an empty reader bitmap.
+    ///
+    /// For a double-buffered object the mutex is all there is to hold, and it tells a thread that
+    /// already holds it (ERRORCHECK): such holds skip this thread's registry of holds, which only
+    /// entries changed in place need (for their reader bits).
     pub(crate) fn write<'a>(
         &'a self,
         ctx: &'a Robust,
@@ -308,8 +322,21 @@ impl BlockLock {
         wait: Wait,
         in_place: bool,
     ) -> Result<Held<'a>, LockError> {
+        if !in_place {
+            return self.mutex_only(ctx, scope, wait);
+        }
         let (key, _) = scope.admit(self.offset, true)?;
         self.exclusive(ctx, scope, key, wait, in_place)
+    }
+
+    /// The mutex alone, for a double-buffered object: not recorded in the registry.
+    fn mutex_only<'a>(&'a self, ctx: &'a Robust, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+        if scope.forked() {
+            return Err(LockError::Forked);
+        }
+        self.ensure(ctx)?;
+        let acquired = self.site.lock(wait)?;
+        Ok(Held::unregistered(scope, HeldRelease::Robust(Release::mutex(&self.site, None, acquired))))
     }
 
     fn exclusive<'a>(
@@ -352,8 +379,11 @@ impl BlockLock {
         wait: Wait,
         in_place: bool,
     ) -> Result<Held<'a>, LockError> {
+        if !in_place {
+            return self.mutex_only(ctx, scope, wait);
+        }
         let (key, mine) = scope.admit(self.offset, false)?;
-        let slot = if in_place { ctx.readers.slot(scope) } else { None };
+        let slot = ctx.readers.slot(scope);
         let Some(slot) = slot else {
             // A thread that reads through another store of the same file holds the entry
             // shared; the mutex would not wait for it, but its writer would.
@@ -452,10 +482,11 @@ impl BlockLock {
         if self.writer().load(Ordering::SeqCst) == 0 {
             return Ok(true);
         }
-        let acquired = match self.site.lock(Wait::Never) {
+        let acquired = match self.site.mutex().try_lock() {
             Ok(acquired) => acquired,
-            Err(LockError::WouldBlock) => return Ok(false),
-            Err(e) => return Err(e),
+            // Held by a live writer (possibly this thread, which would not be reading then).
+            Err(MutexError::Busy | MutexError::Deadlock) => return Ok(false),
+            Err(e) => return Err(lock_error(e)),
         };
         if acquired == Acquired::OwnerDied {
             self.word(self.interrupted).store(1, Ordering::SeqCst);
@@ -838,7 +869,11 @@ mod tests {
         original.site.mutex().unlock();
         fx.word32(1, block::WRITER).store(1, Ordering::SeqCst);
         fx.word32(1, block::READERS + 12).store(1 << 31, Ordering::SeqCst);
-        assert!(is_block(stale.write(ctx, scope, Wait::Never)), "in the same epoch the stale word blocks");
+        // In the same epoch the stale word is taken for a lock this thread holds (ERRORCHECK),
+        // and would block any other thread forever.
+        let refused = stale.write(ctx, scope, Wait::Never).map(drop);
+        assert!(matches!(refused, Err(LockError::WouldDeadlock { .. })), "{refused:?}");
+        elsewhere(|| assert!(is_block(stale.write(ctx, scope, Wait::Never))));
         let epoch = fx.state.lock_epoch;
         assert_eq!(fx.word64(1, block::LOCK_EPOCH).load(Ordering::SeqCst), epoch);
         // What the first opener of a copy of the file, or after a reboot, does.

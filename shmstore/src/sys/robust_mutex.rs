@@ -45,6 +45,8 @@ pub(crate) enum Acquired {
 pub(crate) enum MutexError {
     /// `try_lock`: another thread holds it.
     Busy,
+    /// `EDEADLK`: the calling thread holds it already (the mutexes are of the ERRORCHECK type).
+    Deadlock,
     /// The deadline passed.
     TimedOut,
     /// `ENOTRECOVERABLE`: a holder unlocked it without making it consistent (never this crate),
@@ -60,7 +62,12 @@ pub(crate) struct RobustMutex<'a> {
     words: &'a MutexWords,
 }
 
-/// Initialises `words` as a robust, process-shared mutex of the NORMAL type, unlocked.
+/// Initialises `words` as a robust, process-shared mutex of the ERRORCHECK type, unlocked: a
+/// thread that locks it again while it holds it gets `EDEADLK` ([`MutexError::Deadlock`]) instead
+/// of waiting for itself forever, which lets the lock modules refuse such a request without
+/// keeping count of their own. (Its other failure modes, with a stale owner or across PID
+/// namespaces, are the NORMAL type's; the lock modules rule both out, with lock epochs and the
+/// PID-namespace check.)
 ///
 /// # Safety
 ///
@@ -75,7 +82,7 @@ pub(crate) unsafe fn init(words: &MutexWords) -> io::Result<()> {
     let set = unsafe {
         check(libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED))
             .and_then(|()| check(libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST)))
-            .and_then(|()| check(libc::pthread_mutexattr_settype(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_NORMAL)))
+            .and_then(|()| check(libc::pthread_mutexattr_settype(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ERRORCHECK)))
     };
     // SAFETY: `words` is 64 bytes of writable memory, 8-aligned, which holds a `pthread_mutex_t`
     // (size and alignment checked at compile time above); nobody else uses it (the caller's
@@ -128,7 +135,8 @@ impl<'a> RobustMutex<'a> {
         self.acquired(rc)
     }
 
-    /// Locks it if nobody holds it, without waiting.
+    /// Locks it if nobody holds it, without waiting. (A thread that holds it gets `Busy` from
+    /// musl and `Deadlock` from glibc; `lock(Some(Instant::now()))` says `Deadlock` in both.)
     pub(crate) fn try_lock(&self) -> Result<Acquired, MutexError> {
         // SAFETY: an initialised robust mutex in live shared memory (the `new` contract).
         let rc = unsafe { libc::pthread_mutex_trylock(self.raw()) };
@@ -151,6 +159,7 @@ impl<'a> RobustMutex<'a> {
                 }
             }
             libc::EBUSY => Err(MutexError::Busy),
+            libc::EDEADLK => Err(MutexError::Deadlock),
             libc::ETIMEDOUT => Err(MutexError::TimedOut),
             libc::ENOTRECOVERABLE => Err(MutexError::NotRecoverable),
             errno => Err(MutexError::Os(io::Error::from_raw_os_error(errno))),
@@ -201,8 +210,8 @@ const KIND_OFFSET: Option<usize> = if cfg!(target_env = "musl") {
 pub(crate) const LOCK_ABI_MAX: usize = 48;
 
 /// The lock-ABI tag of this build: which libc's mutex layout, of what size, and the type word that
-/// `pthread_mutex_init` writes for a robust, process-shared NORMAL mutex, for example
-/// `x86_64-linux-gnu/pthread_mutex_t=40/kind=0x90`. Two processes may share a robust-mode store
+/// `pthread_mutex_init` writes for a robust, process-shared ERRORCHECK mutex, for example
+/// `x86_64-linux-gnu/pthread_mutex_t=40/kind=0x92`. Two processes may share a robust-mode store
 /// only if their tags are equal: glibc and musl mutexes have the same size and are laid out
 /// differently, so a size check alone would let them corrupt each other's mutexes. At most
 /// [`LOCK_ABI_MAX`] bytes of ASCII.
@@ -303,6 +312,9 @@ mod tests {
                 assert!(matches!(m.lock(Some(Instant::now())), Err(MutexError::TimedOut)));
             });
         });
+        // The holder asking again is told at once, however long it would wait.
+        assert!(matches!(m.lock(None), Err(MutexError::Deadlock)));
+        assert!(matches!(m.lock(Some(Instant::now())), Err(MutexError::Deadlock)));
         m.unlock();
         assert_eq!(m.try_lock().unwrap(), Acquired::Clean);
         m.unlock();
@@ -364,11 +376,12 @@ mod tests {
             size_of::<libc::pthread_mutex_t>()
         );
         assert!(tag.starts_with(&expected), "{tag}");
-        // The robust and process-shared bits are set in the kind word (glibc: 0x10 | 0x80).
+        // The robust, process-shared and ERRORCHECK bits are set in the kind word (glibc: 0x10 |
+        // 0x80 | 2).
         #[cfg(all(target_env = "gnu", target_arch = "x86_64"))]
         {
             let kind = u32::from_str_radix(tag.rsplit("0x").next().unwrap(), 16).unwrap();
-            assert_eq!(kind & 0x90, 0x90, "{tag}");
+            assert_eq!(kind & 0x92, 0x92, "{tag}");
         }
         assert!(std::ptr::eq(tag, lock_abi()), "computed once");
     }
