@@ -314,6 +314,7 @@ impl EntryHandle {
 
     /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
     /// entry's exclusive lock.
+    #[inline]
     pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
         // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
         let target = std::cell::Cell::new(0);
@@ -362,6 +363,7 @@ impl EntryHandle {
         synced
     }
 
+    #[inline]
     fn wake(&self) {
         let (futex, waiters) = self
             .notify_words()

@@ -106,6 +106,7 @@ impl EntryHandle {
     /// Takes the entry's lock: [`Error::Forked`] in a forked child (checked before anything else),
     /// [`Error::WouldDeadlock`] if this thread holds the entry in a mode the request would wait
     /// for forever (a read of an entry this thread reads is granted).
+    #[inline]
     pub(crate) fn hold(&self, exclusive: bool, wait: Wait, timeout: Option<Duration>) -> Result<Hold<'_>> {
         // (The fork check is the lock's first step; the read-only check touches nothing.)
         if exclusive && self.store.read_only {
@@ -375,6 +376,18 @@ impl EntryHandle {
         let mut guard = self.write::<T>(start, count, Wait::Forever, None)?;
         let result = f(&mut guard);
         guard.commit()?;
+        Ok(result)
+    }
+
+    /// Runs `f` on a copy of a double-buffered object's value under the write lock and commits
+    /// the result: what `Shared::update` does, without the heap copy of a write guard. If `f`
+    /// panics, the lock is released and nothing is committed.
+    #[inline]
+    pub(crate) fn update_object<T: SharedLayout, R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let hold = self.hold(true, Wait::Forever, None)?;
+        let (mut value, _) = self.read_slot::<T>(&hold)?;
+        let result = f(&mut value);
+        self.publish(&hold, view::owned_bytes(&mut value), self.durability)?;
         Ok(result)
     }
 

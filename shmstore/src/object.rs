@@ -244,6 +244,9 @@ impl<T: SharedLayout> Shared<T> {
     /// returns: an atomic read-modify-write across threads and processes. If `f` panics, nothing
     /// is committed.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        if self.handle.entry.slot_count == 2 {
+            return self.handle.update_object(f);
+        }
         let mut guard = self.write()?;
         let result = f(&mut guard);
         guard.commit()?;

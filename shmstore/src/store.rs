@@ -1058,6 +1058,7 @@ impl StoreInner {
 
     /// Takes `lock` (from [`entry_lock`](Self::entry_lock); of an entry changed `in_place` or
     /// double-buffered), exclusively or shared, for entry `name`.
+    #[inline]
     pub(crate) fn lock_entry<'a>(
         &'a self,
         lock: &'a EntryLock,

@@ -271,6 +271,7 @@ impl<'a> Held<'a> {
     /// An exclusive hold that the lock itself records (a robust mutex of the ERRORCHECK type
     /// tells its holder that it holds it), kept out of this thread's registry; dropping it undoes
     /// `release`.
+    #[inline]
     pub(crate) fn unregistered(scope: &'a LockScope, release: Release<'a>) -> Held<'a> {
         Held { scope, key: None, exclusive: true, release, _this_thread: PhantomData }
     }
@@ -291,6 +292,7 @@ impl<'a> Held<'a> {
 }
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.scope.forked() {
             // Inherited by a forked child: an OFD lock belongs to the open file description the
@@ -367,6 +369,7 @@ impl Locks {
 
     /// Takes `lock` (one of this store's entry locks, of an entry changed `in_place` or
     /// double-buffered) shared, for a reader.
+    #[inline]
     pub(crate) fn read<'a>(
         &'a self,
         lock: &'a EntryLock,
@@ -384,6 +387,7 @@ impl Locks {
 
     /// Takes `lock` (one of this store's entry locks, of an entry changed `in_place` or
     /// double-buffered) exclusively, for a writer.
+    #[inline]
     pub(crate) fn write<'a>(
         &'a self,
         lock: &'a EntryLock,

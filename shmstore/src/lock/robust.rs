@@ -94,6 +94,7 @@ impl Site {
         Some(Site { mutex: map.locate_words(mutex, 8)?, epoch: map.locate_u64(epoch)? })
     }
 
+    #[inline]
     fn words(&self) -> &MutexWords {
         // SAFETY: located in a mapping of the store that owns this site, which the owner of the
         // `Site` (a `Robust` or `BlockLock`, both kept by the store or its handles) keeps alive
@@ -102,12 +103,14 @@ impl Site {
         words.try_into().expect("located as 8 words")
     }
 
+    #[inline]
     fn epoch_word(&self) -> &AtomicU64 {
         // SAFETY: as in `words`.
         unsafe { self.epoch.get() }
     }
 
     /// The mutex, once [`ensure`](Self::ensure) has returned for the current epoch.
+    #[inline]
     fn mutex(&self) -> RobustMutex<'_> {
         // SAFETY: callers reach this only after `ensure(epoch)` saw the epoch word equal to the
         // store's epoch (acquire), so the mutex was initialised in this epoch and that
@@ -119,6 +122,7 @@ impl Site {
     /// Makes sure the mutex was initialised in `epoch`, initialising it (and running `also`, for
     /// the words the mutex guards) if it was not. Returns at once in the common case: one acquire
     /// load.
+    #[inline]
     pub(crate) fn ensure(&self, epoch: u64, also: impl Fn()) -> Result<(), LockError> {
         let word = self.epoch_word();
         if word.load(Ordering::Acquire) == epoch {
@@ -160,6 +164,7 @@ impl Site {
 
     /// Locks the mutex (of the current epoch), honouring `wait`. A thread that holds it gets
     /// [`LockError::WouldDeadlock`] (the mutexes are of the ERRORCHECK type), whatever the wait.
+    #[inline]
     fn lock(&self, wait: Wait) -> Result<Acquired, LockError> {
         let mutex = self.mutex();
         match wait {
@@ -175,6 +180,7 @@ impl Site {
     }
 }
 
+#[inline]
 fn lock_error(e: MutexError) -> LockError {
     match e {
         MutexError::Busy => LockError::WouldBlock,
@@ -300,6 +306,7 @@ impl BlockLock {
 
     /// Initialises the mutex if it is of an older epoch, clearing what dead processes of that
     /// epoch left in the block's lock words.
+    #[inline]
     fn ensure(&self, ctx: &Robust) -> Result<(), LockError> {
         self.site.ensure(ctx.epoch, || {
             for k in 0..4 {
@@ -315,6 +322,7 @@ impl BlockLock {
     /// For a double-buffered object the mutex is all there is to hold, and it tells a thread that
     /// already holds it (ERRORCHECK): such holds skip this thread's registry of holds, which only
     /// entries changed in place need (for their reader bits).
+    #[inline]
     pub(crate) fn write<'a>(
         &'a self,
         ctx: &'a Robust,
@@ -330,6 +338,7 @@ impl BlockLock {
     }
 
     /// The mutex alone, for a double-buffered object: not recorded in the registry.
+    #[inline]
     fn mutex_only<'a>(&'a self, ctx: &'a Robust, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
         if scope.forked() {
             return Err(LockError::Forked);
@@ -582,6 +591,7 @@ enum How<'a> {
 }
 
 impl<'a> Release<'a> {
+    #[inline]
     fn mutex(site: &'a Site, writer_of: Option<&'a BlockLock>, acquired: Acquired) -> Release<'a> {
         Release { how: How::Mutex { site, writer_of }, owner_died: acquired == Acquired::OwnerDied }
     }
@@ -596,6 +606,7 @@ impl<'a> Release<'a> {
     }
 
     /// Undoes the hold. Called by the thread that took it, in the process that took it.
+    #[inline]
     pub(crate) fn release(&self) {
         match self.how {
             How::Mutex { site, writer_of } => {

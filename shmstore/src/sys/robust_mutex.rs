@@ -94,6 +94,7 @@ pub(crate) unsafe fn init(words: &MutexWords) -> io::Result<()> {
     init
 }
 
+#[inline]
 fn raw(words: &MutexWords) -> *mut libc::pthread_mutex_t {
     words.as_ptr().cast::<AtomicU64>().cast_mut().cast()
 }
@@ -113,15 +114,18 @@ impl<'a> RobustMutex<'a> {
     /// `words` holds a mutex that [`init`] initialised, that this process learnt of through an
     /// acquire load (see [`init`]), and that nobody initialises again while `'a` lasts; the
     /// mapping stays mapped (and writable) for `'a`.
+    #[inline]
     pub(crate) unsafe fn new(words: &'a MutexWords) -> RobustMutex<'a> {
         RobustMutex { words }
     }
 
+    #[inline]
     fn raw(&self) -> *mut libc::pthread_mutex_t {
         raw(self.words)
     }
 
     /// Locks it, waiting until `deadline` (`None`: for as long as it takes).
+    #[inline]
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Acquired, MutexError> {
         let rc = match deadline {
             // SAFETY: an initialised robust mutex in live shared memory (the `new` contract).
@@ -143,6 +147,7 @@ impl<'a> RobustMutex<'a> {
         self.acquired(rc)
     }
 
+    #[inline]
     fn acquired(&self, rc: libc::c_int) -> Result<Acquired, MutexError> {
         match rc {
             0 => Ok(Acquired::Clean),
@@ -169,6 +174,7 @@ impl<'a> RobustMutex<'a> {
     /// Unlocks it. Only the thread that locked it may call this; for any other, glibc and musl
     /// return `EPERM` on a robust mutex and change nothing, which this ignores (there is nobody
     /// to report it to from a guard's drop).
+    #[inline]
     pub(crate) fn unlock(&self) {
         // SAFETY: an initialised robust mutex in live shared memory (the `new` contract).
         let _ = unsafe { libc::pthread_mutex_unlock(self.raw()) };
