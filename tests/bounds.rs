@@ -23,10 +23,11 @@ struct Hits {
 }
 
 const MIB: u64 = 1 << 20;
-/// Data starts here with the default 64 catalog slots: 512 + 64 * 256, rounded up to 4096.
-const DATA_OFFSET: u64 = 20480;
-/// The smallest store with 64 catalog slots: header, catalog and one cache line of data.
-const MIN_CAPACITY: u64 = DATA_OFFSET + 64;
+/// Where allocation starts in a new store: after the 4096-byte header and the first index table
+/// (64 slots of 16 bytes after a 64-byte table header).
+const DATA_OFFSET: u64 = 4096 + 64 + 64 * 16;
+/// The smallest store: header and first index table, rounded up to 8 KiB.
+const MIN_CAPACITY: u64 = 8192;
 
 fn len_of(path: &Path) -> u64 {
     fs::metadata(path).unwrap().len()
@@ -300,14 +301,15 @@ fn full_store_is_store_full_and_changes_nothing() {
 #[test]
 fn a_store_filled_exactly_to_capacity_reopens() {
     let (_dir, path) = temp_store();
-    // A byte region from the next page to the end: its data, then its schema (8-aligned), end
-    // exactly at the capacity when the capacity is a page multiple plus the schema's length.
+    // A byte region from the next page to the end: its data and schema (8-aligned) in whole
+    // cache lines, then its 384-byte entry block, end exactly at the capacity.
     let schema_len = shmstore::format::schema::encode(&u8::LAYOUT).len() as u64;
-    let capacity = 64 * 1024 + schema_len;
+    assert!(schema_len <= 64);
+    let capacity = 64 * 1024 + 384;
     let store = Store::options().create(true).capacity(capacity).max_capacity(capacity).open(&path).unwrap();
     store.object_or_init("pair", || Pair { a: 1, b: 2 }).unwrap();
     let start = store.used().next_multiple_of(4096);
-    let len = capacity - schema_len - start;
+    let len = capacity - 384 - 64 - start;
     let region = store.bytes_or_init("rest", len).unwrap();
     region.write_at(len - 3, b"end").unwrap();
     assert_eq!(store.used(), capacity, "the store is exactly full");
@@ -325,30 +327,20 @@ fn a_store_filled_exactly_to_capacity_reopens() {
     }
     assert_eq!(len_of(&path), capacity);
 
-    // One byte more and the last entry would end past the capacity: refused, whatever the
-    // allocation end says.
-    use shmstore::format::entry::Entry;
-    use shmstore::format::header::Header;
+    // One byte more and the entry would end past the capacity: refused, whatever the allocation
+    // end says.
+    use shmstore::format::v2::block;
+    let at = Store::options().read_only(true).open(&path).unwrap().entry_info("rest").unwrap().record_offset;
     let bytes = fs::read(&path).unwrap();
-    let header = Header::decode(&bytes).unwrap();
-    let slot = (0..header.catalog_slots)
-        .find(|&s| {
-            let at = (512 + 256 * u64::from(s) + 8) as usize;
-            Entry::decode(&bytes[at..at + 176], &header, s, capacity).is_ok_and(|e| e.name == "rest")
-        })
-        .unwrap();
-    let at = 512 + 256 * u64::from(slot) + 8;
-    let mut rest = Entry::decode(&bytes[at as usize..at as usize + 176], &header, slot, capacity).unwrap();
-    assert_eq!(rest.schema_range().unwrap().end, capacity);
-    rest.schema_len += 1;
-    common::poke(&path, at, &rest.encode());
-    match Store::options().read_only(true).open(&path) {
+    let static_part = &bytes[(at + block::STATIC_OFFSET) as usize..(at + block::BLOCK_SIZE) as usize];
+    let mut rest = block::decode(static_part, at, capacity).unwrap();
+    assert_eq!(at + block::BLOCK_SIZE, capacity, "the block is the last thing in the store");
+    rest.entry.count = capacity + 1 - rest.entry.data_offset;
+    common::poke(&path, at + block::STATIC_OFFSET, &block::encode(&rest.entry, rest.serial));
+    match Store::options().read_only(true).open(&path).and_then(|s| s.bytes("rest")) {
         Err(Error::Corrupt { detail, .. }) => assert_eq!(
             detail,
-            format!(
-                "entry in catalog slot {slot}: it ends at byte {}, past the store's {capacity} bytes",
-                capacity + 1
-            )
+            format!("entry block at byte {at}: it ends at byte {}, past the store's {capacity} bytes", capacity + 1)
         ),
         other => panic!("{other:?}"),
     }
@@ -524,10 +516,10 @@ fn max_entries_out_of_range_is_invalid_options() {
         assert!(matches!(result, Err(Error::InvalidOptions(_))), "max_entries({n}): {result:?}");
     }
     assert!(dir_listing(dir.path()).is_empty(), "a refused create left files behind");
-    // Other sizes work, and the data area follows the catalog, page-aligned.
+    // Other sizes work, and the first index table holds them at most half full: 2048 slots.
     let store = Store::options().create(true).capacity(MIB).max_entries(1000).open(&path).unwrap();
     assert_eq!(store.max_entries(), 1000);
-    assert_eq!(store.used(), (512 + 256 * 1000u64).div_ceil(4096) * 4096);
+    assert_eq!(store.used(), 4096 + 64 + 16 * 2048);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,10 +554,9 @@ fn capacity_below_the_minimum_is_rounded_up() {
         drop(store);
         fs::remove_file(&path).unwrap();
     }
-    // A smaller catalog lowers the minimum: one page of header plus one 256-byte record (and 64
-    // bytes of the format's tail).
+    // A small cap keeps the smallest index table, and the minimum.
     let small = Store::options().create(true).capacity(4096).max_entries(1).open(&path).unwrap();
-    assert_eq!(small.capacity(), 4160);
+    assert_eq!(small.capacity(), MIN_CAPACITY);
     drop(small);
     fs::remove_file(&path).unwrap();
 
@@ -616,7 +607,7 @@ fn existing_file_opens_at_its_own_length() {
     let (_dir, path) = temp_store();
     drop(Store::open_or_create(&path, 3 * MIB).unwrap());
     let store = Store::open(&path).unwrap();
-    assert_eq!((store.capacity(), store.used(), store.max_entries()), (3 * MIB, DATA_OFFSET, 64));
+    assert_eq!((store.capacity(), store.used(), store.max_entries()), (3 * MIB, DATA_OFFSET, u32::MAX));
     assert_eq!(store.path(), path);
     assert!(!store.is_read_only());
 }

@@ -41,26 +41,26 @@ fn replay_file(target: &str, name: &str) {
     harness::replay(target, &data);
 }
 
-/// Found by `open_store` (6 bytes): one mutation, `CopyRecord(129, 0)`, copies the record of slot 1
-/// (`nums`) over slot 0, checksum and all. The catalog then holds `nums` twice, and the copy that
-/// lookups find (slot 0) uses slot 1's lock byte: the store opens the file and hands out `nums`
-/// with a lock that is not its slot's, so exclusion between processes holding different records
-/// breaks (issue 8, finding 3, second bullet; the duplicate name is a second hole).
+/// Found by `open_store` on format v1 (6 bytes): one mutation, `CopyRecord(129, 0)`, copied the
+/// record of slot 1 (`nums`) over slot 0, checksum and all, and the store handed out `nums` with
+/// another slot's lock byte (issue 8, finding 3). In format v2 the same input copies one entry
+/// block over another: the copy's lock byte derives from where it lies, and its data overlaps the
+/// original's, which the per-process interval set refuses.
 #[test]
 fn open_store_lock_offset_of_another_slot() {
     replay_file("open_store", "lock-offset-of-another-slot");
 }
 
-/// The catalog slot of the seed store's entry `name`.
+/// The number the harness gives the seed store's entry `name` (its block, among the seed's
+/// blocks by offset).
 fn seed_slot(name: &str) -> u8 {
-    use shmstore::format::entry::{Entry, ENTRY_SIZE, STATIC_OFFSET};
-    use shmstore::format::header::{Header, HEADER_SIZE};
+    use shmstore::format::v2::block;
     let image = harness::Image::seed();
-    let header = Header::decode(&image.bytes).unwrap();
-    (0..header.catalog_slots)
-        .find(|&slot| {
-            let at = (HEADER_SIZE + u64::from(slot) * ENTRY_SIZE + STATIC_OFFSET) as usize;
-            Entry::decode(&image.bytes[at..], &header, slot, u64::MAX).is_ok_and(|e| e.name == name)
+    harness::seed_blocks()
+        .iter()
+        .position(|&at| {
+            let start = (at + block::STATIC_OFFSET) as usize;
+            block::decode(&image.bytes[start..], at, u64::MAX).is_ok_and(|b| b.entry.name == name)
         })
         .unwrap_or_else(|| panic!("no entry {name} in the seed store")) as u8
 }

@@ -18,8 +18,6 @@
 mod common;
 
 use std::fmt::Debug;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -28,7 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{emit, exit_when_stdin_closes, temp_store, wait_eof, wait_for, ChildArgs, ChildProc, Rng};
-use shmstore::format::entry::{ENTRY_SIZE, MOVED_TO_OFFSET, STATE_LIVE, STATE_SHADOW, STATIC_OFFSET};
 use shmstore::{EntryKind, Error, FixedStr, Migration, SharedLayout, Store};
 
 const CAPACITY: u64 = 1 << 20;
@@ -385,66 +382,6 @@ fn role_verify_grid(args: &ChildArgs) {
 // ---------------------------------------------------------------------------------------------
 // Parent-side helpers.
 
-/// What the catalog of a store file says about one entry name, read from the file directly (only
-/// the header and the catalog, not the data area).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ChainStats {
-    /// Records of that name in any state: the live one, its chain of replacements, and leaked
-    /// shadow records of migrations killed before their commit.
-    records: usize,
-    /// Migrations committed: the length of the `moved_to` chain from the live record.
-    hops: usize,
-    /// The allocation end.
-    alloc_end: u64,
-    /// The end of the last allocation that has a record (of any name).
-    records_end: u64,
-    /// Catalog slots in use, by any record.
-    slots_used: u32,
-}
-
-fn chain_stats(path: &Path, name: &str) -> ChainStats {
-    let file = File::open(path).unwrap();
-    let mut head = [0u8; 512];
-    file.read_exact_at(&mut head, 0).unwrap();
-    let catalog_offset = u64::from_le_bytes(head[24..32].try_into().unwrap());
-    let slots = u32::from_le_bytes(head[32..36].try_into().unwrap());
-    let alloc_end = common::read_u64_ne(&head, shmstore::format::header::ALLOC_END_OFFSET as usize);
-    let mut catalog = vec![0u8; slots as usize * ENTRY_SIZE as usize];
-    file.read_exact_at(&mut catalog, catalog_offset).unwrap();
-
-    let mut named: Vec<(u32, u32, u32)> = Vec::new(); // (slot, state, moved_to)
-    let (mut records_end, mut slots_used) = (0, 0);
-    for slot in 0..slots {
-        let rec = &catalog[slot as usize * ENTRY_SIZE as usize..][..ENTRY_SIZE as usize];
-        let state = common::read_u32_ne(rec, 0);
-        if state == 0 {
-            continue;
-        }
-        slots_used += 1;
-        let s = STATIC_OFFSET as usize;
-        let schema_offset = common::read_u64_le(rec, s + 120);
-        let schema_len = common::read_u64_le(rec, s + 128);
-        records_end = u64::max(records_end, schema_offset + schema_len);
-        let name_len = u16::from_le_bytes(rec[s + 2..s + 4].try_into().unwrap()) as usize;
-        if &rec[s + 8..s + 8 + name_len] == name.as_bytes() {
-            named.push((slot, state, common::read_u32_ne(rec, MOVED_TO_OFFSET as usize)));
-        }
-    }
-    let live: Vec<_> = named.iter().filter(|r| r.1 == STATE_LIVE).collect();
-    assert_eq!(live.len(), 1, "records of {name}: {named:?}");
-    assert!(named.iter().all(|r| r.1 == STATE_LIVE || r.1 == STATE_SHADOW), "records of {name}: {named:?}");
-    let mut hops = 0;
-    let mut at = *live[0];
-    while at.2 != 0 {
-        let next = at.2 - 1;
-        at = *named.iter().find(|r| r.0 == next).unwrap_or_else(|| panic!("{name} forwards to slot {next}: {named:?}"));
-        assert_eq!(at.1, STATE_SHADOW, "{name} forwards to a record that is not a shadow: {named:?}");
-        hops += 1;
-        assert!(hops <= named.len(), "the chain of {name} loops: {named:?}");
-    }
-    ChainStats { records: named.len(), hops, alloc_end, records_end, slots_used }
-}
-
 /// Whether a thread of process `pid` is blocked in `fcntl(F_OFD_SETLKW)`: waiting for a store lock.
 /// `None` if procfs does not tell.
 fn blocked_in_lock_wait(pid: u32) -> Option<bool> {
@@ -599,10 +536,6 @@ struct KillTally {
     kills: usize,
     /// The child had reported `start` but not `migrated`: it was inside `migrate` (or about to be).
     in_flight: usize,
-    /// The killed migration had allocated space but published no record.
-    after_alloc: usize,
-    /// The killed migration had published its shadow record but not committed.
-    after_shadow: usize,
     /// The killed migration had committed but not yet reported it.
     after_commit: usize,
     /// The child had not yet started its first migration.
@@ -630,23 +563,21 @@ fn killing_the_migrating_process_at_random_instants_leaves_one_complete_layout()
     let mut path = store_path(generation);
     new_soak_store(&path, generation);
     let mut tally = KillTally { stores: 1, ..KillTally::default() };
-    // Per migration: at most B's 320,000 bytes of data, page-aligned, plus its schema.
+    // Per migration: at most B's 320,000 bytes of data, page-aligned, plus its schema and block.
     const MIGRATION_BYTES: u64 = 330_000;
-    let mut most_per_round = 1u64;
+    // Migrations committed since the current store was made: its layout is A when even.
+    let mut hops = 0usize;
     let mut violations = Vec::new();
 
     for round in 0..kills {
-        let mut before = chain_stats(&path, GRID);
-        let capacity = Store::open(&path).unwrap().capacity();
-        let room = (capacity - before.alloc_end) / MIGRATION_BYTES;
-        let slots = 4096 - u64::from(before.slots_used);
-        if room.min(slots) < 4 * most_per_round + 16 {
+        let info = Store::open(&path).unwrap().info();
+        if (info.capacity - info.used) / MIGRATION_BYTES < 16 {
             std::fs::remove_file(&path).unwrap();
             generation += 1;
             path = store_path(generation);
             new_soak_store(&path, generation);
             tally.stores += 1;
-            before = chain_stats(&path, GRID);
+            hops = 0;
         }
 
         let mut child = ChildProc::spawn("migrate_loop", &path, "");
@@ -665,54 +596,37 @@ fn killing_the_migrating_process_at_random_instants_leaves_one_complete_layout()
         let reported = messages.iter().filter(|m| m.starts_with("migrated ")).count();
         let last = messages.last().map(String::as_str).unwrap_or("");
         let in_flight = last.starts_with("start ");
-        let after = chain_stats(&path, GRID);
-        let committed = after.hops - before.hops;
-        let leaked_records = after.records - before.records - committed;
-        tally.migrations += committed;
-        tally.full += usize::from(last == "full");
-        tally.before_first += usize::from(messages.is_empty());
-        tally.in_flight += usize::from(in_flight);
-        tally.after_commit += usize::from(committed == reported + 1);
-        tally.after_shadow += leaked_records;
-        // Space allocated this round that no record covers: the last allocation has no record.
-        let leaked_space = after.alloc_end > after.records_end && after.alloc_end > before.alloc_end;
-        tally.after_alloc += usize::from(leaked_space);
-        most_per_round = most_per_round.max(committed as u64 + 1);
-
-        // One atomic store commits a migration: every reported migration is committed, and at
-        // most the one in flight is committed without being reported.
-        assert!(
-            committed == reported || (committed == reported + 1 && in_flight),
-            "round {round}: {committed} migrations committed, {reported} reported, last message {last:?}"
-        );
-        // At most the migration in flight leaves a record or space behind, and only before its
-        // commit.
-        assert!(leaked_records <= 1, "round {round}: {leaked_records} shadow records leaked");
-        if leaked_records == 1 || leaked_space {
-            assert!(in_flight && committed == reported, "round {round}: leaked space with last message {last:?}");
-        }
-        assert!(after.alloc_end >= after.records_end, "round {round}: a record lies past the allocation end");
 
         let mut verifier = ChildProc::spawn("verify_grid", &path, &generation.to_string());
         let verdict = verifier.expect("verified");
         let problems = verifier.finish();
         let (layout, count) = verdict.split_once(' ').unwrap();
         let count: usize = count.parse().unwrap();
-        // The layout follows from the number of committed migrations since the store was made.
-        let expected_layout = if after.hops.is_multiple_of(2) { "A" } else { "B" };
-        if count > 0 || layout != expected_layout {
+        // One atomic store commits a migration: every reported migration is committed, and at
+        // most the one in flight is committed without being reported. The layout tells which.
+        let layout_after = |n: usize| if (hops + n).is_multiple_of(2) { "A" } else { "B" };
+        let committed = if layout == layout_after(reported) { reported } else { reported + 1 };
+        tally.migrations += committed;
+        tally.full += usize::from(last == "full");
+        tally.before_first += usize::from(messages.is_empty());
+        tally.in_flight += usize::from(in_flight);
+        tally.after_commit += usize::from(committed == reported + 1);
+        if committed == reported + 1 && !in_flight {
+            violations
+                .push(format!("round {round}: layout {layout} after {reported} reported migrations, none in flight"));
+        }
+        if count > 0 || layout != layout_after(committed) {
             violations.push(format!(
-                "round {round} (kill after {last:?}): layout {layout}, expected {expected_layout}; \
-                 {count} violations: {problems:#?}"
+                "round {round} (kill after {last:?}): layout {layout}; {count} violations: {problems:#?}"
             ));
         }
+        hops += committed;
     }
     eprintln!("kill test: {tally:?} in {:.1?}", started.elapsed());
     assert!(violations.is_empty(), "{} of {kills} kills left a bad store: {violations:#?}", violations.len());
 
     // After all that, the store still migrates normally, and the result is complete.
     let store = Store::open(&path).unwrap();
-    let hops = chain_stats(&path, GRID).hops;
     let grid: Vec<A> = if hops.is_multiple_of(2) {
         assert_eq!(store.migrate(GRID, a_to_b).unwrap(), Migration::Migrated);
         assert_eq!(store.migrate(GRID, b_to_a).unwrap(), Migration::Migrated);
@@ -891,29 +805,22 @@ fn migrating_on_a_read_only_store_fails_and_changes_nothing() {
     assert_eq!(reader.object::<ConfigV1>("config").unwrap().load().unwrap(), V1_VALUE);
 }
 
+/// A migration replaces the entry's block: it needs no room in a catalog capped by
+/// `max_entries`, and leaves the entry count as it was.
 #[test]
-fn migrating_when_the_catalog_is_full_fails_and_changes_nothing() {
+fn migrating_in_a_full_catalog_works_and_keeps_the_count() {
     let (_dir, path) = temp_store();
     let store = Store::options().create(true).capacity(CAPACITY).max_entries(3).open(&path).unwrap();
     store.object_or_init("config", || V1_VALUE).unwrap();
     store.array_or_init::<u64>("other", 4, 7).unwrap();
     store.object_or_init("third", || 3u64).unwrap();
     let old = store.object::<ConfigV1>("config").unwrap();
-    let (used, entries, version) = (store.used(), listing(&store), old.version());
-    let before = std::fs::read(&path).unwrap();
-
-    match store.migrate("config", upgrade) {
-        Err(Error::CatalogFull { max_entries, .. }) => assert_eq!(max_entries, 3),
-        other => panic!("migrating with a full catalog: {other:?}"),
-    }
-    assert!(std::fs::read(&path).unwrap() == before, "a refused migration changed the file");
-    assert_eq!((store.used(), listing(&store)), (used, entries));
-    assert_eq!(old.load().unwrap(), V1_VALUE);
-    assert_eq!(old.version(), version);
-    drop(old.try_write().expect("the entry is unlocked after the failed migration"));
+    assert_eq!(store.migrate("config", upgrade).unwrap(), Migration::Migrated);
+    assert!(matches!(old.load(), Err(Error::LayoutMismatch { .. })));
+    assert_eq!(store.info().entries, 3);
+    assert!(matches!(store.object_or_init("fourth", || 4u64), Err(Error::CatalogFull { max_entries: 3, .. })));
     let other = Store::open(&path).unwrap();
-    drop(other.object::<ConfigV1>("config").unwrap().try_write().expect("unlocked for other opens too"));
-    assert_eq!(other.object::<ConfigV1>("config").unwrap().load().unwrap(), V1_VALUE);
+    drop(other.object::<ConfigV2>("config").unwrap().try_write().expect("unlocked for other opens"));
 }
 
 /// A lock-free `load` through the old handle that races with the migration returns either the

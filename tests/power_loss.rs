@@ -139,6 +139,11 @@ struct Expect {
     capacity: u64,
     objects: BTreeMap<&'static str, ObjExpect>,
     arrays: BTreeMap<&'static str, ArrExpect>,
+    /// The arrays of the life-cycle operations (create, remove, rename, resize), each `u64` array
+    /// filled with its tag: name -> (len, tag). `[0]` is the world as of the last operation that
+    /// returned; then the world after the operation under way, if any. An image must show one
+    /// of them exactly: each operation is crash-atomic.
+    life: Vec<BTreeMap<String, (usize, u64)>>,
 }
 
 /// The expectations, shared between the operations and the hook.
@@ -189,6 +194,22 @@ impl Model {
         self.with(|e| {
             e.op = "between operations".into();
             e.arrays.get_mut(name).unwrap().created = true
+        });
+        r
+    }
+
+    fn life<R>(&self, what: &str, after: &BTreeMap<String, (usize, u64)>, op: impl FnOnce() -> R) -> R {
+        self.with(|e| {
+            e.op = what.to_owned();
+            if e.life.is_empty() {
+                e.life.push(BTreeMap::new());
+            }
+            e.life.push(after.clone());
+        });
+        let r = op();
+        self.with(|e| {
+            e.op = "between operations".into();
+            e.life = vec![after.clone()];
         });
         r
     }
@@ -500,7 +521,34 @@ fn check_store(store: &Store, expect: &Expect) -> Result<(), Failure> {
     for (name, arr) in &expect.arrays {
         check_array(store, name, arr)?;
     }
-    Ok(())
+    check_life(store, expect)
+}
+
+/// The life-cycle arrays must be exactly one of the allowed worlds.
+fn check_life(store: &Store, expect: &Expect) -> Result<(), Failure> {
+    let names: std::collections::BTreeSet<&String> = expect.life.iter().flat_map(|w| w.keys()).collect();
+    let mut seen = BTreeMap::new();
+    for name in names {
+        match store.array::<u64>(name) {
+            Ok(h) => {
+                let values = h.read().map_err(|e| failure("read refused", e.to_string()))?;
+                let tag = values.first().copied().unwrap_or(0);
+                if let Some(i) = values.iter().position(|&v| v != tag) {
+                    return Err(failure(
+                        "wrong value",
+                        format!("`{name}`[{i}] holds {}, not its tag {tag}", values[i]),
+                    ));
+                }
+                seen.insert(name.clone(), (values.len(), tag));
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(failure(format!("opening an entry refused: {}", kind_of(&e)), e.to_string())),
+        }
+    }
+    if expect.life.is_empty() && seen.is_empty() || expect.life.contains(&seen) {
+        return Ok(());
+    }
+    Err(failure("life cycle not atomic", format!("the store holds {seen:?}, but only {:?} may be there", expect.life)))
 }
 
 fn check_object(store: &Store, name: &str, obj: &ObjExpect) -> Result<(), Failure> {
@@ -612,8 +660,7 @@ fn image_dir() -> tempfile::TempDir {
 /// Runs the operation sequence on a new store at `path`, with `durability`, telling `model` what
 /// each operation does as it starts and returns.
 fn run_operations(path: &Path, durability: Durability, model: &Model) {
-    let store =
-        Store::options().create(true).capacity(40 * 1024).max_entries(64).durability(durability).open(path).unwrap();
+    let store = Store::options().create(true).capacity(24 * 1024).durability(durability).open(path).unwrap();
     model.with(|e| {
         e.store_created = true;
         e.op = "between operations".into();
@@ -677,6 +724,26 @@ fn run_operations(path: &Path, durability: Durability, model: &Model) {
     // 13 pages in one write: more than can be tried in every combination.
     let wide: Vec<u64> = (0..6000).map(|i| 50_000 + i).collect();
     model.write("sparse", 1000, wide.clone(), || sparse.write_at(1000, &wide)).unwrap();
+    // The life cycle: create, remove, rename, resize, and a creation that reuses freed space;
+    // each must be all or nothing.
+    let mut world: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for (name, len, tag) in [("l1", 700, 11), ("l2", 40, 12), ("l3", 3000, 13)] {
+        world.insert(name.to_owned(), (len, tag));
+        model.life(&format!("creating `{name}`"), &world, || store.array_or_init::<u64>(name, len, tag)).unwrap();
+    }
+    world.remove("l2");
+    model.life("removing `l2`", &world, || store.remove("l2")).unwrap();
+    let l1 = world.remove("l1").unwrap();
+    world.insert("l1b".into(), l1);
+    model.life("renaming `l1`", &world, || store.rename("l1", "l1b")).unwrap();
+    world.insert("l3".into(), (3500, 13));
+    let mut l3 = store.array::<u64>("l3").unwrap();
+    model.life("resizing `l3`", &world, || l3.resize(3500, 13)).unwrap();
+    world.insert("l4".into(), (40, 14));
+    model.life("creating `l4` in the space of `l2`", &world, || store.array_or_init::<u64>("l4", 40, 14)).unwrap();
+    world.remove("l1b");
+    model.life("removing `l1b`", &world, || store.remove("l1b")).unwrap();
+
     let bigger = store.capacity() + (1 << 20);
     let reopened = Store::options().capacity(bigger).durability(durability).open(path).unwrap();
     model.with(|e| e.capacity = bigger);

@@ -20,14 +20,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use shmstore::format::entry::{
-    Entry, ENTRY_SIZE, FUTEX_OFFSET, MOVED_TO_OFFSET, SEQ_OFFSET, STATIC_OFFSET, STATIC_SIZE, WAITERS_OFFSET,
-};
-use shmstore::format::header::{
-    Header, ALLOC_END_OFFSET, CAPACITY_OFFSET, ENTRY_COUNT_OFFSET, GENERATION_OFFSET, HEADER_SIZE,
-};
+use shmstore::format::checksum::checksum64;
+use shmstore::format::entry::Entry;
 use shmstore::format::schema::{self, Schema, SchemaField, SchemaKind, SchemaVariant};
-use shmstore::format::{checksum, diff, value};
+use shmstore::format::v2::block::{self as blk, BLOCK_SIZE, FUTEX, MOVED_TO, SEQ, STATIC_OFFSET, STATIC_SIZE, WAITERS};
+use shmstore::format::v2::header::{
+    Header, ALLOC_END as ALLOC_END_OFFSET, CAPACITY as CAPACITY_OFFSET, ENTRY_COUNT as ENTRY_COUNT_OFFSET,
+    GENERATION as GENERATION_OFFSET, INDEX_ROOT,
+};
+use shmstore::format::{diff, value};
 use shmstore::{FixedStr, Primitive, SharedArray, SharedBytes, SharedLayout, Store};
 
 // ---------------------------------------------------------------------------------------------
@@ -240,12 +241,12 @@ pub enum RecordField {
     SchemaOffset,
     /// `schema_len`.
     SchemaLen,
-    /// `lock_offset`.
+    /// `serial` (format v1's `lock_offset` lay here).
     LockOffset,
 }
 
 impl RecordField {
-    /// Offset and width of the field inside the static part (docs/format.md, minus 8).
+    /// Offset and width of the field inside a block's static part (docs/format.md, minus 192).
     fn span(self) -> (usize, usize) {
         match self {
             RecordField::Kind => (0, 1),
@@ -495,13 +496,10 @@ impl Image {
         Header::decode(&self.bytes).ok()
     }
 
-    fn slots(&self) -> u32 {
-        self.header().map_or(SEED_SLOTS, |h| h.catalog_slots.min(SEED_SLOTS * 4))
-    }
-
-    /// The offset of the record in slot `slot % slots`.
+    /// The offset of the seed store's entry block number `slot % blocks` (by offset).
     fn record(&self, slot: u8) -> usize {
-        (HEADER_SIZE + u64::from(u32::from(slot) % self.slots()) * ENTRY_SIZE) as usize
+        let blocks = seed_blocks();
+        blocks[usize::from(slot) % blocks.len()] as usize
     }
 
     fn record_field(&self, slot: u8, field: RecordField) -> u64 {
@@ -513,16 +511,16 @@ impl Image {
     fn reseal(&mut self, record: usize) {
         let start = record + STATIC_OFFSET as usize;
         if let Some(stat) = self.bytes.get(start..start + STATIC_SIZE - 8) {
-            let sum = checksum(stat);
+            let sum = checksum64(stat);
             put_le(&mut self.bytes, start + STATIC_SIZE - 8, 8, sum);
         }
     }
 
     /// The entry in `slot`, if its record decodes (against a capacity of anything).
     fn entry(&self, slot: u8) -> Option<Entry> {
-        let header = self.header()?;
-        let start = self.record(slot) + STATIC_OFFSET as usize;
-        Entry::decode(self.bytes.get(start..)?, &header, u32::from(slot), u64::MAX).ok()
+        let at = self.record(slot);
+        let start = at + STATIC_OFFSET as usize;
+        blk::decode(self.bytes.get(start..)?, at as u64, u64::MAX).ok().map(|b| b.entry)
     }
 
     /// Applies one mutation.
@@ -533,29 +531,28 @@ impl Image {
                     HeaderWord::Capacity => (CAPACITY_OFFSET, 8),
                     HeaderWord::Generation => (GENERATION_OFFSET, 8),
                     HeaderWord::AllocEnd => (ALLOC_END_OFFSET, 8),
-                    HeaderWord::EntryCount => (ENTRY_COUNT_OFFSET, 4),
+                    HeaderWord::EntryCount => (ENTRY_COUNT_OFFSET, 8),
                 };
                 let old = get_ne(&self.bytes, at as usize, width);
                 let new = val.apply(old, self, None);
                 put_ne(&mut self.bytes, at as usize, width, new);
             }
             Mutation::HeaderStatic(field, val) => {
-                let Some(mut h) = self.header() else { return };
-                match field {
-                    HeaderField::CatalogSlots => {
-                        h.catalog_slots = val.apply(u64::from(h.catalog_slots), self, None) as u32;
-                        // Keep the geometry consistent half of the time, so that the change is
-                        // not always refused by the geometry check alone.
-                        if h.catalog_slots % 2 == 0 {
-                            h.data_offset = Header::data_offset_for(h.catalog_slots);
-                        }
-                    }
-                    HeaderField::DataOffset => h.data_offset = val.apply(h.data_offset, self, None),
-                    HeaderField::InitialCapacity => h.initial_capacity = val.apply(h.initial_capacity, self, None),
-                    HeaderField::Created => h.created_unix_nanos = val.apply(h.created_unix_nanos, self, None),
+                // Fields of the static header (docs/format.md), re-sealed: `CatalogSlots` is the
+                // entry cap of format v2.
+                let (at, width) = match field {
+                    HeaderField::CatalogSlots => (48, 4),
+                    HeaderField::DataOffset => (24, 8),
+                    HeaderField::InitialCapacity => (32, 8),
+                    HeaderField::Created => (40, 8),
+                };
+                let old = get_le(&self.bytes, at, width);
+                let new = val.apply(old, self, None);
+                put_le(&mut self.bytes, at, width, new);
+                if let Some(stat) = self.bytes.get(..248) {
+                    let sum = checksum64(stat);
+                    put_le(&mut self.bytes, 248, 8, sum);
                 }
-                let encoded = h.encode();
-                self.bytes[..encoded.len()].copy_from_slice(&encoded);
             }
             Mutation::Record(slot, field, val) => {
                 let record = self.record(*slot);
@@ -601,10 +598,10 @@ impl Image {
                 let record = self.record(*slot);
                 let (at, width) = match word {
                     RecordWord::State => (0, 4),
-                    RecordWord::Seq => (SEQ_OFFSET as usize, 8),
-                    RecordWord::Futex => (FUTEX_OFFSET as usize, 4),
-                    RecordWord::Waiters => (WAITERS_OFFSET as usize, 4),
-                    RecordWord::MovedTo => (MOVED_TO_OFFSET as usize, 4),
+                    RecordWord::Seq => (SEQ as usize, 8),
+                    RecordWord::Futex => (FUTEX as usize, 4),
+                    RecordWord::Waiters => (WAITERS as usize, 4),
+                    RecordWord::MovedTo => (MOVED_TO as usize, 8),
                 };
                 let old = get_ne(&self.bytes, record + at, width);
                 let new = val.apply(old, self, None);
@@ -612,8 +609,8 @@ impl Image {
             }
             Mutation::CopyRecord(from, to) => {
                 let (from, to) = (self.record(*from), self.record(*to));
-                let Some(rec) = self.bytes.get(from..from + ENTRY_SIZE as usize).map(<[u8]>::to_vec) else { return };
-                if let Some(dst) = self.bytes.get_mut(to..to + ENTRY_SIZE as usize) {
+                let Some(rec) = self.bytes.get(from..from + BLOCK_SIZE as usize).map(<[u8]>::to_vec) else { return };
+                if let Some(dst) = self.bytes.get_mut(to..to + BLOCK_SIZE as usize) {
                     dst.copy_from_slice(&rec);
                 }
             }
@@ -713,10 +710,25 @@ impl Image {
     }
 }
 
-/// Checks, once, that the record offsets above are where `Entry::encode` puts each field: a
+/// The entry blocks of the seed store, by offset: what `Mutation`s address as "slots".
+pub fn seed_blocks() -> &'static [u64] {
+    static BLOCKS: OnceLock<Vec<u64>> = OnceLock::new();
+    BLOCKS.get_or_init(|| {
+        let bytes = seed();
+        let root = get_ne(bytes, INDEX_ROOT as usize, 8) as usize;
+        let slots = get_le(bytes, root + 8, 8) as usize;
+        let mut blocks: Vec<u64> =
+            (0..slots).map(|i| get_ne(bytes, root + 64 + 16 * i, 8)).filter(|&b| b > 1).collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        assert!(!blocks.is_empty(), "the seed store has entries");
+        blocks
+    })
+}
+
+/// Checks, once, that the record offsets above are where `block::encode` puts each field: a
 /// format change that moves them fails here, loudly, instead of silently fuzzing the wrong bytes.
 fn check_record_offsets() {
-    let header = Header::new(SEED_SLOTS, SEED_CAPACITY, 0);
     let e = Entry {
         name: "abc".into(),
         kind: shmstore::EntryKind::Array,
@@ -730,9 +742,9 @@ fn check_record_offsets() {
         slot_stride: 0,
         schema_offset: 0x5555,
         schema_len: 0x6666,
-        lock_offset: 0x7777,
+        lock_offset: 0,
     };
-    let bytes = e.encode();
+    let bytes = blk::encode(&e, 0x7777);
     let want = [
         (RecordField::Kind, 2),
         (RecordField::SlotCount, 1),
@@ -750,10 +762,9 @@ fn check_record_offsets() {
     ];
     for (field, value) in want {
         let (at, width) = field.span();
-        assert_eq!(get_le(&bytes, at, width), value, "record field {field:?} moved in the format");
+        assert_eq!(get_le(&bytes, at, width), value, "block field {field:?} moved in the format");
     }
     assert_eq!(&bytes[8..11], b"abc");
-    let _ = header;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1376,13 +1387,14 @@ pub fn run_open_store(mutations: &[Mutation], uses: &Uses) {
 ///
 /// Among the entries the store describes (so any safe call can open them): no two may share data
 /// bytes (one could then be written through a `&mut [T]` while the other is read through a `&[U]`,
-/// or a `bool` be written as 7), and each entry's lock byte must be the one its catalog slot
-/// implies (two entries sharing a lock byte, or one using another's, break exclusion between
-/// processes). A store that refuses such a file, at open or when the entry is looked up, passes.
+/// or a `bool` be written as 7), and no entry's data may overlap another's block (which holds its
+/// sequence and lock words; format v2 derives the lock byte from the block's offset, so two
+/// entries share a lock only if they share a block). A store that refuses such a file, at open or
+/// when the entry is looked up, passes.
 ///
 /// `SHMSTORE_FUZZ_NO_ORACLE=1` turns it off, to keep fuzzing for crashes while a known finding is
 /// still open.
-pub fn check_handed_out(store: &Store, image: &Image, names: &[String]) {
+pub fn check_handed_out(store: &Store, _image: &Image, names: &[String]) {
     let mut seen: Vec<(String, u64, u64)> = Vec::new();
     for name in names {
         let Ok(info) = store.entry_info(name) else { continue };
@@ -1395,18 +1407,9 @@ pub fn check_handed_out(store: &Store, image: &Image, names: &[String]) {
             );
         }
         seen.push((name.clone(), start, len));
-        let slot = info.record_offset.checked_sub(HEADER_SIZE).map(|o| o / ENTRY_SIZE);
-        let (at, width) = RecordField::LockOffset.span();
-        let lock = usize::try_from(info.record_offset)
-            .ok()
-            .map(|r| get_le(&image.bytes, r + STATIC_OFFSET as usize + at, width));
-        if let (Some(slot), Some(lock)) = (slot, lock) {
-            let canonical = shmstore::format::entry::lock_offset_for(slot as u32);
-            assert_eq!(
-                lock, canonical,
-                "the store hands out entry `{name}` (slot {slot}) with another slot's lock byte"
-            );
-        }
+        // Its entry block holds its live words (sequence, lock state): no other entry's data
+        // may overlap it either.
+        seen.push((format!("the block of {name}"), info.record_offset, BLOCK_SIZE));
     }
 }
 

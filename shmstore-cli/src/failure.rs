@@ -89,7 +89,7 @@ pub fn message(e: &Error) -> String {
             }
         },
         Error::UnsupportedFormat { path, found, supported } => format!(
-            "`{}` uses store format version {found}, but this shmstore command reads version {supported}: \
+            "`{}` uses store format v{found}; this shmstore command reads up to v{supported}: \
              install a newer shmstore command to read it",
             p(path)
         ),
@@ -281,8 +281,8 @@ mod tests {
             "store file `/nonexistent/dir/app.shm` does not exist: check the path (shmstore commands never create a store)"
         );
         assert_eq!(
-            message(&Error::UnsupportedFormat { path, found: 9, supported: 1 }),
-            "`/nonexistent/dir/app.shm` uses store format version 9, but this shmstore command reads version 1: \
+            message(&Error::UnsupportedFormat { path, found: 9, supported: 2 }),
+            "`/nonexistent/dir/app.shm` uses store format v9; this shmstore command reads up to v2: \
              install a newer shmstore command to read it"
         );
         assert_eq!(

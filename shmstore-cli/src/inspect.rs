@@ -54,10 +54,10 @@ pub struct Suspicious {
 /// entry count and the growth generation are not needed to read a store, so only these checks
 /// look at them:
 ///
-/// - the entry count is at most the catalog's size, and equals the number of entries the catalog
-///   lists (each record is checksummed and checked at open). It is raised just after an entry is
-///   published, so it can trail the catalog by the entries being created at that moment, or left
-///   behind by a process that died in between; it can never exceed it.
+/// - the entry count is at most the catalog's cap, and equals the number of entries the catalog
+///   lists. It is raised just after an entry is published and lowered just after one is removed,
+///   so it can differ from the catalog by the entries being created or removed at that moment, or
+///   by one a process died while creating or removing.
 /// - the generation counts how often the capacity grew, and each growth adds at least one byte
 ///   to a capacity that starts at least at the data area's offset: it is at most
 ///   `capacity - data_offset`.
@@ -74,7 +74,9 @@ pub fn suspicious(info: &StoreInfo, listed: u64) -> Vec<Suspicious> {
         found.push(Suspicious {
             field: "entry_count",
             value: count,
-            why: format!("impossible: the catalog lists only {listed}"),
+            why: format!(
+                "the catalog lists only {listed}: an entry is being removed, or a process died while removing one"
+            ),
         });
     } else if count < listed {
         found.push(Suspicious {
@@ -138,8 +140,9 @@ fn entry_json(e: &EntryInfo, ints: Ints) -> Json {
     })
 }
 
-/// Where a catalog record keeps its commit sequence word (`docs/format.md`): 192.
-pub const SEQ_IN_RECORD: u64 = shmstore::format::entry::SEQ_OFFSET;
+/// Where an entry block keeps its commit sequence word (`docs/format.md`): 16. (A format-v1
+/// catalog record kept it at 192; v1 stores are only read, and `upgrade` converts them.)
+pub const SEQ_IN_RECORD: u64 = shmstore::format::v2::block::SEQ;
 
 fn write_text(
     info: &StoreInfo,
@@ -157,7 +160,13 @@ fn write_text(
         ("capacity", format!("{} bytes ({})", info.capacity, human_bytes(info.capacity))),
         ("used", format!("{} bytes ({}, {percent:.1}%)", info.used, human_bytes(info.used))),
         ("generation", format!("{} (times grown){}", info.generation, note("generation"))),
-        ("entries", format!("{} of at most {}{}", info.entries, info.max_entries, note("entry_count"))),
+        (
+            "entries",
+            match info.max_entries {
+                u32::MAX => format!("{} (no cap: the catalog grows){}", info.entries, note("entry_count")),
+                cap => format!("{} of at most {cap}{}", info.entries, note("entry_count")),
+            },
+        ),
         ("created", rfc3339(info.created_unix_nanos)),
     ];
     for (key, value) in facts {

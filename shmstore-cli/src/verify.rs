@@ -16,10 +16,11 @@ const CHUNK_BYTES: u64 = 1 << 20;
 
 /// Runs `shmstore verify FILE`.
 pub fn run(path: &Path, max_reports: u64, out: &mut dyn Write) -> Result<(), Failure> {
-    // Opening runs the library's own checks, so verify refuses exactly what `Store::open` refuses,
-    // in the same words: the header (magic, version, checksum, geometry, a file shorter than its
-    // header says) and the whole catalog (every record on its own, and all of them together: no two
-    // claim the same bytes or the same lock, no schema is longer than the format allows).
+    // Opening and listing run the library's own checks, so verify refuses exactly what the library
+    // refuses, in the same words: the header at open (magic, version, checksums, geometry, a file
+    // shorter than its header says), then, as the entries are listed, every entry block (each on
+    // its own, and all of them together: no two claim the same bytes, no schema is longer than
+    // the format allows). A format-v2 open checks no block; listing checks them all.
     let store = failure::open(path)?;
     let entries = store.entries()?;
 

@@ -7,9 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use common::{entry_json, poke, shmstore, temp_store, Run};
-use shmstore::format::entry::{Entry, STATIC_OFFSET};
-use shmstore::format::header::Header;
 use shmstore::format::schema;
+use shmstore::format::v2::block;
 use shmstore::{SchemaKind, SharedLayout, Store};
 
 /// A struct whose type and field names are ordinary non-ASCII text.
@@ -97,10 +96,9 @@ fn craft_escape_names(path: &Path, name: &str) -> bool {
         serde_json::from_str(shmstore(["inspect", path.to_str().unwrap(), "--json"]).ok()).unwrap();
     let record = entry_json(&inspect, name)["record_offset"].as_u64().unwrap();
     let bytes = fs::read(path).unwrap();
-    let header = Header::decode(&bytes).unwrap();
-    let at = (record + STATIC_OFFSET) as usize;
-    let slot = ((record - header.catalog_offset) / shmstore::format::entry::ENTRY_SIZE) as u32;
-    let mut entry = Entry::decode(&bytes[at..], &header, slot, bytes.len() as u64).unwrap();
+    let at = (record + block::STATIC_OFFSET) as usize;
+    let decoded = block::decode(&bytes[at..], record, bytes.len() as u64).unwrap();
+    let mut entry = decoded.entry;
     let stored = &bytes[entry.schema_offset as usize..(entry.schema_offset + entry.schema_len) as usize];
     assert_eq!(stored, schema::encode(&Zzzz::LAYOUT));
 
@@ -113,7 +111,7 @@ fn craft_escape_names(path: &Path, name: &str) -> bool {
     assert_eq!(encoded.len(), stored.len());
     poke(path, entry.schema_offset, &encoded);
     entry.fingerprint = crafted.fingerprint;
-    poke(path, at as u64, &entry.encode());
+    poke(path, at as u64, &block::encode(&entry, decoded.serial));
     schema::decode(&encoded).is_ok()
 }
 

@@ -21,7 +21,7 @@ fn inspect_shows_the_header_and_every_entry() {
     let run = shmstore(["inspect", file]);
     let text = run.ok();
     for fact in
-        ["file:       ", "format:     version 1", "capacity:   1048576 bytes (1.0 MB)", "entries:    4 of at most 64"]
+        ["file:       ", "format:     version 2", "capacity:   1048576 bytes (1.0 MB)", "entries:    4 of at most 64"]
     {
         assert!(text.contains(fact), "{fact:?} not in\n{text}");
     }
@@ -45,7 +45,7 @@ fn inspect_shows_the_header_and_every_entry() {
 
     // JSON says the same, plus the offsets, checked against the library's own view.
     let json = inspect_json(&path);
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["capacity"], 1 << 20);
     assert_eq!(json["max_entries"], 64);
     assert_eq!(json["entry_count"], 4);
@@ -69,7 +69,7 @@ fn inspect_shows_the_header_and_every_entry() {
             ("data_offset", e.data_offset),
             ("slot_stride", e.slot_stride),
             ("record_offset", e.record_offset),
-            ("seq_offset", e.record_offset + 192),
+            ("seq_offset", e.record_offset + 16),
         ] {
             assert_eq!(j[key], value, "{}.{key}", e.name);
         }
@@ -208,15 +208,16 @@ fn damaged_and_foreign_files_are_refused_with_one_clear_line() {
     // A newer format version, with the checksum fixed up so that only the version is wrong.
     let mut newer = good.clone();
     newer[8..12].copy_from_slice(&9u32.to_le_bytes());
-    let sum = shmstore::format::checksum(&newer[..120]);
-    newer[120..128].copy_from_slice(&sum.to_le_bytes());
-    every_command_refuses(&damaged("newer.shm", &newer), 1, "uses store format version 9");
+    let sum = shmstore::format::checksum::checksum64(&newer[..248]);
+    newer[248..256].copy_from_slice(&sum.to_le_bytes());
+    every_command_refuses(&damaged("newer.shm", &newer), 1, "format v9; this shmstore command reads up to v2");
 
-    // A damaged catalog record.
+    // A damaged entry block (its static part, which is checksummed; opening does not look at it,
+    // every command does when it lists the entries).
     let json = inspect_json(&path);
     let record = entry_json(&json, "samples")["record_offset"].as_u64().unwrap() as usize;
     let mut bad_record = good.clone();
-    bad_record[record + 100] ^= 1;
+    bad_record[record + 192 + 100] ^= 1;
     every_command_refuses(&damaged("record.shm", &bad_record), 2, "checksum");
 
     // No file at all, and a directory.
@@ -241,9 +242,9 @@ fn inspect_marks_impossible_header_words() {
     assert_eq!(inspect_json(&path)["suspicious"], serde_json::json!([]));
 
     // The live words are not checksummed: anything can be written there.
-    let generation = shmstore::format::header::GENERATION_OFFSET;
-    let entry_count = shmstore::format::header::ENTRY_COUNT_OFFSET;
-    poke(&path, entry_count, &4_000_000_000u32.to_ne_bytes());
+    let generation = shmstore::format::v2::header::GENERATION;
+    let entry_count = shmstore::format::v2::header::ENTRY_COUNT;
+    poke(&path, entry_count, &4_000_000_000u64.to_ne_bytes());
     poke(&path, generation, &u64::MAX.to_ne_bytes());
     let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
     let text = run.ok();
@@ -274,14 +275,14 @@ fn inspect_marks_impossible_header_words() {
         ])
     );
 
-    // Within the catalog's size, but more than it lists; and fewer (a creation in progress, or
-    // one a process died in).
+    // Within the catalog's size, but more than it lists (a removal in progress, or one a process
+    // died in); and fewer (a creation in progress, or one a process died in).
     poke(&path, generation, &0u64.to_ne_bytes());
-    poke(&path, entry_count, &9u32.to_ne_bytes());
+    poke(&path, entry_count, &9u64.to_ne_bytes());
     let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
-    assert!(run.ok().contains("\nentries:    9 of at most 64 (impossible: the catalog lists only 4)\n"), "{run:#?}");
+    assert!(run.ok().contains("\nentries:    9 of at most 64 (the catalog lists only 4: "), "{run:#?}");
     assert!(run.ok().contains("\ngeneration: 0 (times grown)\n"), "{run:#?}");
-    poke(&path, entry_count, &3u32.to_ne_bytes());
+    poke(&path, entry_count, &3u64.to_ne_bytes());
     let run = shmstore(["inspect".as_ref(), path.as_os_str()]);
     assert!(run.ok().contains("\nentries:    3 of at most 64 (the catalog lists 4: "), "{run:#?}");
     // A count that lags the catalog is a warning, not a failure, for verify.

@@ -51,21 +51,58 @@ const MAX_RETRIES: usize = 100_000;
 /// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
 pub(crate) const INDEX_USED: u64 = 24;
 
+/// A hasher for the process's own maps (names, block offsets, lock bytes): the keys come from
+/// this process's lookups and from checked blocks, so the DoS resistance of SipHash buys nothing,
+/// and lookups are on the hot path. Word at a time, as [`checksum64`](crate::format::checksum).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.write_u64(u64::from_le_bytes(last) ^ (bytes.len() as u64) << 56);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.write_u64(u64::from(byte));
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+}
+
+/// Builds [`FastHasher`]s.
+pub(crate) type FastBuild = std::hash::BuildHasherDefault<FastHasher>;
+
 /// What this process knows of a v2 catalog.
 #[derive(Debug, Default)]
 pub(crate) struct V2Cache {
     /// The `catalog_seq` at which `names` was filled.
     seq: u64,
     /// Entries found by name since `catalog_seq` was `seq`.
-    names: HashMap<String, Found>,
+    names: HashMap<String, Found, FastBuild>,
     /// Blocks accepted by this process: block offset -> (serial, entry).
-    blocks: HashMap<u64, (u64, Arc<Entry>)>,
+    blocks: HashMap<u64, (u64, Arc<Entry>), FastBuild>,
     /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
     ranges: BTreeMap<u64, (u64, u64)>,
 }
 
 impl V2Cache {
-    /// The accepted blocks that own a range overlapping `start..end`.
+    /// The accepted blocks that own a range overlapping `start..end` (no allocation when none do).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
         let mut owners = Vec::new();
         // The ranges are disjoint, so sorted by start they are sorted by end too.
@@ -89,15 +126,18 @@ impl V2Cache {
     }
 }
 
-/// The non-empty byte ranges an entry block claims: itself, its data, its schema.
-fn block_ranges(at: u64, entry: &Entry) -> Vec<(u64, u64)> {
-    let mut out = vec![(at, at + BLOCK_SIZE)];
-    for range in [entry.data_range(), entry.schema_range()].into_iter().flatten() {
-        if !range.is_empty() {
-            out.push((range.start, range.end));
-        }
-    }
-    out
+/// The non-empty byte ranges an entry block claims: itself, its data, its schema (the data and
+/// a schema that follows it within a cache line as one range).
+fn block_ranges(at: u64, entry: &Entry) -> impl Iterator<Item = (u64, u64)> {
+    let (data, schema) = (entry.data_range(), entry.schema_range());
+    let joined = match (&data, &schema) {
+        (Some(d), Some(s)) if s.start >= d.end && s.start - d.end < 64 && !s.is_empty() => [Some(d.start..s.end), None],
+        _ => [data, schema],
+    };
+    std::iter::once(at..at + BLOCK_SIZE)
+        .chain(joined.into_iter().flatten())
+        .filter(|r| !r.is_empty())
+        .map(|r| (r.start, r.end))
 }
 
 /// Whether a schema holds an atomic anywhere: such an entry's space is never reused (a
@@ -115,8 +155,52 @@ fn has_atomics(schema: &Schema) -> bool {
 pub(crate) struct NewBlock<'a> {
     pub(crate) name: &'a str,
     pub(crate) kind: EntryKind,
-    pub(crate) layout: &'a Layout,
+    pub(crate) shape: &'a Shape,
     pub(crate) count: u64,
+}
+
+/// The layout facts an entry block records, from a [`Layout`] or from stored schema bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Shape {
+    /// The type's name, for error messages.
+    pub(crate) type_name: String,
+    pub(crate) elem_size: u64,
+    pub(crate) elem_align: u64,
+    pub(crate) version: u32,
+    pub(crate) fingerprint: u64,
+    /// Whether the type holds an atomic anywhere (objects of such types are not double-buffered).
+    pub(crate) atomics: bool,
+    /// The encoded schema.
+    pub(crate) schema: Vec<u8>,
+}
+
+impl Shape {
+    /// The shape of `layout`.
+    pub(crate) fn of(layout: &Layout) -> Shape {
+        Shape {
+            type_name: layout.display_name(),
+            elem_size: layout.size as u64,
+            elem_align: layout.align as u64,
+            version: layout.version,
+            fingerprint: layout.fingerprint,
+            atomics: layout.contains_atomics(),
+            schema: schema::encode(layout),
+        }
+    }
+
+    /// The shape recorded by the encoded schema `bytes`, or why they cannot be recorded.
+    pub(crate) fn from_schema(bytes: &[u8]) -> std::result::Result<Shape, String> {
+        let decoded = schema::decode(bytes).map_err(|e| e.to_string())?;
+        Ok(Shape {
+            type_name: decoded.display_name(),
+            elem_size: decoded.size,
+            elem_align: decoded.align,
+            version: decoded.version,
+            fingerprint: decoded.fingerprint,
+            atomics: has_atomics(&decoded),
+            schema: bytes.to_vec(),
+        })
+    }
 }
 
 impl StoreInner {
@@ -238,7 +322,8 @@ impl StoreInner {
                     at = self.word64(at + blk::MOVED_TO)?.load(Ordering::Acquire);
                     continue;
                 }
-                _ => return Ok(None),
+                blk::STATE_FREE | blk::STATE_SHADOW | blk::STATE_REMOVED => return Ok(None),
+                other => return Err(self.corrupt(format!("entry block at byte {at} has unknown state {other}"))),
             }
             let found = self.accept(at)?;
             return Ok(name.is_none_or(|name| found.entry.name == name).then_some(found));
@@ -282,11 +367,16 @@ impl StoreInner {
                 block.entry.name, block.serial
             )));
         }
-        let entry = Arc::new(block.entry);
-        let ranges = block_ranges(at, &entry);
+        self.accept_decoded(at, serial, block.entry)
+    }
+
+    /// Accepts the block at `at` with `serial`, whose static part decoded to `entry` (just now,
+    /// or as this process wrote it): see [`StoreInner::accept`].
+    fn accept_decoded(&self, at: u64, serial: u64, entry: Entry) -> Result<Found> {
+        let entry = Arc::new(entry);
         let mut cache = self.v2_cache();
         cache.forget(at);
-        for &(start, end) in &ranges {
+        for (start, end) in block_ranges(at, &entry) {
             for owner in cache.overlapping(start, end) {
                 let owner_serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
                 if self.still_live(owner, owner_serial) {
@@ -299,7 +389,7 @@ impl StoreInner {
                 cache.forget(owner);
             }
         }
-        for (start, end) in ranges {
+        for (start, end) in block_ranges(at, &entry) {
             cache.ranges.insert(start, (end, at));
         }
         cache.blocks.insert(at, (serial, entry.clone()));
@@ -314,7 +404,7 @@ impl StoreInner {
             let serial = cache.blocks.get(&owner).map_or(0, |(s, _)| *s);
             if self.still_live(owner, serial) {
                 return Err(self.corrupt(format!(
-                    "the free list hands out bytes {start}..{end}, which the live entry block at byte {owner} uses"
+                    "the allocator would hand out bytes {start}..{end}, which the live entry block at byte {owner} uses: the allocation end or a free list is damaged"
                 )));
             }
             cache.forget(owner);
@@ -352,6 +442,14 @@ impl StoreInner {
         }
         found.sort_by_key(|f| (f.serial, f.at));
         found.dedup_by_key(|f| f.at);
+        let mut names: Vec<(&str, u64)> = found.iter().map(|f| (f.entry.name.as_str(), f.at)).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(self.corrupt(format!(
+                "entry blocks at bytes {} and {} are both live and named `{}`",
+                pair[0].1, pair[1].1, pair[0].0
+            )));
+        }
         Ok(found)
     }
 
@@ -384,7 +482,8 @@ impl StoreInner {
             }
         }
         debug_assert_eq!(value.len(), layout.size);
-        let new = NewBlock { name, kind, layout, count };
+        let shape = Shape::of(layout);
+        let new = NewBlock { name, kind, shape: &shape, count };
         let at = self.v2_place(&new, 0, blk::STATE_LIVE, 0, |data, fresh| match kind {
             EntryKind::Array | EntryKind::Bytes => self.fill_repeated(data, &value, count, fresh),
             _ => self.map().write(data, &value),
@@ -396,7 +495,7 @@ impl StoreInner {
     }
 
     /// Bumps `catalog_seq`, so that every process's cache of names is dropped.
-    fn catalog_changed(&self) -> Result<()> {
+    pub(crate) fn catalog_changed(&self) -> Result<()> {
         self.catalog_seq().fetch_add(1, Ordering::AcqRel);
         self.sync_if(0, v2h::HEADER_SIZE)
     }
@@ -421,12 +520,11 @@ impl StoreInner {
         moved_to: u64,
         write_data: impl FnOnce(u64, bool) -> bool,
     ) -> Result<u64> {
-        let NewBlock { name, kind, layout, count } = *new;
-        let elem_size = layout.size as u64;
-        let elem_align = layout.align as u64;
+        let NewBlock { name, kind, shape, count } = *new;
+        let (elem_size, elem_align) = (shape.elem_size, shape.elem_align);
         let unsupported = |reason: String| Error::UnsupportedLayout {
             name: name.to_owned(),
-            type_name: layout.display_name(),
+            type_name: shape.type_name.clone(),
             reason,
         };
         if elem_align > PAGE {
@@ -434,11 +532,14 @@ impl StoreInner {
                 "it is aligned to {elem_align} bytes, but store data is aligned to at most {PAGE}; lower its `align`"
             )));
         }
-        if kind == EntryKind::Bytes && layout.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
+        if !elem_align.is_power_of_two() || !elem_size.is_multiple_of(elem_align) {
+            return Err(unsupported(format!("its size {elem_size} and alignment {elem_align} do not fit together")));
+        }
+        if kind == EntryKind::Bytes && shape.fingerprint != <u8 as crate::SharedLayout>::LAYOUT.fingerprint {
             return Err(unsupported("a byte region holds u8 bytes; copy them into a new array entry instead".into()));
         }
-        let schema_bytes = schema::encode(layout);
-        if let Err(e) = schema::decode(&schema_bytes) {
+        let schema_bytes = &shape.schema;
+        if let Err(e) = schema::decode(schema_bytes) {
             return Err(unsupported(format!("its layout descriptor cannot be recorded: {e}")));
         }
         let (slot_count, slot_stride, data_align, data_len) = match kind {
@@ -449,7 +550,7 @@ impl StoreInner {
             }
             _ => {
                 let stride = align_up(elem_size.max(1), OBJECT_ALIGN).unwrap_or(u64::MAX);
-                if layout.contains_atomics() {
+                if shape.atomics {
                     (1, 0, elem_align.max(OBJECT_ALIGN), Some(stride))
                 } else {
                     (2, stride, elem_align.max(OBJECT_ALIGN), stride.checked_mul(2))
@@ -483,8 +584,8 @@ impl StoreInner {
             name: name.to_owned(),
             kind,
             slot_count,
-            version: layout.version,
-            fingerprint: layout.fingerprint,
+            version: shape.version,
+            fingerprint: shape.fingerprint,
             elem_size,
             elem_align,
             count,
@@ -494,7 +595,7 @@ impl StoreInner {
             schema_len: schema_bytes.len() as u64,
             lock_offset: v2h::entry_lock_byte(block),
         };
-        if !(self.map().write(entry.schema_offset, &schema_bytes) && write_data(data, fresh)) {
+        if !(self.map().write(entry.schema_offset, schema_bytes) && write_data(data, fresh)) {
             return Err(self.corrupt("the allocator handed out space outside the file".into()));
         }
         self.sync_if(data, extent)?;
@@ -664,6 +765,9 @@ impl StoreInner {
             }
         };
         self.live_u64(self.words.alloc_end).store(end, Ordering::Release);
+        // The allocation end is a live word: if it lags behind entries (a crafted file), refuse
+        // to hand out the bytes of an entry this process uses.
+        self.claim(at, end)?;
         Ok(at)
     }
 
@@ -710,7 +814,7 @@ impl StoreInner {
 
     /// Inserts `block` under `hash` into the index, replacing the table first if it would be
     /// more than half full. The caller holds the admin lock.
-    fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
+    pub(crate) fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
         let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let mut slots = self.index_table(root)?;
         let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
@@ -829,9 +933,7 @@ impl StoreInner {
         let name = &found.entry.name;
         let entry = self.lock_entry(lock, name, true, found.entry.slot_count != 2, Wait::Forever, None)?;
         let admin = self.lock_catalog(requested, name)?;
-        let current = self.word32(found.at + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(found.at + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        Ok(current.then_some((entry, admin)))
+        Ok(self.still_live(found.at, found.serial).then_some((entry, admin)))
     }
 
     /// Wakes the waiters of `entry` (at `at`) after a change that ends it: its `seq` moves (by 2
@@ -939,12 +1041,11 @@ impl StoreInner {
         let name = &found.entry.name;
         let _admin = self.lock_catalog("replacing", name)?;
         let old = found.at;
-        let current = self.word32(old + blk::STATE)?.load(Ordering::Acquire) == blk::STATE_LIVE
-            && self.word64(old + blk::SERIAL)?.load(Ordering::Acquire) == found.serial;
-        if !current {
+        if !self.still_live(old, found.serial) {
             return Err(Error::Removed { name: name.clone() });
         }
-        let new = NewBlock { name, kind: found.entry.kind, layout, count };
+        let shape = Shape::of(layout);
+        let new = NewBlock { name, kind: found.entry.kind, shape: &shape, count };
         let block = self.v2_place(&new, seq, blk::STATE_SHADOW, old, write_data)?;
         self.commit_move(old, block)?;
         if let Some(slot) = self.index_slot_of(hash64(name), old)? {
@@ -962,11 +1063,12 @@ impl StoreInner {
     /// was made for: [`Error::Removed`], [`Error::Moved`] (renamed or resized), or
     /// [`Error::LayoutMismatch`] (migrated away from `layout`, if given).
     pub(crate) fn v2_check_current(&self, at: u64, serial: u64, entry: &Entry, layout: Option<&Layout>) -> Result<()> {
-        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
-        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
-        if state == blk::STATE_LIVE && same {
+        // A committed shadow (a replacement whose last step a crash cut off) is live too.
+        if self.still_live(at, serial) {
             return Ok(());
         }
+        let state = self.word32(at + blk::STATE)?.load(Ordering::Acquire);
+        let same = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire) == serial;
         if state != blk::STATE_MOVED || !same {
             return Err(Error::Removed { name: entry.name.clone() });
         }

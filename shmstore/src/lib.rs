@@ -96,6 +96,7 @@ mod error;
 mod fixed_str;
 pub mod format;
 mod handle;
+mod image;
 pub mod layout;
 mod lock;
 mod lock_mode;

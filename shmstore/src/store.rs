@@ -583,7 +583,7 @@ pub(crate) struct StoreInner {
     /// pointers into the mappings, which it uses when dropped (to free its reader slot).
     pub(crate) lock_state: Locks,
     /// One lock per entry lock byte, shared by every handle of this process.
-    locks: Mutex<HashMap<u64, Arc<EntryLock>>>,
+    locks: Mutex<HashMap<u64, Arc<EntryLock>, crate::catalog_v2::FastBuild>>,
     /// The mappings of the file; see [`StoreInner::map`].
     maps: Mappings,
     /// The file's format and static header.
@@ -755,7 +755,7 @@ impl StoreInner {
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
             lock_state: Locks::Ofd { admin: RangeLock::new(v2h::LOCK_BASE) },
-            locks: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::default()),
             maps: Mappings::new(map),
             format: Format::V2(header),
             words: Words::V2,
@@ -769,13 +769,6 @@ impl StoreInner {
             names: Mutex::new(HashMap::new()),
             temp: None,
         };
-        let state = crate::lock_mode::join(&store, opts.lock_mode)?;
-        if state.lock_mode == v2h::LockMode::Robust {
-            let robust = Robust::new(store.map(), &store.file, state.lock_epoch, !store.read_only)
-                .map_err(|e| store.io("dup", e))?
-                .ok_or_else(|| store.corrupt("the header lies outside the mapping".into()))?;
-            store.lock_state = Locks::Robust(robust);
-        }
         // As for v1: a grower extends the file before it raises the capacity word.
         let live = v2h::Live {
             capacity: store.capacity(),
@@ -790,6 +783,26 @@ impl StoreInner {
             LiveError::Impossible(detail) => Error::Corrupt { path: path.to_owned(), detail: detail.into() },
         })?;
         store.index_table(live.index_root)?;
+        // A refused capacity leaves the file as it was (before the open state is touched).
+        let recorded = live.capacity;
+        if let (Some(requested), false) = (opts.capacity, opts.capacity_only_if_created) {
+            if requested < recorded {
+                return Err(Error::CapacityTooSmall {
+                    path: path.to_owned(),
+                    requested,
+                    minimum: recorded,
+                    shrink: true,
+                });
+            }
+        }
+        // Last, so that a store refused above is left as it was.
+        let state = crate::lock_mode::join(&store, opts.lock_mode)?;
+        if state.lock_mode == v2h::LockMode::Robust {
+            let robust = Robust::new(store.map(), &store.file, state.lock_epoch, !store.read_only)
+                .map_err(|e| store.io("dup", e))?
+                .ok_or_else(|| store.corrupt("the header lies outside the mapping".into()))?;
+            store.lock_state = Locks::Robust(robust);
+        }
         Ok(store)
     }
 
@@ -814,7 +827,7 @@ impl StoreInner {
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
             lock_state: Locks::Ofd { admin: RangeLock::new(LOCK_BASE) },
-            locks: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::default()),
             maps: Mappings::new(map),
             format: Format::V1(header),
             words: Words::V1,

@@ -291,25 +291,27 @@ pub fn poke(path: &Path, offset: u64, bytes: &[u8]) {
     file.write_all_at(bytes, offset).expect("poke");
 }
 
-// The on-disk format, as documented in shmstore/src/format/{header,entry}.rs.
+// The on-disk format (version 2), as documented in docs/format.md and shmstore/src/format/v2/.
 
-/// Offset of the catalog.
-pub const CATALOG_OFFSET: u64 = 512;
-/// Size of one catalog record.
-pub const RECORD_SIZE: u64 = 256;
-/// Offset of a record's static (checksummed) part.
-pub const RECORD_STATIC_OFFSET: u64 = 8;
-/// Size of a record's static part.
-pub const RECORD_STATIC_SIZE: u64 = 176;
-/// Offset of the live `alloc_end` header word.
-pub const ALLOC_END_OFFSET: u64 = 144;
 /// Offset of the live `capacity` header word.
-pub const CAPACITY_OFFSET: u64 = 128;
+pub const CAPACITY_OFFSET: u64 = 512;
+/// Offset of the live `alloc_end` header word.
+pub const ALLOC_END_OFFSET: u64 = 528;
+/// Offset of the live `index_root` header word.
+pub const INDEX_ROOT_OFFSET: u64 = 544;
+/// Size of an entry block.
+pub const BLOCK_SIZE: u64 = 384;
+/// Offset of a block's static (checksummed) part.
+pub const BLOCK_STATIC_OFFSET: u64 = 192;
+/// Size of a block's static part.
+pub const BLOCK_STATIC_SIZE: u64 = 192;
 
-/// A catalog record, decoded from the file by hand.
+/// An entry block, decoded from the file by hand.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
+    /// The index slot that leads to it.
     pub slot: u32,
+    /// The block's offset.
     pub offset: u64,
     pub state: u32,
     pub kind: u8,
@@ -319,25 +321,37 @@ pub struct RawRecord {
     pub count: u64,
     pub data_offset: u64,
     pub slot_stride: u64,
+    pub schema_offset: u64,
+    pub schema_len: u64,
     pub seq: u64,
 }
 
-/// Every catalog record with a non-zero state word, by reading the file.
+/// Every entry block that the current index table leads to (following `moved_to` from blocks
+/// that were replaced), by reading the file.
 pub fn raw_records(path: &Path) -> Vec<RawRecord> {
     let bytes = fs::read(path).expect("read store");
-    let slots = u32::from_le_bytes(bytes[32..36].try_into().unwrap());
-    let mut out = Vec::new();
-    for slot in 0..slots {
-        let at = (CATALOG_OFFSET + u64::from(slot) * RECORD_SIZE) as usize;
-        let state = read_u32_ne(&bytes, at);
-        if state == 0 {
+    let root = read_u64_ne(&bytes, INDEX_ROOT_OFFSET as usize) as usize;
+    let slots = read_u64_le(&bytes, root + 8);
+    let mut out: Vec<RawRecord> = Vec::new();
+    for i in 0..slots {
+        let mut at = read_u64_ne(&bytes, root + 64 + 16 * i as usize);
+        if at < 2 {
             continue;
         }
-        let s = at + RECORD_STATIC_OFFSET as usize;
+        // Follow replaced blocks (state 3) to their replacement.
+        while read_u32_ne(&bytes, at as usize) == 3 {
+            at = read_u64_ne(&bytes, at as usize + 32);
+        }
+        let a = at as usize;
+        let state = read_u32_ne(&bytes, a);
+        if state == 0 || state == 4 || out.iter().any(|r| r.offset == at) {
+            continue;
+        }
+        let s = a + BLOCK_STATIC_OFFSET as usize;
         let name_len = u16::from_le_bytes(bytes[s + 2..s + 4].try_into().unwrap()) as usize;
         out.push(RawRecord {
-            slot,
-            offset: at as u64,
+            slot: i as u32,
+            offset: at,
             state,
             kind: bytes[s],
             slot_count: bytes[s + 1],
@@ -346,13 +360,14 @@ pub fn raw_records(path: &Path) -> Vec<RawRecord> {
             count: read_u64_le(&bytes, s + 96),
             data_offset: read_u64_le(&bytes, s + 104),
             slot_stride: read_u64_le(&bytes, s + 112),
-            seq: read_u64_ne(&bytes, at + 192),
+            schema_offset: read_u64_le(&bytes, s + 120),
+            schema_len: read_u64_le(&bytes, s + 128),
+            seq: read_u64_ne(&bytes, a + 16),
         });
     }
     out
 }
 
-/// The record of entry `name`.
 pub fn raw_record(path: &Path, name: &str) -> RawRecord {
     raw_records(path).into_iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no record named {name}"))
 }

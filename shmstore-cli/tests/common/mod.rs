@@ -208,7 +208,8 @@ pub const SAMPLES: usize = 20;
 /// three times so that both slots were used), `samples` (an array of f64) and `rows` (an array of
 /// structs), written and closed.
 pub fn build(path: &Path) {
-    let store = Store::open_or_create(path, 1 << 20).unwrap();
+    // Capped, so that `inspect` has a catalog size to show.
+    let store = Store::options().create(true).capacity(1 << 20).max_entries(64).open(path).unwrap();
     store.object_or_init("everything", everything).unwrap();
     let cfg = store.object_or_init("config", Config::default).unwrap();
     cfg.update(|c| c.port = 1).unwrap();
@@ -243,7 +244,7 @@ pub fn active_offset(path: &Path, name: &str) -> u64 {
     let e = entry_json(&inspect, name);
     let field = |k: &str| e[k].as_u64().unwrap_or_else(|| panic!("{k} in {e:#}"));
     let bytes = fs::read(path).unwrap();
-    let at = (field("record_offset") + 192) as usize;
+    let at = field("seq_offset") as usize;
     let seq = u64::from_ne_bytes(bytes[at..at + 8].try_into().unwrap());
     field("data_offset") + (seq & 1) * field("slot_stride")
 }

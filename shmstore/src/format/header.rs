@@ -69,7 +69,7 @@ pub struct RawHeader {
     pub created_unix_nanos: U64,
     /// Reserved for later format features; zero.
     pub reserved: [u8; 56],
-    /// [`checksum`] of all the bytes above.
+    /// [`checksum`](fn@super::checksum) of all the bytes above.
     pub checksum: U64,
 }
 

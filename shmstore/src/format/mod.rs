@@ -1,22 +1,24 @@
 //! The on-disk format, as pure code over byte slices: no I/O, no mapping, no locks.
 //!
-//! A store file is laid out as
+//! Format version 2 (what this build writes), in [`v2`]:
 //!
 //! ```text
-//! [ header: 512 bytes ][ catalog: max_entries x 256-byte entry records ][ data ... ]
+//! [ header: 4096 bytes ][ data area: index tables, entry blocks, data, schemas, free extents ... ]
 //! ```
 //!
-//! - [`header`]: magic, format version, byte-order marker, geometry, checksum, then a live part of
-//!   atomics (capacity, growth generation, allocation end) that changes while the store is in use.
-//! - [`entry`]: one catalog record per named entry, found by hashing the name (open addressing
-//!   with linear probing), each with its own checksum over the fields that never change, and a live
-//!   part (sequence word, futex word) for commits and change notification.
-//! - [`catalog_check`]: what the records of a catalog must satisfy together (no two claim the
-//!   same bytes, each uses the lock its slot implies), checked when a store is opened.
-//! - [`schema`]: the compact encoding of an entry's layout descriptor, stored in the data area, so
-//!   that tools can decode an entry without its Rust type.
+//! - [`v2::header`]: the static part (magic, version, byte-order marker, geometry, checksum), the
+//!   open state (lock mode, epoch; reset by the first opener), the live words (capacity, growth
+//!   generation, allocation end, index root, catalog sequence, free lists) and the lock bytes;
+//! - [`v2::index`]: the open-addressing table of `(block, hash)` slots that finds an entry by name;
+//! - [`v2::block`]: one 384-byte entry block per entry: live words, then a checksummed static part;
+//! - [`v2::free`]: the header of a free extent or block;
+//! - [`checksum`](mod@checksum): `checksum64` and `hash64`, word at a time.
 //!
-//! `docs/format.md` is the byte-by-byte specification.
+//! Format version 1 (read-only): [`header`], [`entry`] (a fixed catalog of 256-byte records) and
+//! [`catalog_check`]. Both versions share [`schema`] (the compact encoding of an entry's layout
+//! descriptor, stored in the data area), [`value`] and [`diff`].
+//!
+//! `docs/format.md` (version 2) and `docs/format-v1.md` are the byte-by-byte specifications.
 
 pub mod catalog_check;
 pub mod checksum;
@@ -27,8 +29,8 @@ pub mod schema;
 pub mod v2;
 pub mod value;
 
-/// FNV-1a over `bytes`: the checksum of headers and records. It detects torn writes and stray
-/// bytes, which is all these small fixed-size blocks need.
+/// FNV-1a over `bytes`: the checksum of format-v1 headers and records. (Format v2 uses
+/// [`checksum::checksum64`].)
 pub fn checksum(bytes: &[u8]) -> u64 {
     crate::layout::fnv1a(bytes)
 }
