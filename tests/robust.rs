@@ -410,3 +410,33 @@ fn kill_9_chaos_on_an_array_never_hides_a_torn_write() {
     let last = samples.read().unwrap();
     assert!(last.iter().all(|&v| v == last[0]));
 }
+
+/// A read-only process that opens a store first, while it holds locks of processes that are gone
+/// (here: a writer killed mid-write, and nobody else left), neither waits for them (a stale
+/// `writer` word with no read-write process around is a dead writer's) nor keeps a later
+/// read-write opener from resetting them: the reset happens, the writer gets in, and the
+/// read-only process goes on reading.
+#[test]
+fn a_read_only_first_opener_neither_waits_for_nor_pins_dead_locks() {
+    let (_dir, path) = temp_store();
+    drop(new_store(&path, LockMode::Robust));
+    let mut child = ChildProc::spawn("half_write", &path, "");
+    child.expect("halfway");
+    assert_eq!(child.kill().signal(), Some(libc::SIGKILL));
+
+    let reader = Store::options().read_only(true).open(&path).unwrap();
+    let samples = reader.array::<u64>("samples").unwrap();
+    let seen = samples.read_timeout(PATIENCE).expect("a dead writer's word is not waited for").to_vec();
+    assert_eq!(seen, [vec![7; LEN / 2], vec![0; LEN / 2]].concat());
+
+    let epoch = open_state(&path).lock_epoch;
+    let writer = Store::open(&path).unwrap();
+    assert!(open_state(&path).lock_epoch > epoch, "the read-write opener reset the locks");
+    let array = writer.array::<u64>("samples").unwrap();
+    array.try_write().expect("the dead writer's mutex was reset, not waited for")[0] = 1;
+    assert_eq!(samples.get(0).unwrap(), 1);
+    // A read-only process pins the mode: a read-write opener that asks for the other one while
+    // everyone else is gone is refused.
+    drop((array, writer));
+    assert_mismatch(Store::options().lock_mode(LockMode::Ofd).open(&path), "in robust lock mode");
+}

@@ -225,7 +225,9 @@ impl EntryHandle {
         // exclusively for this slice's life; `u8` has no alignment or validity requirement.
         let out = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) };
         let offset = self.active_offset() + start * size;
-        self.store.copy_unlocked(&self.entry.name, self.at, offset, out, wait, timeout, || self.check_current())?;
+        self.store.copy_unlocked(&self.entry.name, self.at, self.layout, offset, out, wait, timeout, || {
+            self.check_current()
+        })?;
         if self.validate {
             let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
             // SAFETY: `ptr` is this process's private copy of `count` values of `self.layout`,

@@ -128,14 +128,8 @@ impl Store {
         if inner.cannot_lock() {
             // A read-only mapping in robust lock mode cannot take the entry's lock: copy
             // optimistically. A double-buffered object's slot is published whole, by one `seq`
-            // store; an entry changed in place is checked against its `writer` word. Atomics
-            // change without either (through read guards), so their entries cannot be copied so.
-            if crate::view::Shape::holds_atomics(&schema) {
-                return Err(inner.read_only_error(
-                    "copying an entry holding atomics in robust lock mode (their changes are not \
-                     announced to lock-free readers): open the store read-write",
-                ));
-            }
+            // store; an entry changed in place is checked against its `writer` word, and its
+            // atomics are read at their own width (each whole, as under a shared lock).
             let check = || match found.serial {
                 0 => Ok(()),
                 serial => inner.v2_check_current(found.at, serial, &entry, None),
@@ -145,7 +139,7 @@ impl Store {
                 inner.copy_double_buffered(name, found.at, offset, &mut bytes, check)?;
             } else {
                 let offset = entry.data_offset + start * entry.elem_size;
-                inner.copy_unlocked(name, found.at, offset, &mut bytes, Wait::Forever, None, check)?;
+                inner.copy_unlocked(name, found.at, &schema, offset, &mut bytes, Wait::Forever, None, check)?;
             }
             return Ok(bytes);
         }

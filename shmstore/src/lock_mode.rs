@@ -32,32 +32,34 @@ pub(crate) fn initial_state() -> OpenState {
     }
 }
 
+/// The byte a read-only opener holds shared, for as long as it has the store mapped, instead of
+/// the open byte: it pins the session's lock mode without holding off a reset.
+pub(crate) const READ_ONLY_PIN: u64 = v2h::OPEN_BYTE + 1;
+
 /// Takes the open byte for `store` (resetting its locks and open state first if this is the
-/// first opener and the store is writable) and returns the open state, whose lock mode the store
-/// uses. `requested` is [`OpenOptions::lock_mode`](crate::OpenOptions::lock_mode): the mode a
-/// resetter records (robust if `None`), and the mode a later opener insists on (any if `None`);
-/// a later opener that could not share the recorded robust-mode mutexes (another libc or PID
-/// namespace) is refused with [`Error::LockModeMismatch`] before it touches any lock.
+/// first read-write opener) and returns the open state, whose lock mode the store uses.
+/// `requested` is [`OpenOptions::lock_mode`](crate::OpenOptions::lock_mode): the mode a resetter
+/// records (robust if `None`), and the mode a later opener insists on (any if `None`); a later
+/// opener that could not share the recorded robust-mode mutexes (another libc or PID namespace)
+/// is refused with [`Error::LockModeMismatch`] before it touches any lock.
 ///
-/// A read-only opener never resets (it cannot write the header) and never locks in robust mode
-/// (it cannot write a mutex), so it is not checked against the recorded ABI and namespace.
+/// A read-only opener cannot reset (it cannot write the header) and never writes a lock word:
+/// in robust mode it reads without locks, and in OFD mode its kernel locks live outside the file.
+/// So it holds [`READ_ONLY_PIN`] shared instead of the open byte, and is not checked against the
+/// recorded ABI and namespace. Locks left in the file by processes that are gone (after a crash,
+/// in a copied file) are then still reset by the next read-write opener, even while read-only
+/// processes have the store open; that reset keeps the recorded lock mode while any does (their
+/// reads follow it), and refuses an opener that asks for the other mode.
 pub(crate) fn join(store: &StoreInner, requested: Option<LockMode>) -> Result<OpenState> {
     let io = |e| store.io("lock", e);
-    let first = !store.read_only
-        && sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Exclusive, false).map_err(io)?;
-    if first {
-        let mode = requested.unwrap_or_else(reset::default_mode);
-        let result = reset::reset(store.map(), mode).map_err(|e| store.io("reset locks", e));
-        // Converting an exclusive OFD lock to a shared one is atomic: no other opener can slip
-        // in between and reset again.
-        let shared = sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Shared, true).map_err(io);
-        let state = result?;
-        shared?;
-        return Ok(state);
-    }
-    sys::lock_range(&store.file, v2h::OPEN_BYTE, sys::LockKind::Shared, true).map_err(io)?;
-    let state = read_state(store)?;
+    let (file, shared, exclusive) = (&store.file, sys::LockKind::Shared, sys::LockKind::Exclusive);
     if store.read_only {
+        sys::lock_range(file, READ_ONLY_PIN, shared, true).map_err(io)?;
+        // Waits for a reset in progress to finish, so that the open state is whole.
+        sys::lock_range(file, v2h::OPEN_BYTE, shared, true).map_err(io)?;
+        let state = read_state(store);
+        let _ = sys::unlock_range(file, v2h::OPEN_BYTE);
+        let state = state?;
         return match requested {
             Some(mode) if mode != state.lock_mode => {
                 Err(mismatch(store, Mismatch::Mode { file: state.lock_mode, requested: mode }))
@@ -65,8 +67,40 @@ pub(crate) fn join(store: &StoreInner, requested: Option<LockMode>) -> Result<Op
             _ => Ok(state),
         };
     }
+    if sys::lock_range(file, v2h::OPEN_BYTE, exclusive, false).map_err(io)? {
+        // Nobody else has the store open read-write: reset. Read-only openers pin the mode.
+        let pinned = !sys::lock_range(file, READ_ONLY_PIN, exclusive, false).map_err(io)?;
+        if !pinned {
+            let _ = sys::unlock_range(file, READ_ONLY_PIN);
+        }
+        let recorded = read_state(store).ok().map(|s| s.lock_mode);
+        let mode = match (pinned, recorded, requested) {
+            (true, Some(recorded), _) => recorded,
+            (_, _, Some(requested)) => requested,
+            _ => reset::default_mode(),
+        };
+        let result = reset::reset(store.map(), mode).map_err(|e| store.io("reset locks", e));
+        // Converting an exclusive OFD lock to a shared one is atomic: no other opener can slip
+        // in between and reset again.
+        let shared = sys::lock_range(file, v2h::OPEN_BYTE, shared, true).map_err(io);
+        let state = result?;
+        shared?;
+        if let Some(requested) = requested.filter(|&r| r != state.lock_mode) {
+            return Err(mismatch(store, Mismatch::Mode { file: state.lock_mode, requested }));
+        }
+        return Ok(state);
+    }
+    sys::lock_range(file, v2h::OPEN_BYTE, shared, true).map_err(io)?;
+    let state = read_state(store)?;
     reset::admit(&state, requested).map_err(|m| mismatch(store, m))?;
     Ok(state)
+}
+
+/// Whether some process has the store open read-write (holds the open byte), as a read-only
+/// opener asks before it trusts a lock word: if none has, every lock word in the file was left by
+/// a process that is gone.
+pub(crate) fn read_write_users(store: &StoreInner) -> Result<bool> {
+    sys::range_is_locked(&store.file, v2h::OPEN_BYTE).map_err(|e| store.io("lock", e))
 }
 
 /// The error for an opener that may not lock `store` as its other processes do.
@@ -99,7 +133,7 @@ fn read_state(store: &StoreInner) -> Result<OpenState> {
 
 impl StoreInner {
     /// Copies `out.len()` bytes at `offset` of the entry changed in place whose block is at `at`
-    /// (named `name`, of a type without atomics), without its lock, for a process that cannot
+    /// (named `name`, values of shape `shape`), without its lock, for a process that cannot
     /// take it: a read-only mapping in robust lock mode. An optimistic read, as for
     /// double-buffered objects: the entry's `seq`, then its `writer` word (set by a writer,
     /// holding the mutex, before it changes anything, followed by a release fence), a copy with
@@ -109,10 +143,11 @@ impl StoreInner {
     /// writer that died leaves its `writer` word set until a read-write process recovers the
     /// entry's lock; until then this waits (or times out).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn copy_unlocked(
+    pub(crate) fn copy_unlocked<S: crate::view::Shape>(
         &self,
         name: &str,
         at: u64,
+        shape: &S,
         offset: u64,
         out: &mut [u8],
         wait: Wait,
@@ -134,7 +169,7 @@ impl StoreInner {
             check_current()?;
             let seen = futex.load(Ordering::SeqCst);
             let before = seq.load(Ordering::Acquire);
-            if writer.load(Ordering::SeqCst) != 0 {
+            if writer.load(Ordering::SeqCst) != 0 && !self.stale_writer(at)? {
                 let nap = match wait {
                     Wait::Never => return Err(Error::WouldBlock { name: name.to_owned() }),
                     Wait::Forever => crate::commit::READ_ONLY_POLL,
@@ -153,16 +188,34 @@ impl StoreInner {
                 continue;
             }
             // SAFETY: `src..src + out.len()` lies in the mapping (located above), which stays
-            // mapped while `self` lives; the entry is changed in place by plain stores (its type
-            // holds no atomics: the callers refuse those), so this process never accesses these
-            // bytes atomically at another width.
-            unsafe { crate::view::copy_racy(src, out) };
+            // mapped while `self` lives, and holds values of shape `shape` (the caller's word):
+            // their atomics are read at their own width, their plain bytes, which writers change
+            // by plain stores, as `copy_racy` reads them.
+            unsafe { crate::view::copy_racy_shaped(shape, src, out) };
             fence(Ordering::Acquire);
-            if writer.load(Ordering::Acquire) == 0 && seq.load(Ordering::Relaxed) == before {
+            let writer_in = writer.load(Ordering::Acquire) != 0 && !self.stale_writer(at)?;
+            if !writer_in && seq.load(Ordering::Relaxed) == before {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Whether the `writer` word of the block at `at`, found set, is a dead writer's, for a reader
+    /// that cannot take the entry's lock (and so cannot clear it): the block's mutex is of an
+    /// older lock epoch than the store's (a reset happened since; the next locker clears the
+    /// word), or no process has the store open read-write (every lock word was left by a process
+    /// that is gone, for instance in a file restored after a crash). A system call, on this slow
+    /// path only.
+    fn stale_writer(&self, at: u64) -> Result<bool> {
+        let map = self.map();
+        let epochs = (map.atomic_u64(at + crate::format::v2::block::LOCK_EPOCH), map.atomic_u64(v2h::ADMIN_EPOCH));
+        if let (Some(block), Some(store)) = epochs {
+            if block.load(Ordering::Acquire) != store.load(Ordering::Acquire) {
+                return Ok(true);
+            }
+        }
+        Ok(!read_write_users(self)?)
     }
 
     /// Copies `out.len()` bytes of the double-buffered object whose block is at `at` (named

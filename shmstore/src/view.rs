@@ -457,6 +457,55 @@ pub(crate) unsafe fn copy_racy(src: NonNull<u8>, out: &mut [u8]) {
     }
 }
 
+/// [`copy_racy`] for values of shape `shape` that hold atomics: each atomic is loaded at its own
+/// width (as every process accesses it), the plain bytes as [`copy_racy`] does. For an
+/// optimistic read of an entry changed in place, which the caller checks afterwards; the atomics
+/// may change without a writer announcing it (through read guards), so each is whole but they
+/// are not one snapshot, as under a shared lock.
+///
+/// # Safety
+///
+/// `src..src + out.len()` lies in a live mapping and holds values of shape `shape`, whose plain
+/// bytes this process never accesses atomically at a width other than [`copy_racy`]'s.
+pub(crate) unsafe fn copy_racy_shaped<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    let Ok(size) = usize::try_from(shape.byte_size()) else { return };
+    if size == 0 {
+        return;
+    }
+    for (i, chunk) in out.chunks_exact_mut(size).enumerate() {
+        // SAFETY: the `i`-th value lies in the range the caller vouches for.
+        unsafe { copy_value_racy(shape, src.add(i * size), chunk) };
+    }
+}
+
+/// [`copy_racy_shaped`] for one value.
+///
+/// # Safety
+///
+/// As for [`copy_racy_shaped`].
+unsafe fn copy_value_racy<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    if !shape.holds_atomics() {
+        // SAFETY: plain bytes inside the range (the contract).
+        unsafe { copy_racy(src, out) };
+        return;
+    }
+    if let Some(width) = shape.atomic_width() {
+        // SAFETY: one atomic of the shape, inside the range, accessed by everyone at this width.
+        unsafe { load_atomic(src, width, out) };
+        return;
+    }
+    shape.parts(&mut |offset, part| {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
+        let Some(chunk) = range.clone().and_then(|r| out.get_mut(r)) else { return false };
+        let start = range.map_or(0, |r| r.start);
+        // SAFETY: `chunk` mirrors the bytes `src + start..` of one value of shape `part`.
+        unsafe { copy_value_racy(part, src.add(start), chunk) };
+        true
+    });
+}
+
 /// [`copy_shared`] for one value: `out` holds the bytes `src..src + out.len()`.
 ///
 /// # Safety
