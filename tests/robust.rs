@@ -440,3 +440,37 @@ fn a_read_only_first_opener_neither_waits_for_nor_pins_dead_locks() {
     drop((array, writer));
     assert_mismatch(Store::options().lock_mode(LockMode::Ofd).open(&path), "in robust lock mode");
 }
+
+/// A write guard leaked with `mem::forget` keeps its mutex held, and on its thread's robust list,
+/// which glibc updates when the thread locks and unlocks other robust mutexes. Dropping the store
+/// then keeps its memory mapped (else those updates write into memory that is unmapped, or mapped
+/// again for something else), and keeps it from being reset while this process lives (a reset
+/// would initialise a mutex that is on the thread's list): the next opener finds the lock still
+/// held by this thread. (Without the fix, the reset happened: the epoch assertion failed.)
+#[test]
+fn a_leaked_write_guard_outlives_its_store_safely() {
+    let (_dir, path) = temp_store();
+    let store = new_store(&path, LockMode::Robust);
+    let counter = store.object::<Counter>("counter").unwrap();
+    std::mem::forget(counter.write().unwrap());
+    drop((counter, store));
+    // This thread's next robust locks, in another store.
+    let (_other_dir, other) = temp_store();
+    let other = new_store(&other, LockMode::Robust);
+    let c = other.object::<Counter>("counter").unwrap();
+    for _ in 0..3 {
+        c.update(|c| c.n += 1).unwrap();
+    }
+    assert_eq!(c.load().unwrap().n, 4);
+    drop((c, other));
+    // The first store again: not reset, and its leaked lock is this thread's.
+    let epoch = open_state(&path).lock_epoch;
+    let again = Store::open(&path).unwrap();
+    assert_eq!(open_state(&path).lock_epoch, epoch, "no reset while this process holds a leaked lock");
+    let counter = again.object::<Counter>("counter").unwrap();
+    assert!(matches!(counter.try_write(), Err(Error::WouldDeadlock { .. })));
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(matches!(counter.try_write(), Err(Error::WouldBlock { .. }))));
+    });
+    assert_eq!(counter.load().unwrap().n, 1);
+}

@@ -611,6 +611,17 @@ pub(crate) struct StoreInner {
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
+        // A guard leaked with `mem::forget` in robust mode leaves its mutex held, and on its
+        // thread's robust list, which glibc and the kernel walk: keep the memory mapped, and keep
+        // the open byte (through the description) so that no reset initialises that mutex again,
+        // for the rest of the process's life. (Not in a forked child, which holds nothing.)
+        if !self.scope.forked() {
+            let locks = self.locks.get_mut().unwrap_or_else(|e| e.into_inner());
+            if self.lock_state.leaked(locks.values().map(|lock| &**lock)) {
+                self.maps.leak();
+                sys::keep_description(&self.file);
+            }
+        }
         // A forked child's copy shares the parent's open file, and with it the parent's `flock`:
         // releasing would take it exclusively and remove the store under the parent.
         if let (Some(temp), false) = (&self.temp, self.scope.forked()) {

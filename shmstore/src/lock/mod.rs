@@ -359,6 +359,20 @@ impl Locks {
         }
     }
 
+    /// Whether a thread of this process still holds, through this store, a robust mutex (the
+    /// admin mutex, or one of `entries`, the store's entry locks): only a leaked guard
+    /// (`mem::forget`) leaves one held when the store is dropped. The mutex is then on that
+    /// thread's robust list, which glibc and the kernel walk: its memory must stay mapped, and
+    /// must not be initialised again by a reset, for as long as the thread lives.
+    pub(crate) fn leaked<'a>(&self, mut entries: impl Iterator<Item = &'a EntryLock>) -> bool {
+        match self {
+            Locks::Ofd { .. } => false,
+            Locks::Robust(robust) => {
+                robust.admin_held() || entries.any(|lock| matches!(lock, EntryLock::Robust(block) if block.held()))
+            }
+        }
+    }
+
     /// Takes the admin lock exclusively (through `file`, in `scope`).
     pub(crate) fn admin<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
         match self {

@@ -81,17 +81,22 @@ pub(crate) const MAX_EPOCH: u64 = INITIALISING - 1;
 
 /// The place of one robust mutex in the file: its 64 bytes and the word recording the lock epoch
 /// at which it was initialised.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Site {
     mutex: Located<[AtomicU64]>,
     epoch: Located<AtomicU64>,
+    /// Whether a thread of this process holds the mutex through this site: set after it is
+    /// locked, cleared before it is unlocked (only by its holder, so plain stores suffice). A
+    /// store dropped while it is set was left holding it by a leaked guard (`mem::forget`): see
+    /// [`Locks::leaked`](super::Locks::leaked).
+    held: AtomicU32,
 }
 
 impl Site {
     /// The mutex at `mutex` whose epoch word is at `epoch`, or `None` if either lies outside the
     /// mapping or is misaligned.
     pub(crate) fn locate(map: &Mapping, mutex: u64, epoch: u64) -> Option<Site> {
-        Some(Site { mutex: map.locate_words(mutex, 8)?, epoch: map.locate_u64(epoch)? })
+        Some(Site { mutex: map.locate_words(mutex, 8)?, epoch: map.locate_u64(epoch)?, held: AtomicU32::new(0) })
     }
 
     #[inline]
@@ -167,7 +172,7 @@ impl Site {
     #[inline]
     fn lock(&self, wait: Wait) -> Result<Acquired, LockError> {
         let mutex = self.mutex();
-        match wait {
+        let acquired = match wait {
             Wait::Forever => mutex.lock(None).map_err(lock_error),
             // A timed lock that has already timed out, rather than `try_lock`: it tells this
             // thread that it holds the mutex with both glibc and musl.
@@ -176,7 +181,21 @@ impl Site {
                 other => other.map_err(lock_error),
             },
             Wait::Until(deadline) => mutex.lock(Some(deadline)).map_err(lock_error),
-        }
+        }?;
+        self.held.store(1, Ordering::Relaxed);
+        Ok(acquired)
+    }
+
+    /// Unlocks the mutex, which this thread holds (through [`lock`](Self::lock)).
+    #[inline]
+    fn unlock(&self) {
+        self.held.store(0, Ordering::Relaxed);
+        self.mutex().unlock();
+    }
+
+    /// Whether a thread of this process holds the mutex through this site.
+    pub(crate) fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -219,6 +238,11 @@ impl Robust {
     /// The reader table.
     pub(crate) fn readers(&self) -> &ReaderTable {
         &self.readers
+    }
+
+    /// Whether a thread of this process holds the admin mutex.
+    pub(crate) fn admin_held(&self) -> bool {
+        self.admin.held()
     }
 
     /// Takes the admin mutex, which serialises catalog changes, allocation and growth.
@@ -286,6 +310,11 @@ impl BlockLock {
 
     fn writer(&self) -> &AtomicU32 {
         self.word(self.writer)
+    }
+
+    /// Whether a thread of this process holds the block's mutex through this lock.
+    pub(crate) fn held(&self) -> bool {
+        self.site.held()
     }
 
     /// The block's `interrupted` word: 1 after a writer of this (in-place) entry died holding its
@@ -616,7 +645,7 @@ impl<'a> Release<'a> {
                     block.writer().store(0, Ordering::SeqCst);
                     block.wake_waiters();
                 }
-                site.mutex().unlock();
+                site.unlock();
             }
             How::Reader { block, table, k, bit } => {
                 let mut local = block.local();
@@ -877,7 +906,7 @@ mod tests {
         for (from, to) in original.site.words().iter().zip(stale.site.words()) {
             to.store(from.load(Ordering::SeqCst), Ordering::SeqCst);
         }
-        original.site.mutex().unlock();
+        original.site.unlock();
         fx.word32(1, block::WRITER).store(1, Ordering::SeqCst);
         fx.word32(1, block::READERS + 12).store(1 << 31, Ordering::SeqCst);
         // In the same epoch the stale word is taken for a lock this thread holds (ERRORCHECK),

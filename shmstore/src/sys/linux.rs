@@ -113,6 +113,15 @@ pub(crate) fn range_is_locked(file: &File, offset: u64) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// Keeps the open file description of `file`, and so every OFD lock taken through it, for the
+/// rest of the process's life: a duplicate of its descriptor is never closed. `false` if `dup`
+/// failed.
+pub(crate) fn keep_description(file: &File) -> bool {
+    // SAFETY: `dup` only reads the descriptor number, which `file` keeps open for the call; the
+    // new descriptor is deliberately never closed.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) >= 0 }
+}
+
 /// Releases the one-byte lock at `offset`.
 pub(crate) fn unlock_range(file: &File, offset: u64) -> io::Result<()> {
     set(file, offset, libc::F_UNLCK as libc::c_short, false).map(|_| ())

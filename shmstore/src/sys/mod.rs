@@ -10,8 +10,8 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-    allocate, current_uid, fork_generation, futex_wait, futex_wake, lock_range, process_exists, range_is_locked,
-    unlock_range, watch_forks,
+    allocate, current_uid, fork_generation, futex_wait, futex_wake, keep_description, lock_range, process_exists,
+    range_is_locked, unlock_range, watch_forks,
 };
 
 /// Opening store files without blocking, and checking that a path still names an open file.
