@@ -87,7 +87,6 @@ pub(crate) enum LockError {
     /// holder died (a foreign or corrupted writer; never this crate), so nobody can lock it until
     /// the store is reset, which happens when the next process opens it with nobody else having it
     /// open.
-    #[cfg_attr(not(test), allow(dead_code))]
     NotRecoverable,
 }
 
@@ -256,7 +255,6 @@ pub(crate) enum Release<'a> {
         file: &'a File,
     },
     /// A robust-mode hold.
-    #[cfg_attr(not(test), allow(dead_code))]
     Robust(robust::Release<'a>),
 }
 

@@ -23,9 +23,6 @@
 //! registered process gone treats the slot as dead. A child that opens the store again registers a
 //! slot of its own.
 
-// Wired into the store by the robust-mode integration; until then only the tests use it.
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

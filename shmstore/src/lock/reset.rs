@@ -17,9 +17,6 @@
 //! namespace (thread ids, which robust mutexes store, collide across namespaces, which silently
 //! breaks mutual exclusion). Such processes can share the store in OFD mode.
 
-// Wired into the store by the robust-mode integration; until then only the tests use it.
-#![allow(dead_code)]
-
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

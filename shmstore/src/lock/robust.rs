@@ -51,9 +51,6 @@
 //! process id, so that a process killed mid-initialisation is taken over from instead of waited
 //! for.
 
-// Wired into the store by the robust-mode integration; until then only the tests use it.
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -236,6 +233,7 @@ impl Robust {
     }
 
     /// The reader table.
+    #[cfg(test)]
     pub(crate) fn readers(&self) -> &ReaderTable {
         &self.readers
     }
@@ -317,13 +315,16 @@ impl BlockLock {
         self.site.held()
     }
 
-    /// The block's `interrupted` word: 1 after a writer of this (in-place) entry died holding its
+    /// The block's `interrupted` word (tests; the handles read it through the store): 1 after a
+    /// writer of this (in-place) entry died holding its
     /// lock, until [`clear_interrupted`](Self::clear_interrupted).
+    #[cfg(test)]
     pub(crate) fn interrupted(&self) -> bool {
         self.word(self.interrupted).load(Ordering::Acquire) != 0
     }
 
     /// Clears the `interrupted` word.
+    #[cfg(test)]
     pub(crate) fn clear_interrupted(&self) {
         self.word(self.interrupted).store(0, Ordering::Release);
     }
