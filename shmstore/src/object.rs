@@ -18,8 +18,10 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// handle caches the object's location: every access afterwards is a lock and a pointer.
 ///
 /// Guards lock the object against other threads *and* other processes: [`read`](Self::read)
-/// shares, [`write`](Self::write) excludes. The locks are kernel byte-range locks, released by the
-/// kernel if the holder dies.
+/// shares, [`write`](Self::write) excludes. The locks are robust mutexes in the file (or kernel
+/// byte-range locks in [OFD lock mode](crate::LockMode::Ofd)), recovered when their holder dies.
+/// In robust lock mode a double-buffered object's [`read`](Self::read) guard holds a copy of the
+/// value and no lock.
 ///
 /// # Commits and reads
 ///
@@ -40,9 +42,10 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// # Atomics: hold one guard for a batch
 ///
 /// An atomic operation costs nanoseconds; the guard around it does not. Every
-/// [`read`](Self::read) takes and releases the object's kernel byte-range lock (two system
-/// calls, on the order of a microsecond), so `counters.read()?.hits.fetch_add(1, Relaxed)` pays
-/// that on every call, hundreds of times the cost of the `fetch_add`. Take one guard and do a batch of operations through it: each then costs what
+/// [`read`](Self::read) takes and releases the object's lock (tens of nanoseconds in robust lock
+/// mode; two system calls, on the order of a microsecond, in OFD mode), so
+/// `counters.read()?.hits.fetch_add(1, Relaxed)` pays that on every call, many times the cost of
+/// the `fetch_add`. Take one guard and do a batch of operations through it: each then costs what
 /// the atomic costs (a few nanoseconds). While the guard is held, other threads' and processes'
 /// read guards, and their atomic operations, go on; only writers ([`write`](Self::write),
 /// [`store`](Self::store), [`update`](Self::update), a migration) wait for it.
