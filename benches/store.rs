@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
 use memmap2::MmapRaw;
-use shmstore::{SharedLayout, Store};
+use shmstore::{LockMode, SharedLayout, Store};
 
 /// A counter made only of atomics: `Shared::get` uses it with no guard.
 #[derive(SharedLayout)]
@@ -262,12 +262,182 @@ fn writer_main(kind: &str) {
     }
 }
 
+/// Where the bare robust mutex lives in the raw mapping: in the seqlock's "record" page, next to
+/// `seq`, as a block's mutex is next to its live words.
+const ROBUST_MUTEX_AT: usize = SEQLOCK_AT + 1024;
+
+/// A robust, process-shared pthread mutex in the raw mapping, used by hand: the floor of a
+/// robust-mode commit.
+struct RawRobust<'a> {
+    mutex: *mut libc::pthread_mutex_t,
+    _map: std::marker::PhantomData<&'a MmapRaw>,
+}
+
+impl<'a> RawRobust<'a> {
+    /// The mutex in `map`, initialised if `init` (by the bench, before any worker starts).
+    fn new(map: &'a MmapRaw, init: bool) -> Self {
+        assert!(ROBUST_MUTEX_AT + 64 <= map.len() && std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
+        let mutex = map.as_mut_ptr().wrapping_add(ROBUST_MUTEX_AT).cast::<libc::pthread_mutex_t>();
+        if init {
+            // SAFETY: `attr` is a live local, initialised before use and destroyed after; the
+            // mutex lies inside the mapping (asserted), 64-aligned, and nobody uses it yet.
+            unsafe {
+                let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+                assert_eq!(libc::pthread_mutexattr_init(attr.as_mut_ptr()), 0);
+                assert_eq!(libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED), 0);
+                assert_eq!(libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST), 0);
+                assert_eq!(libc::pthread_mutex_init(mutex, attr.as_ptr()), 0);
+                libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+            }
+        }
+        RawRobust { mutex, _map: std::marker::PhantomData }
+    }
+
+    #[inline(always)]
+    fn lock(&self) {
+        // SAFETY: an initialised robust mutex in a live mapping (`new`); nobody dies holding it
+        // here, so `EOWNERDEAD` cannot happen.
+        assert_eq!(unsafe { libc::pthread_mutex_lock(self.mutex) }, 0);
+    }
+
+    #[inline(always)]
+    fn unlock(&self) {
+        // SAFETY: as above, and this thread holds it.
+        unsafe { libc::pthread_mutex_unlock(self.mutex) };
+    }
+
+    /// `update(|o| o.a[0] += 1)` by hand in robust mode: lock, copy the active slot out, change
+    /// it, commit it into the other slot and bump `seq`, unlock.
+    #[inline(always)]
+    fn locked_increment(&self, seqlock: &RawSeqlock<'_>) {
+        self.lock();
+        let (mut value, _) = seqlock.read();
+        value.a[0] = value.a[0].wrapping_add(1);
+        seqlock.commit(&value);
+        self.unlock();
+    }
+}
+
+/// Set (to a counter kind) in the environment of a counter worker: `main` runs [`counter_main`].
+const COUNTER_ENV: &str = "SHMSTORE_BENCH_COUNTER";
+/// How many processes contend in the `contended4` group.
+const COUNTER_PROCESSES: usize = 4;
+
+/// Worker processes that increment one shared counter on command: each reads a count `n` on its
+/// stdin, makes `n` increments, and answers `done`. Measures wall time per increment with every
+/// worker contending for the same lock.
+struct Counters {
+    workers: Vec<(Child, std::io::BufReader<std::process::ChildStdout>)>,
+    sent: u64,
+}
+
+impl Counters {
+    fn spawn(kind: &str, file: &Path) -> Counters {
+        let workers = (0..COUNTER_PROCESSES)
+            .map(|_| {
+                let mut child = Command::new(std::env::current_exe().unwrap())
+                    .env(COUNTER_ENV, kind)
+                    .env(WRITER_FILE_ENV, file)
+                    .env(WRITER_PARENT_ENV, std::process::id().to_string())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("cannot start a counter process");
+                let out = std::io::BufReader::new(child.stdout.take().unwrap());
+                (child, out)
+            })
+            .collect();
+        Counters { workers, sent: 0 }
+    }
+
+    /// Has every worker make `per_worker` increments, all at once; returns the wall time.
+    fn run(&mut self, per_worker: u64) -> Duration {
+        use std::io::{BufRead, Write};
+        let start = Instant::now();
+        for (child, _) in &mut self.workers {
+            writeln!(child.stdin.as_mut().unwrap(), "{per_worker}").unwrap();
+        }
+        for (_, out) in &mut self.workers {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "done", "a counter process failed");
+        }
+        self.sent += per_worker * COUNTER_PROCESSES as u64;
+        start.elapsed()
+    }
+
+    /// Stops the workers and checks that the counter moved by exactly the increments asked for.
+    fn finish(mut self, kind: &str, counted: u64) {
+        assert_eq!(counted, self.sent, "{kind}: lost or extra increments");
+        eprintln!("  ({kind}: {counted} increments by {COUNTER_PROCESSES} processes, all counted)");
+        for (child, _) in &mut self.workers {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Counters {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.workers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The body of a counter worker: increments on command until stdin closes.
+fn counter_main(kind: &str) {
+    use std::io::{BufRead, Write};
+    // SAFETY: `prctl(PR_SET_PDEATHSIG, sig)` takes two integers and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let path = std::env::var_os(WRITER_FILE_ENV).unwrap();
+    let increment: Box<dyn Fn()> = match kind {
+        "bare_robust" | "bare_ofd" => {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let map = Box::leak(Box::new(MmapRaw::map_raw(&file).unwrap()));
+            let seqlock = RawSeqlock::new(map);
+            if kind == "bare_robust" {
+                let robust = RawRobust::new(map, false);
+                Box::new(move || robust.locked_increment(&seqlock))
+            } else {
+                Box::new(move || seqlock.locked_increment(&file))
+            }
+        }
+        // The store's own processes follow the lock mode the bench opened it with.
+        "store_robust" | "store_ofd" => {
+            let store = Store::open(&path).unwrap();
+            let obj = store.object::<Obj64>("obj64").unwrap();
+            Box::new(move || obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap())
+        }
+        _ => panic!("{COUNTER_ENV} must be `bare_robust`, `bare_ofd`, `store_robust` or `store_ofd`, not `{kind}`"),
+    };
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let n: u64 = line.unwrap().trim().parse().unwrap();
+        for _ in 0..n {
+            increment();
+        }
+        writeln!(out, "done").unwrap();
+        out.flush().unwrap();
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
 
-    // ---- The store under test: one 64-byte object, and 1 MiB arrays of f64 and of u8. ----
+    // ---- The store under test: one 64-byte object, and 1 MiB arrays of f64 and of u8; in robust
+    // lock mode (the default), and the object again in a store in OFD lock mode. ----
     let store = Store::open_or_create(dir.path().join("bench.shm"), 8 * MIB as u64).unwrap();
+    assert_eq!(store.lock_mode(), LockMode::Robust);
     let obj = store.object_or_init("obj64", Obj64::default).unwrap();
+    let ofd_store = Store::options()
+        .create(true)
+        .capacity(MIB as u64)
+        .lock_mode(LockMode::Ofd)
+        .open(dir.path().join("ofd.shm"))
+        .unwrap();
+    let ofd_obj = ofd_store.object_or_init("obj64", Obj64::default).unwrap();
     let f64s = store.array_or_init::<f64>("f64_1MiB", MIB / 8, 1.5).unwrap();
     let bytes = store.array_or_init::<u8>("u8_1MiB", MIB, 7).unwrap();
 
@@ -316,6 +486,16 @@ fn benches(c: &mut Criterion) {
     // What a commit (`update`, `store`, a write guard's drop) must do at least: the exclusive lock
     // pair around a 64-byte copy out of the active slot and a 64-byte copy into the other one.
     g.bench_function("mmap_ofd_commit64", |b| b.iter(|| black_box(&seqlock).locked_increment(&lock_file)));
+    // The same with a robust, process-shared pthread mutex in the mapping instead of the kernel
+    // lock: the floor of a robust-mode commit (issue 11's "bare robust commit").
+    let robust = RawRobust::new(&raw, true);
+    g.bench_function("robust_mutex_pair", |b| {
+        b.iter(|| {
+            black_box(&robust).lock();
+            robust.unlock();
+        })
+    });
+    g.bench_function("mmap_robust_commit64", |b| b.iter(|| black_box(&robust).locked_increment(&seqlock)));
     // The floors of `Shared::load`: a plain 64-byte copy out of a mapping, and the same copy as an
     // optimistic seqlock read (`seq`, eight atomic loads, fence, `seq` again).
     g.bench_function("plain_copy64/from_mmap", |b| {
@@ -398,6 +578,47 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // ---- The same object cases in OFD lock mode: a kernel lock pair per guard and commit. ----
+    let mut g = c.benchmark_group("object_ofd");
+    g.bench_function("read_guard", |b| {
+        b.iter(|| {
+            let guard = ofd_obj.read().unwrap();
+            black_box(guard.a[3]);
+        })
+    });
+    g.bench_function("write_guard", |b| {
+        b.iter(|| {
+            let mut guard = ofd_obj.write().unwrap();
+            n = n.wrapping_add(1);
+            guard.a[3] = black_box(n);
+        })
+    });
+    g.bench_function("update", |b| b.iter(|| ofd_obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap()));
+    g.bench_function("store", |b| {
+        b.iter(|| {
+            value.a[0] = value.a[0].wrapping_add(1);
+            ofd_obj.store(black_box(value)).unwrap();
+        })
+    });
+    g.finish();
+
+    // ---- Four processes incrementing one counter: `update` in each lock mode, the bare robust
+    // mutex commit and the bare OFD commit (both on the raw seqlock), each counted exactly. ----
+    let mut g = c.benchmark_group("contended4");
+    for kind in ["store_robust", "store_ofd", "bare_robust", "bare_ofd"] {
+        let (file, obj) = match kind {
+            "store_robust" => (dir.path().join("bench.shm"), Some(obj.clone())),
+            "store_ofd" => (dir.path().join("ofd.shm"), Some(ofd_obj.clone())),
+            _ => (dir.path().join("raw.bin"), None),
+        };
+        let count = || obj.as_ref().map_or_else(|| seqlock.version(), |o| o.load().unwrap().a[0]);
+        let mut counters = Counters::spawn(kind, &file);
+        let before = count();
+        g.bench_function(kind, |b| b.iter_custom(|iters| counters.run(iters.div_ceil(COUNTER_PROCESSES as u64))));
+        counters.finish(kind, count().wrapping_sub(before));
+    }
+    g.finish();
+
     // ---- The memcpy baselines of the arrays (after the objects, so that each object case runs
     // close in time to its own baselines: noise on this VM comes in bursts). ----
     let mut g = c.benchmark_group("baseline");
@@ -468,6 +689,10 @@ criterion_group! {
 fn main() {
     if let Ok(kind) = std::env::var(WRITER_ENV) {
         writer_main(&kind);
+        return;
+    }
+    if let Ok(kind) = std::env::var(COUNTER_ENV) {
+        counter_main(&kind);
         return;
     }
     store();

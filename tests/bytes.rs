@@ -430,7 +430,9 @@ fn guards_versions_and_change_notification() {
             if let Some(msg) = child.poll() {
                 panic!("the child sent {msg:?} while the read guard was held: its write did not wait");
             }
-            someone_waits_for_a_lock_on(&path)
+            // OFD mode: queued for the kernel's lock; robust mode: asleep on a futex in the
+            // mapping (the mutex, or the reader bitmap it waits to empty).
+            someone_waits_for_a_lock_on(&path) || common::asleep_in_shared_futex(child.id(), &path) == Some(true)
         });
         assert_eq!(region.version(), v1, "the other process's write waits for the read guard");
         assert_eq!(&reader[..5], b"guard");

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{emit, temp_store, wait_for, wait_line, ChildArgs, ChildProc, Rng};
-use shmstore::{Durability, Error, Shared, SharedArray, SharedLayout, Store, Version, WaitedFor};
+use shmstore::{Durability, Error, LockMode, Shared, SharedArray, SharedLayout, Store, Version, WaitedFor};
 
 const CAPACITY: u64 = 1 << 20;
 
@@ -162,6 +162,35 @@ fn new_store(path: &Path) -> Store {
     Store::open_or_create(path, CAPACITY).unwrap()
 }
 
+/// A new store whose processes lock in `mode`: the children, which open it while this process
+/// has it open, follow the mode it recorded.
+fn new_store_in(path: &Path, mode: LockMode) -> Store {
+    let store = Store::options().create(true).capacity(CAPACITY).lock_mode(mode).open(path).unwrap();
+    assert_eq!(store.lock_mode(), mode);
+    store
+}
+
+/// One look at `obj`'s value and version together, under a lock (so that it also proves that no
+/// dead process left the lock stuck): a read guard in OFD mode, where writers wait for it; in
+/// robust mode, where a read guard of a double-buffered object is a lock-free copy, the write
+/// lock (aborted, so nothing changes).
+fn locked_look(obj: &Shared<Tied>, mode: LockMode) -> (Tied, u64) {
+    let patience = Duration::from_secs(20);
+    match mode {
+        LockMode::Ofd => {
+            let guard = obj.read_timeout(patience).expect("a killed writer's lock is released");
+            // Writers are excluded while the guard lives, so this is the guarded value's version.
+            (*guard, obj.version().get())
+        }
+        _ => {
+            let guard = obj.write_timeout(patience).expect("a killed writer's lock is released");
+            let look = (*guard, obj.version().get());
+            guard.abort().unwrap();
+            look
+        }
+    }
+}
+
 /// The object `name`, created with counter 0; returns it and its version at creation.
 fn tied_object(store: &Store, name: &str) -> (Shared<Tied>, u64) {
     let obj = store.object_or_init(name, || Tied::new(0, 1)).unwrap();
@@ -278,11 +307,8 @@ fn role_dump(args: &ChildArgs) {
         let obj = store.object::<Tied>(name).unwrap();
         let (value, version) = obj.load_versioned().unwrap();
         emit(format!("load {name} {} {}", version.get(), value.encode()));
-        let guard = obj.read_timeout(Duration::from_secs(20)).unwrap();
-        // Writers are excluded while the guard lives, so this is the guarded value's version.
-        let version = obj.version();
-        emit(format!("read {name} {} {}", version.get(), guard.encode()));
-        drop(guard);
+        let (value, version) = locked_look(&obj, store.lock_mode());
+        emit(format!("read {name} {version} {}", value.encode()));
         let (value, version) = read_only.object::<Tied>(name).unwrap().load_versioned().unwrap();
         emit(format!("ro-load {name} {} {}", version.get(), value.encode()));
     }
@@ -686,10 +712,10 @@ fn poll_writers(writers: &mut [Writer], which: std::ops::Range<usize>, violation
     }
 }
 
-fn chaos(kills: u64) {
+fn chaos(kills: u64, mode: LockMode) {
     let seed = env_u64("SHMSTORE_CHAOS_SEED", 0x5eed_c4a0_5000_0001);
     let (_dir, path) = temp_store();
-    let store = new_store(&path);
+    let store = new_store_in(&path, mode);
     let names = chaos_names();
     let mut objects = Vec::new();
     let mut seen = BTreeMap::new();
@@ -737,9 +763,18 @@ fn chaos(kills: u64) {
             let s = seen.get_mut(name).unwrap();
             let (value, version) = obj.load_versioned().unwrap();
             observe(s, &format!("supervisor load of {name} after kill {k}"), &value, version.get(), &mut violations);
-            let guard = obj.read_timeout(Duration::from_secs(20)).expect("a killed writer's lock is released");
-            let version = obj.version().get();
-            observe(s, &format!("supervisor read of {name} after kill {k}"), &guard, version, &mut violations);
+            let (value, version) = locked_look(obj, mode);
+            observe(s, &format!("supervisor read of {name} after kill {k}"), &value, version, &mut violations);
+            if mode == LockMode::Robust {
+                // A read guard too: in robust mode a lock-free copy, whole and committed.
+                let (value, version) = (*obj.read().unwrap(), obj.version().get());
+                if let Err(e) = value.check() {
+                    violations.push(format!("supervisor read guard of {name} after kill {k}: {e}"));
+                }
+                if value.counter > version - s.v0 {
+                    violations.push(format!("supervisor read guard of {name} after kill {k}: from the future"));
+                }
+            }
         }
 
         // A fresh process opens the store and looks too.
@@ -774,7 +809,7 @@ fn chaos(kills: u64) {
 
     let counters: Vec<String> = seen.iter().map(|(name, s)| format!("{name}={}", s.counter)).collect();
     println!(
-        "kill -9 chaos (seed {seed:#x}): {kills} kills ({kills_per_writer:?} per writer) in {elapsed:.2?}, \
+        "kill -9 chaos in {mode:?} mode (seed {seed:#x}): {kills} kills ({kills_per_writer:?} per writer) in {elapsed:.2?}, \
          {readers} fresh reader processes (slowest {slowest_reader:.2?}); commits: {}",
         counters.join(" ")
     );
@@ -793,14 +828,22 @@ fn chaos(kills: u64) {
 /// version went backwards or lost a commit.
 #[test]
 fn kill_9_chaos_never_exposes_a_torn_lost_or_rolled_back_value() {
-    chaos(env_u64("SHMSTORE_SOAK_KILLS", 200));
+    chaos(env_u64("SHMSTORE_SOAK_KILLS", 200), LockMode::Robust);
+}
+
+/// The same in OFD lock mode.
+#[test]
+fn kill_9_chaos_in_ofd_mode_never_exposes_a_torn_lost_or_rolled_back_value() {
+    chaos(env_u64("SHMSTORE_SOAK_KILLS", 200), LockMode::Ofd);
 }
 
 /// The chaos test as a soak: at least 1,000 kills (more with `SHMSTORE_SOAK_KILLS`).
 #[test]
 #[ignore = "soak: takes about a minute; run with --ignored"]
 fn kill_9_chaos_soak() {
-    chaos(env_u64("SHMSTORE_SOAK_KILLS", 1000).max(1000));
+    for mode in [LockMode::Robust, LockMode::Ofd] {
+        chaos(env_u64("SHMSTORE_SOAK_KILLS", 1000).max(1000), mode);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,9 +1073,13 @@ const PARENT_HUNTERS: usize = 2;
 /// the value change `changes` times. Every value read must be one that was committed, whole.
 /// How fast this goes is not the test's business: `benches/store.rs` measures `load` and `read`
 /// guards while a writer process commits (`object/load_contended`, `object/read_guard_contended`).
+///
+/// Read guards are hunted in OFD mode, where they hold the shared lock while the value and its
+/// version are read; in robust mode a double-buffered object's read guard is a lock-free copy, as
+/// `load()` is.
 fn torn_read_hunt(guards: bool, changes: u64) {
     let (_dir, path) = temp_store();
-    let store = new_store(&path);
+    let store = new_store_in(&path, if guards { LockMode::Ofd } else { LockMode::Robust });
     let (obj, v0) = tied_object(&store, "hunt");
     let mode = if guards { "read" } else { "load" };
 

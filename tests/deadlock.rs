@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::temp_store;
-use shmstore::{Error, SharedLayout, Store};
+use shmstore::{Error, LockMode, SharedLayout, Store};
 
 /// How long a scenario may take before it counts as hung. Never a synchronisation.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -73,8 +73,16 @@ const WANT_WRITE: &str = "a write lock on";
 const WANT_READ: &str = "a read lock on";
 
 fn store_with_entries() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    store_with_entries_in(LockMode::Robust)
+}
+
+/// The entries, in a store whose processes lock in `mode`. The tests of read guards on the
+/// double-buffered `counter` run in OFD mode, where such a guard holds the shared lock; in robust
+/// mode it is a lock-free copy of the last commit, which waits for nobody and holds off nobody
+/// (see `a_read_guard_of_an_object_is_a_copy_in_robust_mode`).
+fn store_with_entries_in(mode: LockMode) -> (tempfile::TempDir, std::path::PathBuf, Store) {
     let (dir, path) = temp_store();
-    let store = Store::open_or_create(&path, CAPACITY).unwrap();
+    let store = Store::options().create(true).capacity(CAPACITY).lock_mode(mode).open(&path).unwrap();
     store.object_or_init("counter", || Counter { n: 7 }).unwrap();
     store.object_or_init("hits", || Hits { n: AtomicU64::new(3) }).unwrap();
     store.array_or_init::<u64>("samples", 16, 5).unwrap();
@@ -145,7 +153,7 @@ fn reentrant_read_past_a_queued_writer<G: 'static>(
 
 #[test]
 fn a_second_read_guard_is_granted_while_a_writer_waits() {
-    let (_dir, _path, store) = store_with_entries();
+    let (_dir, _path, store) = store_with_entries_in(LockMode::Ofd);
     let counter = store.object::<Counter>("counter").unwrap();
     let (h, a, w) = (counter.clone(), counter.clone(), counter.clone());
     reentrant_read_past_a_queued_writer(
@@ -166,7 +174,7 @@ fn a_second_read_guard_is_granted_while_a_writer_waits() {
 /// they must not fail with `WouldBlock` or `Timeout` either.
 #[test]
 fn try_read_and_read_timeout_are_reentrant_too() {
-    let (_dir, _path, store) = store_with_entries();
+    let (_dir, _path, store) = store_with_entries_in(LockMode::Ofd);
     let counter = store.object::<Counter>("counter").unwrap();
     let (h, w) = (counter.clone(), counter.clone());
     let (probe, again) = (counter.clone(), counter.clone());
@@ -272,7 +280,7 @@ fn read_at_of_a_byte_region_is_granted_under_its_read_guard_while_a_writer_waits
 /// shared for this process already).
 #[test]
 fn a_reentrant_read_through_a_second_store_of_the_file_is_granted() {
-    let (_dir, path, store) = store_with_entries();
+    let (_dir, path, store) = store_with_entries_in(LockMode::Ofd);
     let counter = store.object::<Counter>("counter").unwrap();
     let other = Store::open(&path).unwrap().object::<Counter>("counter").unwrap();
     let (h, w) = (counter.clone(), counter.clone());
@@ -294,10 +302,30 @@ fn a_reentrant_read_through_a_second_store_of_the_file_is_granted() {
 
 #[test]
 fn a_write_while_this_thread_reads_fails_at_once() {
-    let (_dir, _path, store) = store_with_entries();
+    a_write_while_this_thread_reads_fails_at_once_in(LockMode::Robust);
+    a_write_while_this_thread_reads_fails_at_once_in(LockMode::Ofd);
+}
+
+fn a_write_while_this_thread_reads_fails_at_once_in(mode: LockMode) {
+    let (_dir, _path, store) = store_with_entries_in(mode);
     without_hanging("a write under a read guard", move || {
         let counter = store.object::<Counter>("counter").unwrap();
         let guard = counter.read().unwrap();
+        if mode == LockMode::Robust {
+            // A copy, holding no lock: writing is fine, and the guard keeps what it copied.
+            counter.update(|c| c.n += 1).unwrap();
+            assert_eq!((guard.n, counter.load().unwrap().n), (7, 8));
+            counter.store(Counter { n: 7 }).unwrap();
+        }
+        let hits = store.object::<Hits>("hits").unwrap();
+        let hits_guard = hits.read().unwrap();
+        let refused = hits.write().map(drop);
+        assert_deadlock(refused, "hits", READ_HELD, WANT_WRITE);
+        drop(hits_guard);
+        if mode == LockMode::Robust {
+            drop(guard);
+            return in_place_writes_under_read_guards_fail_at_once(&store);
+        }
         assert_deadlock(counter.write().map(drop), "counter", READ_HELD, WANT_WRITE);
         assert_deadlock(counter.try_write().map(drop), "counter", READ_HELD, WANT_WRITE);
         assert_deadlock(counter.write_timeout(Duration::from_secs(3600)).map(drop), "counter", READ_HELD, WANT_WRITE);
@@ -309,7 +337,12 @@ fn a_write_while_this_thread_reads_fails_at_once() {
         drop(guard);
         counter.update(|c| c.n += 1).unwrap();
         assert_eq!(counter.load().unwrap().n, 8);
+        in_place_writes_under_read_guards_fail_at_once(&store);
+    });
+}
 
+fn in_place_writes_under_read_guards_fail_at_once(store: &Store) {
+    {
         let samples = store.array::<u64>("samples").unwrap();
         let guard = samples.read().unwrap();
         assert_deadlock(samples.write_at(0, &[1]), "samples", READ_HELD, WANT_WRITE);
@@ -326,7 +359,7 @@ fn a_write_while_this_thread_reads_fails_at_once() {
         assert!(err.to_string().contains("release the guard you hold"), "{err}");
         drop(guard);
         region.write_at(0, b"x").unwrap();
-    });
+    }
 }
 
 #[test]
@@ -345,13 +378,26 @@ fn a_write_while_this_thread_writes_fails_at_once() {
 
 #[test]
 fn a_read_while_this_thread_writes_fails_at_once() {
-    let (_dir, _path, store) = store_with_entries();
+    a_read_while_this_thread_writes_fails_at_once_in(LockMode::Robust);
+    a_read_while_this_thread_writes_fails_at_once_in(LockMode::Ofd);
+}
+
+fn a_read_while_this_thread_writes_fails_at_once_in(mode: LockMode) {
+    let (_dir, _path, store) = store_with_entries_in(mode);
     without_hanging("a read under a write guard", move || {
         let counter = store.object::<Counter>("counter").unwrap();
         let mut guard = counter.write().unwrap();
-        assert_deadlock(counter.read().map(drop), "counter", WRITE_HELD, WANT_READ);
-        assert_deadlock(counter.try_read().map(drop), "counter", WRITE_HELD, WANT_READ);
-        assert_deadlock(counter.read_timeout(Duration::from_secs(3600)).map(drop), "counter", WRITE_HELD, WANT_READ);
+        if mode == LockMode::Ofd {
+            assert_deadlock(counter.read().map(drop), "counter", WRITE_HELD, WANT_READ);
+            assert_deadlock(counter.try_read().map(drop), "counter", WRITE_HELD, WANT_READ);
+            let timed = counter.read_timeout(Duration::from_secs(3600)).map(drop);
+            assert_deadlock(timed, "counter", WRITE_HELD, WANT_READ);
+        } else {
+            // A copy of the last commit, not of this thread's draft, with no lock to wait for.
+            guard.n = 29;
+            assert_eq!(counter.read().unwrap().n, 7);
+            assert_eq!(counter.try_read().unwrap().n, 7);
+        }
         // A double-buffered load needs no lock: it sees the last commit, not the guard's draft.
         guard.n = 30;
         assert_eq!(counter.load().unwrap().n, 7);
@@ -379,7 +425,7 @@ fn a_read_while_this_thread_writes_fails_at_once() {
 /// other forever: the library refuses instead.
 #[test]
 fn two_stores_of_one_file_in_one_thread_never_wait_for_each_other() {
-    let (_dir, path, store) = store_with_entries();
+    let (_dir, path, store) = store_with_entries_in(LockMode::Ofd);
     without_hanging("two stores of one file", move || {
         let other = Store::open(&path).unwrap();
         let a = store.object::<Counter>("counter").unwrap();
@@ -411,7 +457,7 @@ fn two_stores_of_one_file_in_one_thread_never_wait_for_each_other() {
 /// hold yet). Refused at once rather than waiting forever.
 #[test]
 fn a_reentrant_read_behind_a_kernel_waiting_writer_of_the_other_store_fails_at_once() {
-    let (_dir, path, store) = store_with_entries();
+    let (_dir, path, store) = store_with_entries_in(LockMode::Ofd);
     let a = store.object::<Counter>("counter").unwrap();
     let other = Store::open(&path).unwrap();
     let b = other.object::<Counter>("counter").unwrap();
@@ -464,7 +510,7 @@ fn a_reentrant_read_behind_a_kernel_waiting_writer_of_the_other_store_fails_at_o
 /// is refused with `WouldBlock`), as it always did.
 #[test]
 fn another_thread_still_waits_for_the_holder() {
-    let (_dir, path, store) = store_with_entries();
+    let (_dir, path, store) = store_with_entries_in(LockMode::Ofd);
     let counter = store.object::<Counter>("counter").unwrap();
     let guard = counter.read().unwrap();
     let (same, other) = (counter.clone(), Store::open(&path).unwrap().object::<Counter>("counter").unwrap());
@@ -510,7 +556,7 @@ fn an_init_closure_may_create_entries_and_read_others() {
 /// before it lets go: had `init` run under the catalog lock, each would wait for the other.
 #[test]
 fn an_init_closure_waiting_for_a_guard_does_not_hold_up_entry_creation() {
-    let (_dir, _path, store) = store_with_entries();
+    let (_dir, _path, store) = store_with_entries_in(LockMode::Ofd);
     without_hanging("entry creation while another thread's init waits for our guard", move || {
         let counter = store.object::<Counter>("counter").unwrap();
         let mut guard = counter.write().unwrap();
@@ -533,4 +579,103 @@ fn an_init_closure_waiting_for_a_guard_does_not_hold_up_entry_creation() {
         guard.commit().unwrap();
         assert_eq!(creator.join().unwrap().unwrap(), 42);
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robust lock mode: the same rules on entries changed in place, whose read guards lock.
+
+/// In robust mode a read guard of a double-buffered object is a copy of the last commit, taken
+/// without a lock: writers of any thread go ahead while it lives, and it keeps what it copied.
+#[test]
+fn a_read_guard_of_an_object_is_a_copy_in_robust_mode() {
+    let (_dir, path, store) = store_with_entries();
+    let counter = store.object::<Counter>("counter").unwrap();
+    let other = Store::open(&path).unwrap().object::<Counter>("counter").unwrap();
+    let guard = counter.read().unwrap();
+    without_hanging("writers under a robust-mode object read guard", move || {
+        other.update(|c| c.n += 1).unwrap();
+        other.try_write().unwrap().n += 1;
+        assert_eq!(other.load().unwrap().n, 9);
+    });
+    assert_eq!(guard.n, 7);
+    assert_eq!(counter.read().unwrap().n, 9);
+}
+
+/// Two stores of one file in one thread, robust mode, on an array: a write through one while
+/// reading through the other is refused at once; a second read through the other is granted
+/// while no writer waits.
+#[test]
+fn two_stores_of_one_file_never_wait_for_each_other_in_robust_mode() {
+    let (_dir, path, store) = store_with_entries();
+    without_hanging("two stores of one file, robust mode", move || {
+        let other = Store::open(&path).unwrap();
+        assert_eq!(other.lock_mode(), LockMode::Robust);
+        let a = store.array::<u64>("samples").unwrap();
+        let b = other.array::<u64>("samples").unwrap();
+        let read = a.read().unwrap();
+        assert_deadlock(b.write().map(drop), "samples", READ_HELD, WANT_WRITE);
+        assert_deadlock(b.set(0, 1), "samples", READ_HELD, WANT_WRITE);
+        assert_eq!(b.read().unwrap()[0], 5, "reading through the other store is re-entrant");
+        drop(read);
+        let write = a.write().unwrap();
+        assert_deadlock(b.read().map(drop), "samples", WRITE_HELD, WANT_READ);
+        assert_deadlock(b.get(0), "samples", WRITE_HELD, WANT_READ);
+        drop(write);
+        b.set(0, 6).unwrap();
+        assert_eq!(a.get(0).unwrap(), 6);
+    });
+}
+
+/// In robust mode each store of a file has its own reader slot, and a writer waits for every slot
+/// of every reader. A re-entrant read through the second store while the second store's writer
+/// waits for this thread's first read would make the two wait for each other: refused at once.
+/// (In OFD mode the kernel lock of the first read would not cover the second store either:
+/// `a_reentrant_read_behind_a_kernel_waiting_writer_of_the_other_store_fails_at_once`.)
+#[test]
+fn a_reentrant_read_through_a_second_store_behind_its_waiting_writer_fails_at_once_in_robust_mode() {
+    let (_dir, path, store) = store_with_entries();
+    let a = store.array::<u64>("samples").unwrap();
+    let other = Store::open(&path).unwrap();
+    let b = other.array::<u64>("samples").unwrap();
+    let (held_tx, held_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let (holder, reader) = (a.clone(), b.clone());
+    std::thread::spawn(move || {
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            let guard = holder.read().unwrap();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            let again = reader.read().map(drop);
+            drop(guard);
+            again
+        }));
+        let _ = done_tx.send(result);
+    });
+    held_rx.recv_timeout(PATIENCE).unwrap();
+    let writer = b.clone();
+    let (written_tx, written_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = written_tx.send(writer.set(0, 8));
+    });
+    // The writer waits for the reader once a reader holding nothing is refused.
+    let start = Instant::now();
+    loop {
+        match b.try_read() {
+            Err(Error::WouldBlock { .. }) => break,
+            Ok(_) => {
+                assert!(start.elapsed() < PATIENCE, "the writer never queued");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("probe: {e}"),
+        }
+    }
+    go_tx.send(()).unwrap();
+    match done_rx.recv_timeout(PATIENCE) {
+        Ok(Ok(again)) => assert_deadlock(again, "samples", READ_HELD, WANT_READ),
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("the re-entrant read through the other store hung behind its writer"),
+    }
+    written_rx.recv_timeout(PATIENCE).expect("the writer got in once the holder let go").unwrap();
+    assert_eq!(a.get(0).unwrap(), 8);
 }

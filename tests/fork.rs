@@ -15,7 +15,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
 use common::{emit, temp_store, wait_eof, wait_for, ChildArgs, ChildProc};
-use shmstore::{Error, SharedLayout, Store, TEMP_DIR_VAR};
+use shmstore::{Error, LockMode, SharedLayout, Store, TEMP_DIR_VAR};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
 #[repr(C)]
@@ -183,12 +183,17 @@ fn role_inherited_locks(args: &ChildArgs) {
 /// until the test sends `checked` (having seen, from its own process, that the lock is still
 /// held), and releases it.
 fn role_drop_inherited_guard(args: &ChildArgs) {
-    let store = Store::open(&args.path).unwrap();
+    let (guard, mode) = args.arg.split_once(':').unwrap();
+    let mode = if mode == "ofd" { LockMode::Ofd } else { LockMode::Robust };
+    let store = Store::options().lock_mode(mode).open(&args.path).unwrap();
     let counter = store.object::<Counter>("counter").unwrap();
+    let samples = store.array::<u64>("samples").unwrap();
     let mut read = None;
+    let mut read_array = None;
     let mut write = None;
-    match args.arg.as_str() {
+    match guard {
         "read" => read = Some(counter.read().unwrap()),
+        "read-array" => read_array = Some(samples.read().unwrap()),
         "write" => {
             let mut guard = counter.write().unwrap();
             guard.n = 55;
@@ -198,6 +203,7 @@ fn role_drop_inherited_guard(args: &ChildArgs) {
     }
     let pid = fork(|| {
         drop(read.take());
+        drop(read_array.take());
         drop(write.take());
         0
     });
@@ -209,6 +215,7 @@ fn role_drop_inherited_guard(args: &ChildArgs) {
         guard.commit().unwrap();
     }
     drop(read);
+    drop(read_array);
     emit("released");
     wait_eof();
 }
@@ -290,20 +297,33 @@ fn a_forked_child_cannot_lock_through_an_inherited_store() {
 
 /// A guard the parent holds at the `fork`, dropped by the child, stays held: a third process (this
 /// test's) is still refused. Before the fix the child's drop released the parent's lock (and a
-/// write guard's drop even committed the parent's draft).
-fn a_guard_dropped_by_the_forked_child_stays_held(guard: &str) {
+/// write guard's drop even committed the parent's draft). In both lock modes; in robust mode a
+/// read guard on the (double-buffered) counter holds no lock, so the read guard is the array's.
+fn a_guard_dropped_by_the_forked_child_stays_held(guard: &str, mode: LockMode) {
     let (_dir, path) = temp_store();
     store_with_counter(&path, 7);
-    let mut role = ChildProc::spawn("drop_inherited_guard", &path, guard);
+    Store::open(&path).unwrap().array_or_init::<u64>("samples", 8, 0).unwrap();
+    let mode_arg = if mode == LockMode::Ofd { "ofd" } else { "robust" };
+    let mut role = ChildProc::spawn("drop_inherited_guard", &path, &format!("{guard}:{mode_arg}"));
     role.expect("held");
-    let counter = Store::open(&path).unwrap().object::<Counter>("counter").unwrap();
-    match counter.try_write() {
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.lock_mode(), mode);
+    let counter = store.object::<Counter>("counter").unwrap();
+    let samples = store.array::<u64>("samples").unwrap();
+    let refused = if guard == "read-array" { samples.try_write().map(drop) } else { counter.try_write().map(drop) };
+    match refused {
         Err(Error::WouldBlock { .. }) => {}
         Ok(_) => panic!("the child's drop of its copy of the {guard} guard released the parent's lock"),
         Err(e) => panic!("try_write: {e}"),
     }
     if guard == "write" {
-        assert!(matches!(counter.try_read(), Err(Error::WouldBlock { .. })), "the write lock is held");
+        match mode {
+            LockMode::Ofd => {
+                assert!(matches!(counter.try_read(), Err(Error::WouldBlock { .. })), "the write lock is held")
+            }
+            // A read guard is a copy of the last commit, not of the parent's draft.
+            _ => assert_eq!(counter.try_read().unwrap().n, 7),
+        }
         assert_eq!(counter.load().unwrap().n, 7, "the child's drop committed the parent's draft");
     }
     role.send("checked");
@@ -317,12 +337,15 @@ fn a_guard_dropped_by_the_forked_child_stays_held(guard: &str) {
 
 #[test]
 fn a_write_guard_dropped_by_the_forked_child_stays_held() {
-    a_guard_dropped_by_the_forked_child_stays_held("write");
+    a_guard_dropped_by_the_forked_child_stays_held("write", LockMode::Robust);
+    a_guard_dropped_by_the_forked_child_stays_held("write", LockMode::Ofd);
 }
 
 #[test]
 fn a_read_guard_dropped_by_the_forked_child_stays_held() {
-    a_guard_dropped_by_the_forked_child_stays_held("read");
+    a_guard_dropped_by_the_forked_child_stays_held("read-array", LockMode::Robust);
+    a_guard_dropped_by_the_forked_child_stays_held("read-array", LockMode::Ofd);
+    a_guard_dropped_by_the_forked_child_stays_held("read", LockMode::Ofd);
 }
 
 /// A child that opens the store again is excluded from its parent: 2 × 20,000 updates make 40,000.

@@ -382,9 +382,13 @@ fn role_verify_grid(args: &ChildArgs) {
 // ---------------------------------------------------------------------------------------------
 // Parent-side helpers.
 
-/// Whether a thread of process `pid` is blocked in `fcntl(F_OFD_SETLKW)`: waiting for a store lock.
-/// `None` if procfs does not tell.
-fn blocked_in_lock_wait(pid: u32) -> Option<bool> {
+/// Whether a thread of process `pid` waits for a lock of the store at `path`: blocked in
+/// `fcntl(F_OFD_SETLKW)` (OFD lock mode), or asleep on a futex in the store's mapping (robust lock
+/// mode: a mutex in the file). `None` if procfs does not tell.
+fn blocked_in_lock_wait(pid: u32, path: &std::path::Path) -> Option<bool> {
+    if common::asleep_in_shared_futex(pid, path) == Some(true) {
+        return Some(true);
+    }
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut readable = false;
     for task in tasks.flatten() {
@@ -402,10 +406,10 @@ fn blocked_in_lock_wait(pid: u32) -> Option<bool> {
 
 /// Polls [`blocked_in_lock_wait`] until it says yes, procfs cannot tell, or `patience` passes.
 /// This only waits for the state the test then exercises; correctness never depends on it.
-fn wait_until_blocked_in_lock_wait(pid: u32, patience: Duration) -> Option<bool> {
+fn wait_until_blocked_in_lock_wait(pid: u32, path: &std::path::Path, patience: Duration) -> Option<bool> {
     let start = Instant::now();
     loop {
-        match blocked_in_lock_wait(pid) {
+        match blocked_in_lock_wait(pid, path) {
             Some(false) if start.elapsed() < patience => std::thread::sleep(Duration::from_millis(1)),
             other => return other,
         }
@@ -493,7 +497,7 @@ fn a_migration_waits_for_a_writer_in_another_process_and_converts_its_commit() {
     let mut migrator = ChildProc::spawn("migrator", &path, "");
     migrator.expect("ready");
     migrator.send("go");
-    let blocked = wait_until_blocked_in_lock_wait(migrator.id(), common::CHILD_PATIENCE);
+    let blocked = wait_until_blocked_in_lock_wait(migrator.id(), &path, common::CHILD_PATIENCE);
     assert_ne!(blocked, Some(false), "the migrator never waited for the lock");
     // While the writer holds the lock, the migration cannot have committed.
     assert_eq!(migrator.poll(), None, "the migration went ahead while another process held a write guard");

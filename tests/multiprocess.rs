@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{emit, temp_store, wait_eof, wait_for, wait_line, ChildArgs, ChildProc};
-use shmstore::{Error, FixedStr, SharedLayout, Store, WaitedFor};
+use shmstore::{Error, FixedStr, LockMode, SharedLayout, Store, WaitedFor};
 
 #[derive(SharedLayout, Clone, Copy, Debug, PartialEq, Default)]
 #[repr(C)]
@@ -105,6 +105,16 @@ fn role_hold(args: &ChildArgs) {
     let (mode, entry, value) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
     let value: u64 = value.parse().unwrap();
     let store = Store::open(&args.path).unwrap();
+    if mode == "read-array" {
+        let array = store.array::<u64>(entry).unwrap();
+        let guard = array.read().unwrap();
+        emit(format!("ready {}", guard[0]));
+        wait_for("release");
+        drop(guard);
+        emit("released");
+        wait_eof();
+        return;
+    }
     let obj = store.object::<Counter>(entry).unwrap();
     match mode {
         "read" => {
@@ -228,7 +238,13 @@ fn role_grow_loop(args: &ChildArgs) {
 // The tests.
 
 fn new_store_with_counters(path: &std::path::Path, names: &[&str]) -> Store {
-    let store = Store::open_or_create(path, CAPACITY).unwrap();
+    new_store_with_counters_in(path, names, LockMode::Robust)
+}
+
+/// A new store in lock mode `mode`, which the children follow (they open it while this process
+/// has it open).
+fn new_store_with_counters_in(path: &std::path::Path, names: &[&str], mode: LockMode) -> Store {
+    let store = Store::options().create(true).capacity(CAPACITY).lock_mode(mode).open(path).unwrap();
     for name in names {
         store.object_or_init(name, Counter::default).unwrap();
     }
@@ -262,10 +278,17 @@ fn four_processes_count_to_forty_thousand() {
     assert_eq!(Store::open(&path).unwrap().object::<Counter>("counter").unwrap().load().unwrap().n, 40_000);
 }
 
+/// In both lock modes. In robust mode a read guard of a double-buffered object is a lock-free copy
+/// of the last commit, so readers of `a` are not held up by its writer either.
 #[test]
 fn different_entries_proceed_in_parallel() {
+    different_entries_proceed_in_parallel_in(LockMode::Robust);
+    different_entries_proceed_in_parallel_in(LockMode::Ofd);
+}
+
+fn different_entries_proceed_in_parallel_in(mode: LockMode) {
     let (_dir, path) = temp_store();
-    let store = new_store_with_counters(&path, &["a", "b"]);
+    let store = new_store_with_counters_in(&path, &["a", "b"], mode);
     let a = store.object::<Counter>("a").unwrap();
     let b = store.object::<Counter>("b").unwrap();
 
@@ -286,7 +309,11 @@ fn different_entries_proceed_in_parallel() {
         Err(Error::WouldBlock { name }) => assert_eq!(name, "a"),
         other => panic!("try_write on a held entry: {:?}", other.map(|g| *g)),
     }
-    assert!(matches!(a.try_read(), Err(Error::WouldBlock { .. })));
+    if mode == LockMode::Ofd {
+        assert!(matches!(a.try_read(), Err(Error::WouldBlock { .. })));
+    } else {
+        assert_eq!(a.try_read().unwrap().n, 0, "a copy of the last commit, not of the writer's draft");
+    }
     let timeout = Duration::from_millis(30);
     match a.write_timeout(timeout) {
         Err(Error::Timeout { name, waited, waited_for: WaitedFor::Lock }) => {
@@ -295,7 +322,9 @@ fn different_entries_proceed_in_parallel() {
         }
         other => panic!("write_timeout on a held entry: {:?}", other.map(|g| *g)),
     }
-    assert!(matches!(a.read_timeout(timeout), Err(Error::Timeout { .. })));
+    if mode == LockMode::Ofd {
+        assert!(matches!(a.read_timeout(timeout), Err(Error::Timeout { .. })));
+    }
 
     // Released by the guard (the child stays alive): now `a` can be taken, with the child's value.
     child.send("release");
@@ -308,16 +337,25 @@ fn different_entries_proceed_in_parallel() {
     child.finish();
 }
 
+/// In both lock modes: in OFD mode the kernel drops a dead process's lock; in robust mode the next
+/// locker is told that the mutex's owner died, and repairs it.
 #[test]
 fn lock_is_released_when_the_holder_is_killed() {
+    lock_is_released_when_the_holder_is_killed_in(LockMode::Robust);
+    lock_is_released_when_the_holder_is_killed_in(LockMode::Ofd);
+}
+
+fn lock_is_released_when_the_holder_is_killed_in(mode: LockMode) {
     let (_dir, path) = temp_store();
-    let store = new_store_with_counters(&path, &["counter"]);
+    let store = new_store_with_counters_in(&path, &["counter"], mode);
     let counter = store.object::<Counter>("counter").unwrap();
 
     let mut child = ChildProc::spawn("hold", &path, "write-forever:counter:5");
     assert_eq!(child.expect("ready"), "5");
     assert!(matches!(counter.try_write(), Err(Error::WouldBlock { .. })));
-    assert!(matches!(counter.try_read(), Err(Error::WouldBlock { .. })));
+    if mode == LockMode::Ofd {
+        assert!(matches!(counter.try_read(), Err(Error::WouldBlock { .. })));
+    }
 
     let status = child.kill();
     assert_eq!(status.signal(), Some(libc::SIGKILL), "the child must have died of SIGKILL, not exited: {status}");
@@ -331,12 +369,40 @@ fn lock_is_released_when_the_holder_is_killed() {
     // Readers and try_write work again too.
     drop(counter.try_write().unwrap());
     assert!(counter.try_read().is_ok());
+    assert!(!counter.interrupted().unwrap(), "a double-buffered object's dead writer left nothing half done");
+    assert_eq!(counter.load().unwrap().n, 1, "the dead writer's draft was never committed");
 }
 
+/// Read guards of an array (changed in place, so its guards lock in both modes) are shared across
+/// processes, and exclude writers.
+#[test]
+fn array_readers_share_across_processes_in_both_modes() {
+    for mode in [LockMode::Robust, LockMode::Ofd] {
+        let (_dir, path) = temp_store();
+        let store = new_store_with_counters_in(&path, &[], mode);
+        let samples = store.array_or_init::<u64>("samples", 4, 12).unwrap();
+        let mut child = ChildProc::spawn("hold", &path, "read-array:samples:0");
+        assert_eq!(child.expect("ready"), "12");
+        {
+            let r1 = samples.try_read().expect("a reader in another process does not block readers");
+            let r2 = samples.read_timeout(Duration::from_secs(1)).unwrap();
+            assert_eq!((r1[0], r2[1]), (12, 12));
+        }
+        assert!(matches!(samples.try_write(), Err(Error::WouldBlock { .. })), "{mode:?}");
+        assert!(matches!(samples.write_timeout(Duration::from_millis(20)), Err(Error::Timeout { .. })));
+        child.send("release");
+        child.expect("released");
+        samples.try_write().expect("free after the reader released")[0] = 13;
+        child.finish();
+        assert_eq!(samples.get(0).unwrap(), 13);
+    }
+}
+
+/// OFD mode: read guards of a double-buffered object hold the shared lock, in every process.
 #[test]
 fn readers_share_across_processes() {
     let (_dir, path) = temp_store();
-    let store = new_store_with_counters(&path, &["counter"]);
+    let store = new_store_with_counters_in(&path, &["counter"], LockMode::Ofd);
     let counter = store.object::<Counter>("counter").unwrap();
     counter.store(Counter { n: 12 }).unwrap();
 

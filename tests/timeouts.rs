@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::temp_store;
-use shmstore::{Error, Store, Version, WaitedFor};
+use shmstore::{Error, LockMode, Store, Version, WaitedFor};
 
 const QUIET: Duration = Duration::from_millis(5);
 
@@ -60,15 +60,27 @@ fn wait_for_change_times_out_with_error_timeout_on_every_kind_of_entry() {
     assert_timeout(watched.wait_for_change(watched.version(), QUIET), "object", WaitedFor::Change);
 }
 
+/// In both lock modes. In robust mode a read guard of a double-buffered object is a lock-free copy
+/// (it holds off no writer, and no writer holds it off): there the object's writer is held off by
+/// a write guard instead.
 #[test]
 fn lock_timeouts_are_the_same_error_and_say_they_waited_for_a_lock() {
+    lock_timeouts_in(LockMode::Robust);
+    lock_timeouts_in(LockMode::Ofd);
+}
+
+fn lock_timeouts_in(mode: LockMode) {
     let (_dir, path) = temp_store();
-    let store = Store::open_or_create(&path, 1 << 20).unwrap();
+    let store = Store::options().create(true).capacity(1 << 20).lock_mode(mode).open(&path).unwrap();
     let object = store.object_or_init("object", || 0u64).unwrap();
     let array = store.array_or_init::<u32>("array", 16, 0).unwrap();
     let bytes = store.bytes_or_init("bytes", 16).unwrap();
 
-    let (_o, _a, _b) = (object.read().unwrap(), array.read().unwrap(), bytes.read().unwrap());
+    let (_a, _b) = (array.read().unwrap(), bytes.read().unwrap());
+    let (_o, _ow) = match mode {
+        LockMode::Ofd => (Some(object.read().unwrap()), None),
+        _ => (None, Some(object.write().unwrap())),
+    };
     // Another thread asks for the write locks this thread's read guards hold.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -78,10 +90,19 @@ fn lock_timeouts_are_the_same_error_and_say_they_waited_for_a_lock() {
             assert_timeout(bytes.write_timeout(QUIET).map(drop), "bytes", WaitedFor::Lock);
         });
     });
-    drop((_o, _a, _b));
+    drop((_o, _ow, _a, _b));
     let _w = object.write().unwrap();
     std::thread::scope(|s| {
-        s.spawn(|| assert_timeout(object.read_timeout(QUIET).map(|g| *g), "object", WaitedFor::Lock));
+        s.spawn(|| match mode {
+            LockMode::Ofd => assert_timeout(object.read_timeout(QUIET).map(|g| *g), "object", WaitedFor::Lock),
+            _ => assert_eq!(*object.read_timeout(QUIET).unwrap(), 0, "a copy of the last commit"),
+        });
+    });
+    drop(_w);
+    // The arrays' read guards lock in both modes: a writer holds them off.
+    let _w = array.write().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| assert_timeout(array.read_timeout(QUIET).map(drop), "array", WaitedFor::Lock));
     });
 }
 

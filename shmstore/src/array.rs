@@ -180,6 +180,45 @@ impl<T: SharedLayout> SharedArray<T> {
         self.handle.update_range(index, len, f)
     }
 
+    /// Whether a writer died holding this array's write lock since the flag was last cleared
+    /// ([`clear_interrupted`](Self::clear_interrupted)): its last write may be half done.
+    ///
+    /// An array is changed in place, with no rollback. A process killed in the middle of a
+    /// `write_at`, `set`, `update_range` or a write guard leaves the elements it was writing as
+    /// they were at that instant: some new, some old, and an element being copied possibly part
+    /// old, part new (bytes that are no valid value of the type are refused on read with
+    /// [`Error::InvalidValue`](crate::Error::InvalidValue), never handed out). Readers see that
+    /// state as soon as they can lock the array again; elements the writer did not reach, and
+    /// every earlier write, are intact.
+    ///
+    /// In robust lock mode ([`LockMode::Robust`](crate::LockMode::Robust), the default) the next
+    /// process to lock the array is told by the mutex that its holder died, and sets this flag
+    /// before its own access proceeds, so every later reader can tell, and repair or accept the
+    /// data. In OFD lock mode the kernel releases a dead writer's lock without telling anyone, so
+    /// the flag stays `false`.
+    ///
+    /// ```
+    /// # use shmstore::Store;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open_or_create(dir.path().join("i.shm"), 1 << 20)?;
+    /// let samples = store.array_or_init::<u64>("samples", 4, 0)?;
+    /// if samples.interrupted()? {
+    ///     // A writer died mid-write: check the data (here: start over), then say so.
+    ///     samples.write_at(0, &[0; 4])?;
+    ///     samples.clear_interrupted()?;
+    /// }
+    /// # Ok::<(), shmstore::Error>(())
+    /// ```
+    pub fn interrupted(&self) -> Result<bool> {
+        self.handle.interrupted()
+    }
+
+    /// Clears the [`interrupted`](Self::interrupted) flag, once the application has repaired or
+    /// accepted what a dead writer left. Takes the write lock for a moment.
+    pub fn clear_interrupted(&self) -> Result<()> {
+        self.handle.clear_interrupted()
+    }
+
     /// The current [`Version`]: it changes with every write, in any process.
     pub fn version(&self) -> Version {
         self.handle.version()

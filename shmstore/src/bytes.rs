@@ -224,6 +224,26 @@ impl SharedBytes {
         Ok(ByteStream::new(self.clone(), start..end))
     }
 
+    /// Whether a writer died holding this region's write lock since the flag was last cleared
+    /// ([`clear_interrupted`](Self::clear_interrupted)): its last write may be half done.
+    ///
+    /// A region is written in place, with no rollback: a process killed in the middle of a
+    /// `write_at`, a stream write or a write guard leaves the bytes it was writing as they were at
+    /// that instant, some new and some old. Readers see them as soon as they can lock the region
+    /// again; every earlier write is intact. In robust lock mode (the default) the next process to
+    /// lock the region learns that the holder died and sets this flag first; in OFD lock mode the
+    /// kernel releases a dead writer's lock silently, and the flag stays `false`. See
+    /// [`SharedArray::interrupted`](crate::SharedArray::interrupted).
+    pub fn interrupted(&self) -> Result<bool> {
+        self.handle.interrupted()
+    }
+
+    /// Clears the [`interrupted`](Self::interrupted) flag, once the application has repaired or
+    /// accepted what a dead writer left. Takes the write lock for a moment.
+    pub fn clear_interrupted(&self) -> Result<()> {
+        self.handle.clear_interrupted()
+    }
+
     /// The current [`Version`]: it changes with every write, in any process.
     pub fn version(&self) -> Version {
         self.handle.version()

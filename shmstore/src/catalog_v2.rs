@@ -959,12 +959,10 @@ impl StoreInner {
         &'a self,
         found: &Found,
         requested: &'static str,
-        lock: &'a crate::lock::RangeLock,
+        lock: &'a crate::lock::EntryLock,
     ) -> Result<Option<(crate::lock::Held<'a>, crate::lock::Held<'a>)>> {
         let name = &found.entry.name;
-        let entry = lock
-            .write(&self.file, &self.scope, Wait::Forever)
-            .map_err(|e| self.entry_lock_error(e, name, true, None))?;
+        let entry = self.lock_entry(lock, name, true, found.entry.slot_count != 2, Wait::Forever, None)?;
         let admin = self.lock_catalog(requested, name)?;
         Ok(self.still_live(found.at, found.serial).then_some((entry, admin)))
     }

@@ -56,7 +56,7 @@ use crate::sys;
 use crate::view::Staging;
 
 /// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
-const READ_ONLY_POLL: Duration = Duration::from_millis(2);
+pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// How many times an optimistic read retries before it takes the shared lock.
 pub const OPTIMISTIC_TRIES: u32 = 64;
@@ -307,13 +307,21 @@ impl EntryHandle {
         // touches the old slots, so a read that races with one returns the value as it was just
         // before it.)
         let check = || if self.moved_away(moved) { self.check_current() } else { Ok(()) };
-        if let Some((staging, before)) = seqlock::read(seq, slots, tries, check, |words| {
-            let staging = Staging::<T>::from_words(words);
-            step(Step::OptimisticCopied);
-            staging
-        })? {
-            let staging = staging.ok_or_else(|| self.outside())?;
-            return Ok((self.finish_staging(staging)?, Version(before)));
+        loop {
+            if let Some((staging, before)) = seqlock::read(seq, slots, tries, check, |words| {
+                let staging = Staging::<T>::from_words(words);
+                step(Step::OptimisticCopied);
+                staging
+            })? {
+                let staging = staging.ok_or_else(|| self.outside())?;
+                return Ok((self.finish_staging(staging)?, Version(before)));
+            }
+            // A read-only mapping in robust lock mode cannot take the lock (it lives in the
+            // file): it keeps trying, letting the writers run in between.
+            if !self.store.cannot_lock() {
+                break;
+            }
+            std::thread::yield_now();
         }
         // Writers keep winning: queue up behind them instead.
         let hold = self.hold(false, Wait::Forever, None)?;
@@ -341,12 +349,19 @@ impl EntryHandle {
 
     /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
     /// entry's exclusive lock.
+    #[inline]
     pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
         // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
         let target = std::cell::Cell::new(0);
+        let hot = self.hot();
         let slot = |next| {
             target.set(self.slot_offset(next));
-            self.slot_words(target.get(), bytes.len()).ok_or_else(|| self.outside())
+            match hot {
+                // Both slots were located when the handle was made.
+                Some((_, _, slots)) => slots[seqlock::active(next)].get(..bytes.len().div_ceil(8)),
+                None => self.slot_words(target.get(), bytes.len()),
+            }
+            .ok_or_else(|| self.outside())
         };
         let written = || {
             step(Step::SlotWritten);
@@ -356,7 +371,8 @@ impl EntryHandle {
             }
             Ok(())
         };
-        seqlock::commit(self.seq(), bytes, slot, || self.outside(), written)?;
+        let seq = hot.map_or_else(|| self.seq(), |(seq, _, _)| seq);
+        seqlock::commit(seq, bytes, slot, || self.outside(), written)?;
         step(Step::Published);
         if durability == Durability::PowerLoss {
             self.store.sync_range(self.at, self.store.words.record_len)?;
@@ -382,10 +398,13 @@ impl EntryHandle {
         synced
     }
 
+    #[inline]
     fn wake(&self) {
-        let futex = self.live_u32(self.store.words.futex);
+        let (futex, waiters) = self
+            .notify_words()
+            .unwrap_or_else(|| (self.live_u32(self.store.words.futex), self.live_u32(self.store.words.waiters)));
         futex.fetch_add(1, Ordering::SeqCst);
-        if self.live_u32(self.store.words.waiters).load(Ordering::SeqCst) > 0 {
+        if waiters.load(Ordering::SeqCst) > 0 {
             sys::futex_wake(futex);
             step(Step::Woke);
         }

@@ -581,6 +581,31 @@ pub enum Error {
         /// How many names the file has.
         links: u64,
     },
+
+    /// Robust lock mode: the lock of entry `name` (or of the catalog) can no longer be taken,
+    /// because a process that does not follow shmstore's protocol unlocked it, after its previous
+    /// holder died, without repairing it. Nobody can take it until the store's locks are reset,
+    /// which happens when a process opens the store while no other process has it open.
+    #[error("the lock of `{name}` in `{path}` cannot be recovered: a process that does not follow shmstore's protocol unlocked it after its holder died, without repairing it; close the store in every process and open it again, which resets its locks")]
+    LockNotRecoverable {
+        /// The file.
+        path: PathBuf,
+        /// The entry (or `the catalog`).
+        name: String,
+    },
+
+    /// The processes that have the store open lock it in a way this opener cannot share: another
+    /// lock mode than the one asked for, or, in robust mode, another mutex ABI (a binary built
+    /// against another libc, glibc or musl) or another PID namespace (another container). Robust
+    /// mode's mutexes store thread ids and libc-specific layouts, so such processes would break
+    /// each other's locks silently; the OFD lock mode works across both.
+    #[error("`{path}` is open in other processes {reason}: processes of different libcs or PID namespaces can share a store only in ofd lock mode; close it everywhere and open it with Store::options().lock_mode(LockMode::Ofd) in every process")]
+    LockModeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs, as "with X, and this process Y".
+        reason: String,
+    },
 }
 
 /// Who holds a store open, in words, for [`Error::InUse`].

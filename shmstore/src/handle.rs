@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
-use crate::lock::{RangeLock, Wait};
+use crate::lock::{EntryLock, Wait};
 use crate::map::Located;
 use crate::store::StoreInner;
 use crate::view::{self, ReadGuard, WriteGuard};
@@ -31,7 +31,7 @@ pub(crate) struct EntryHandle {
     pub(crate) at: u64,
     /// The block's serial when the handle was made (v2; 0 in v1): a reused block has another.
     pub(crate) serial: u64,
-    lock: Arc<RangeLock>,
+    lock: Arc<EntryLock>,
     /// The layout the handle was opened with, to report a migration against.
     expected: Expected,
     /// `layout.needs_validation()`, computed once: the layout walk is not free.
@@ -63,6 +63,8 @@ struct Hot {
     moved: Located<AtomicU32>,
     serial: Option<Located<AtomicU64>>,
     slots: [Located<[AtomicU64]>; 2],
+    /// The change-notification words a commit bumps and checks: `futex`, `waiters`.
+    notify: [Located<AtomicU32>; 2],
 }
 
 impl EntryHandle {
@@ -123,13 +125,15 @@ impl EntryHandle {
                 map.locate_u32(at + store.words.current),
                 map.locate_words(entry.data_offset, words),
                 map.locate_words(entry.data_offset + entry.slot_stride, words),
+                map.locate_u32(at + store.words.futex),
+                map.locate_u32(at + store.words.waiters),
             );
-            let (Some(seq), Some(moved), Some(slot0), Some(slot1)) = located else {
+            let (Some(seq), Some(moved), Some(slot0), Some(slot1), Some(futex), Some(waiters)) = located else {
                 // The data lies inside the mapping (checked above), so a slot is misaligned.
                 return Err(store.corrupt(format!("the slots of object `{}` are misaligned", entry.name)));
             };
             let serial = if serial != 0 { map.locate_u64(at + crate::format::v2::block::SERIAL) } else { None };
-            Some(Hot { seq, moved, serial, slots: [slot0, slot1] })
+            Some(Hot { seq, moved, serial, slots: [slot0, slot1], notify: [futex, waiters] })
         } else {
             None
         };
@@ -143,16 +147,20 @@ impl EntryHandle {
     /// Takes the entry's lock: [`Error::Forked`] in a forked child (checked before anything else),
     /// [`Error::WouldDeadlock`] if this thread holds the entry in a mode the request would wait
     /// for forever (a read of an entry this thread reads is granted).
+    #[inline]
     pub(crate) fn hold(&self, exclusive: bool, wait: Wait, timeout: Option<Duration>) -> Result<Hold<'_>> {
         // (The fork check is the lock's first step; the read-only check touches nothing.)
         if exclusive && self.store.read_only {
             return Err(self.store.read_only_error("writing an entry"));
         }
-        let (file, scope) = (&self.store.file, &self.store.scope);
-        let res = if exclusive { self.lock.write(file, scope, wait) } else { self.lock.read(file, scope, wait) };
-        let held = res.map_err(|e| self.store.entry_lock_error(e, &self.entry.name, exclusive, timeout))?;
+        let in_place = self.entry.slot_count != 2;
+        let held = self.store.lock_entry(&self.lock, &self.entry.name, exclusive, in_place, wait, timeout)?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
-        self.check_current()?;
+        // (One or two loads of words located once, for a double-buffered object.)
+        match self.hot() {
+            Some((_, moved, _)) if !self.moved_away(moved) => {}
+            _ => self.check_current()?,
+        }
         Ok(held)
     }
 
@@ -163,6 +171,14 @@ impl EntryHandle {
         // SAFETY: `hot` was located in this store's mappings, and `self.store` keeps the store,
         // hence every one of its mappings, alive for as long as `self` is borrowed.
         unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
+    }
+
+    /// The change-notification words of a double-buffered object, `futex` and `waiters`.
+    #[inline(always)]
+    pub(crate) fn notify_words(&self) -> Option<(&AtomicU32, &AtomicU32)> {
+        let hot = self.hot?;
+        // SAFETY: as in `hot`.
+        unsafe { Some((hot.notify[0].get(), hot.notify[1].get())) }
     }
 
     /// Whether the entry may no longer be the one this handle was made for, as the word
@@ -221,6 +237,60 @@ impl EntryHandle {
         Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
     }
 
+    /// Copies elements `start..start + count` of an entry changed in place (whose type holds no
+    /// atomics), without its lock, for a process that cannot take it: a read-only mapping in
+    /// robust lock mode. An optimistic read, as for double-buffered objects: the entry's `seq`,
+    /// then its `writer` word (set by a writer, holding the mutex, before it changes anything,
+    /// with a release fence), a copy with atomic loads, an acquire fence, and both words again;
+    /// retried until no writer was in. While a writer is in, it sleeps on the entry's futex word
+    /// in 2 ms slices (a read-only mapping cannot register as a waiter), honouring `wait`. A
+    /// writer that died leaves its `writer` word set until a read-write process recovers the
+    /// entry's lock; until then this waits (or times out).
+    fn copy_unlocked<T: SharedLayout>(
+        &self,
+        start: u64,
+        count: u64,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<Box<[T]>> {
+        let layout = &T::LAYOUT;
+        let size = layout.size as u64;
+        let len = usize::try_from(count * size).map_err(|_| self.store.corrupt("an entry too large to copy".into()))?;
+        let mut values: Vec<std::mem::MaybeUninit<T>> = Vec::new();
+        values.try_reserve_exact(count as usize).map_err(|_| {
+            self.store.io(
+                "read",
+                std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate {len} bytes to copy into"),
+                ),
+            )
+        })?;
+        values.resize_with(count as usize, std::mem::MaybeUninit::zeroed);
+        // SAFETY: `values` holds `count` zeroed `T`s, `len` initialised bytes, borrowed
+        // exclusively for this slice's life; `u8` has no alignment or validity requirement.
+        let out = unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) };
+        let offset = self.active_offset() + start * size;
+        self.store
+            .copy_unlocked(&self.entry.name, self.at, layout, offset, out, wait, timeout, || self.check_current())?;
+        if self.validate {
+            let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
+            // SAFETY: `ptr` is this process's private copy of `count` values of `T::LAYOUT`,
+            // which nobody else can reach.
+            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
+            checked.map_err(|(i, mut invalid)| {
+                if self.entry.kind == crate::format::entry::EntryKind::Array {
+                    invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
+                }
+                Error::InvalidValue { name: self.entry.name.clone(), type_name: layout.display_name(), invalid }
+            })?;
+        }
+        // SAFETY: every value was copied from the entry, whose values have `T`'s layout, and the
+        // bytes passed `T::LAYOUT` validation (or need none): they are valid `T`s (the
+        // `SharedLayout` contract).
+        Ok(unsafe { values.into_boxed_slice().assume_init() })
+    }
+
     /// Bounds-checks `start..start + count` against the array's length.
     pub(crate) fn check_range(&self, what: &'static str, start: usize, count: usize) -> Result<()> {
         let len = self.entry.count;
@@ -269,6 +339,9 @@ impl EntryHandle {
                 .store
                 .read_only_error("a read guard on a type holding atomics (they can be written through it)"));
         }
+        if self.store.cannot_lock() {
+            return Ok(ReadGuard::pinned_slice(self.copy_unlocked::<T>(start as u64, count as u64, wait, timeout)?));
+        }
         let hold = self.hold(false, wait, timeout)?;
         let ptr = self.elements::<T>(&hold, start as u64, count as u64)?;
         // SAFETY: `elements` returned a pointer that is in the mapping (kept alive by
@@ -276,6 +349,51 @@ impl EntryHandle {
         // `T::LAYOUT` validation, so they are valid `T`s (the `SharedLayout` contract); `hold` is
         // this entry's shared lock and moves into the guard, so it lasts as long as the reference.
         Ok(unsafe { ReadGuard::new(ptr, hold) })
+    }
+
+    /// The entry's `interrupted` word (format v2), or `None` for a format-v1 store.
+    fn interrupted_word(&self) -> Result<Option<&AtomicU32>> {
+        if !matches!(self.store.format, crate::store::Format::V2(_)) {
+            return Ok(None);
+        }
+        let at = self.at + crate::format::v2::block::INTERRUPTED;
+        self.store.map().atomic_u32(at).map(Some).ok_or_else(|| {
+            self.store.corrupt(format!("the block of entry `{}` lies outside the mapping", self.entry.name))
+        })
+    }
+
+    /// Whether a writer of this (in-place) entry died holding its lock, as robust lock mode
+    /// records it, since the flag was last cleared.
+    pub(crate) fn interrupted(&self) -> Result<bool> {
+        self.check_current()?;
+        Ok(self.interrupted_word()?.is_some_and(|w| w.load(std::sync::atomic::Ordering::Acquire) != 0))
+    }
+
+    /// Clears the `interrupted` flag, under the entry's write lock (so that a writer recovering
+    /// from another death in between is not overlooked: it sets the flag again after this).
+    pub(crate) fn clear_interrupted(&self) -> Result<()> {
+        let _hold = self.hold(true, Wait::Forever, None)?;
+        if let Some(word) = self.interrupted_word()? {
+            word.store(0, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// A read guard over an object's value: in robust lock mode, a double-buffered object's guard
+    /// pins a validated copy of the last commit and takes no lock (a lock-free `load`); otherwise
+    /// the guard holds the entry's shared lock.
+    pub(crate) fn read_object<T: SharedLayout>(
+        &self,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<ReadGuard<'_, T>> {
+        if self.entry.slot_count == 2 && matches!(self.store.lock_state, crate::lock::Locks::Robust(_)) {
+            self.store.check_not_forked()?;
+            let (value, _) = self.load_optimistic::<T>(crate::commit::OPTIMISTIC_TRIES)?;
+            return Ok(ReadGuard::pinned(value));
+        }
+        let guard = self.read::<T>(0, 1, wait, timeout)?;
+        guard.into_first().ok_or_else(|| self.store.corrupt(format!("object `{}` holds no value", self.entry.name)))
     }
 
     /// An in-place write guard over elements `start..start + count`, already bounds-checked by
@@ -305,6 +423,18 @@ impl EntryHandle {
         let mut guard = self.write::<T>(start, count, Wait::Forever, None)?;
         let result = f(&mut guard);
         guard.commit()?;
+        Ok(result)
+    }
+
+    /// Runs `f` on a copy of a double-buffered object's value under the write lock and commits
+    /// the result: what `Shared::update` does, without the heap copy of a write guard. If `f`
+    /// panics, the lock is released and nothing is committed.
+    #[inline]
+    pub(crate) fn update_object<T: SharedLayout, R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let hold = self.hold(true, Wait::Forever, None)?;
+        let (mut value, _) = self.read_slot::<T>(&hold)?;
+        let result = f(&mut value);
+        self.publish(&hold, view::owned_bytes(&mut value), self.durability)?;
         Ok(result)
     }
 

@@ -125,10 +125,26 @@ impl Store {
             )
         })?;
         bytes.resize(len, 0);
+        if inner.cannot_lock() {
+            // A read-only mapping in robust lock mode cannot take the entry's lock: copy
+            // optimistically. A double-buffered object's slot is published whole, by one `seq`
+            // store; an entry changed in place is checked against its `writer` word, and its
+            // atomics are read at their own width (each whole, as under a shared lock).
+            let check = || match found.serial {
+                0 => Ok(()),
+                serial => inner.v2_check_current(found.at, serial, &entry, None),
+            };
+            if entry.slot_count == 2 {
+                let offset = |seq| entry.data_offset + (seq & 1) * entry.slot_stride + start * entry.elem_size;
+                inner.copy_double_buffered(name, found.at, offset, &mut bytes, check)?;
+            } else {
+                let offset = entry.data_offset + start * entry.elem_size;
+                inner.copy_unlocked(name, found.at, &schema, offset, &mut bytes, Wait::Forever, None, check)?;
+            }
+            return Ok(bytes);
+        }
         let lock = inner.entry_lock(entry.lock_offset)?;
-        let _held = lock
-            .read(&inner.file, &inner.scope, Wait::Forever)
-            .map_err(|e| inner.entry_lock_error(e, name, false, None))?;
+        let _held = inner.lock_entry(&lock, name, false, entry.slot_count != 2, Wait::Forever, None)?;
         if found.serial != 0 {
             inner.v2_check_current(found.at, found.serial, &entry, None)?;
         }

@@ -7,8 +7,9 @@
 //!   data (no padding, no pointers, every field shareable) and gives it a versioned [`Layout`]
 //!   descriptor with a stable fingerprint.
 //! - A [`Store`] maps a file of named objects ([`Shared<T>`]) and arrays ([`SharedArray<T>`]) and
-//!   hands out typed read and write guards, locked against other threads and processes by kernel
-//!   byte-range locks that are released if a process dies.
+//!   hands out typed read and write guards, locked against other threads and processes by robust
+//!   process-shared mutexes in the file (or, in OFD lock mode, kernel byte-range locks), which a
+//!   process that dies holding them cannot leave stuck.
 //! - Byte regions ([`SharedBytes`]) hold raw bytes, read and written at bounds-checked `u64`
 //!   offsets or through a [`ByteStream`] (`std::io::{Read, Write, Seek}`, bounded by the region or,
 //!   from [`SharedBytes::stream_range`], by a window of it), and an [`ArrayView`] is a
@@ -69,9 +70,11 @@
 //!
 //! # Platforms
 //!
-//! **Linux only**, for now: the crate does not compile elsewhere. Its locks are Linux
-//! open-file-description byte-range locks (`F_OFD_SETLK`), which the kernel releases when a
-//! process dies, and [`Shared::wait_for_change`] sleeps on a futex shared between processes. The
+//! **Linux only**, for now: the crate does not compile elsewhere. Its locks are robust,
+//! process-shared pthread mutexes in the mapping, whose next locker is told when their holder
+//! died ([`LockMode::Robust`], the default), or Linux open-file-description byte-range locks
+//! (`F_OFD_SETLK`), which the kernel releases when a process dies ([`LockMode::Ofd`]); and
+//! [`Shared::wait_for_change`] sleeps on a futex shared between processes. The
 //! platform code is one internal module behind a small interface, so that macOS and Windows ports
 //! can be added without touching the rest.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -124,6 +127,7 @@ pub use error::{Error, Fingerprint, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
 pub use format::entry::{EntryKind, MAX_NAME_LEN};
 pub use format::schema::{Schema, SchemaField, SchemaKind, SchemaVariant};
+pub use format::v2::header::LockMode;
 pub use inspect::StoreInfo;
 pub use layout::{AllAtomic, Field, InvalidValue, Layout, Primitive, SharedLayout, TypeKind, Variant};
 pub use migrate::Migration;

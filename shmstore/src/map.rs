@@ -183,6 +183,16 @@ impl Mappings {
         unsafe { &*self.current.load(Ordering::Acquire) }
     }
 
+    /// Keeps every mapping mapped for the rest of the process's life, even after `self` is
+    /// dropped: for a store whose memory a thread still refers to outside Rust's view (a robust
+    /// mutex on the thread's robust list, left held by a leaked guard).
+    pub(crate) fn leak(&self) {
+        let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());
+        for mapping in all.drain(..) {
+            std::mem::forget(mapping);
+        }
+    }
+
     /// Makes `next` the newest mapping, unless a larger one is already current; returns the newest.
     pub(crate) fn push(&self, next: Mapping) -> &Mapping {
         let mut all = self.all.lock().unwrap_or_else(|e| e.into_inner());

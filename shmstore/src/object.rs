@@ -19,8 +19,10 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// handle caches the object's location: every access afterwards is a lock and a pointer.
 ///
 /// Guards lock the object against other threads *and* other processes: [`read`](Self::read)
-/// shares, [`write`](Self::write) excludes. The locks are kernel byte-range locks, released by the
-/// kernel if the holder dies.
+/// shares, [`write`](Self::write) excludes. The locks are robust mutexes in the file (or kernel
+/// byte-range locks in [OFD lock mode](crate::LockMode::Ofd)), recovered when their holder dies.
+/// In robust lock mode a double-buffered object's [`read`](Self::read) guard holds a copy of the
+/// value and no lock.
 ///
 /// # Commits and reads
 ///
@@ -46,9 +48,10 @@ use crate::view::{self, ReadGuard, WriteGuard};
 /// costs. An object that holds anything else beside its atomics needs a guard:
 ///
 /// An atomic operation costs nanoseconds; the guard around it does not. Every
-/// [`read`](Self::read) takes and releases the object's kernel byte-range lock (two system
-/// calls, on the order of a microsecond), so `counters.read()?.hits.fetch_add(1, Relaxed)` pays
-/// that on every call, hundreds of times the cost of the `fetch_add`. Take one guard and do a batch of operations through it: each then costs what
+/// [`read`](Self::read) takes and releases the object's lock (tens of nanoseconds in robust lock
+/// mode; two system calls, on the order of a microsecond, in OFD mode), so
+/// `counters.read()?.hits.fetch_add(1, Relaxed)` pays that on every call, many times the cost of
+/// the `fetch_add`. Take one guard and do a batch of operations through it: each then costs what
 /// the atomic costs (a few nanoseconds). While the guard is held, other threads' and processes'
 /// read guards, and their atomic operations, go on; only writers ([`write`](Self::write),
 /// [`store`](Self::store), [`update`](Self::update), a migration) wait for it.
@@ -114,8 +117,7 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     fn read_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<ReadGuard<'_, T>> {
-        let guard = self.handle.read::<T>(0, 1, wait, timeout)?;
-        Ok(guard.into_first().expect("an object guard covers exactly one value"))
+        self.handle.read_object::<T>(wait, timeout)
     }
 
     fn write_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<WriteGuard<'_, T>> {
@@ -126,7 +128,9 @@ impl<T: SharedLayout> Shared<T> {
         self.handle.write_object::<T>(wait, timeout)
     }
 
-    /// A shared guard: `&T` for as long as it lives, while writers (in any process) wait.
+    /// A shared guard: `&T` for as long as it lives, while writers (in any process) wait. (In
+    /// robust lock mode, a double-buffered object's guard holds a copy of the value instead, and
+    /// writers do not wait: see [`ReadGuard`].)
     pub fn read(&self) -> Result<ReadGuard<'_, T>> {
         self.read_with(Wait::Forever, None)
     }
@@ -219,6 +223,25 @@ impl<T: SharedLayout> Shared<T> {
         Ok((*guard, self.handle.version()))
     }
 
+    /// Whether a writer died holding this object's write lock since the flag was last cleared
+    /// ([`clear_interrupted`](Self::clear_interrupted)), so that the value may be half changed.
+    ///
+    /// Only an object holding atomics can be: it is changed in place, through its atomics, and a
+    /// write guard killed midway leaves whatever stores it had made. A double-buffered object
+    /// never shows a half-done commit (its dead writer only touched the inactive copy), so the
+    /// flag stays `false`. In robust lock mode (the default) the next process to lock the object
+    /// learns that the holder died and sets the flag first; in OFD lock mode it stays `false`.
+    /// See [`SharedArray::interrupted`](crate::SharedArray::interrupted).
+    pub fn interrupted(&self) -> Result<bool> {
+        self.handle.interrupted()
+    }
+
+    /// Clears the [`interrupted`](Self::interrupted) flag, once the application has repaired or
+    /// accepted the value. Takes the write lock for a moment.
+    pub fn clear_interrupted(&self) -> Result<()> {
+        self.handle.clear_interrupted()
+    }
+
     /// The current [`Version`]: it changes with every commit, in any process.
     pub fn version(&self) -> Version {
         self.handle.version()
@@ -272,6 +295,9 @@ impl<T: SharedLayout> Shared<T> {
     /// returns: an atomic read-modify-write across threads and processes. If `f` panics, nothing
     /// is committed.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        if self.handle.entry.slot_count == 2 {
+            return self.handle.update_object(f);
+        }
         let mut guard = self.write()?;
         let result = f(&mut guard);
         guard.commit()?;

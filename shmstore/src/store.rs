@@ -17,7 +17,8 @@ use crate::format::header::{self, Header, HeaderError, LiveError, LOCK_BASE};
 use crate::format::v2::{block as v2block, header as v2h, index as v2index};
 use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
-use crate::lock::{Held, LockError, LockScope, RangeLock, Wait};
+use crate::lock::robust::Robust;
+use crate::lock::{EntryLock, Held, LockError, LockScope, Locks, RangeLock, Wait};
 use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
 use crate::sys::file::{Link, OpenError};
@@ -77,6 +78,7 @@ pub struct OpenOptions {
     pub(crate) allocate: bool,
     pub(crate) create_new: bool,
     pub(crate) lock_timeout: Option<Duration>,
+    pub(crate) lock_mode: Option<v2h::LockMode>,
 }
 
 impl Default for OpenOptions {
@@ -92,6 +94,7 @@ impl Default for OpenOptions {
             max_entries: None,
             create_new: false,
             lock_timeout: None,
+            lock_mode: None,
         }
     }
 }
@@ -186,6 +189,37 @@ impl OpenOptions {
     /// lets go, and fails with [`Error::Busy`] once the timeout has passed.
     pub fn lock_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// How this process locks the store's entries (default: whatever the processes that have the
+    /// store open use, and [`LockMode::Robust`](crate::LockMode::Robust) for the first opener).
+    ///
+    /// - **Robust** mode: each entry has a robust, process-shared pthread mutex in the file; a
+    ///   commit takes it and releases it without a system call unless another writer is in. If a
+    ///   process dies holding it, the next locker is told and repairs it (see
+    ///   [`SharedArray::interrupted`](crate::SharedArray::interrupted) for what a writer killed
+    ///   mid-write leaves). Read guards on arrays, byte regions and objects holding atomics use a
+    ///   reader table in the file; a `read()` guard on a double-buffered object takes no lock at
+    ///   all. Every process sharing the store must use the same libc (glibc or musl: their mutexes
+    ///   differ) and the same PID namespace (the mutexes store thread ids): processes in other
+    ///   containers, or built against the other libc, are refused with
+    ///   [`Error::LockModeMismatch`].
+    /// - **OFD** mode: each entry has a kernel byte-range lock (`F_OFD_SETLKW`), two system calls
+    ///   per guard or commit (about 25 times slower uncontended), but shared safely across PID
+    ///   namespaces and libcs.
+    ///
+    /// The first process to open a store (with no other process having it open) records the mode
+    /// for everyone who opens it until all have closed it; it also resets every lock left in the
+    /// file by processes that are gone (after a crash, a reboot, or in a copied file), so that
+    /// none of them is ever waited for. A later opener that asks for the other mode gets
+    /// [`Error::LockModeMismatch`]; one that does not ask follows the store. A read-only opener in
+    /// robust mode cannot take the in-file locks (its mapping is read-only), so it reads without
+    /// them: `load()` as always, and copies and read guards of arrays and byte regions as
+    /// optimistic copies, retried until no writer was in (a read guard then holds a copy). Read
+    /// guards on objects holding atomics are refused on read-only stores in both modes.
+    pub fn lock_mode(&mut self, mode: v2h::LockMode) -> &mut Self {
+        self.lock_mode = Some(mode);
         self
     }
 
@@ -501,6 +535,13 @@ impl Store {
         self.inner.read_only
     }
 
+    /// How this store's entries are locked ([`OpenOptions::lock_mode`]): the mode its first
+    /// opener chose, which every process that has it open shares. Format-v1 stores (read-only)
+    /// use OFD locks.
+    pub fn lock_mode(&self) -> crate::LockMode {
+        self.inner.lock_state.mode()
+    }
+
     /// The store's capacity in bytes (its file length).
     pub fn capacity(&self) -> u64 {
         self.inner.capacity()
@@ -540,14 +581,18 @@ pub(crate) struct StoreInner {
     /// the process changes its working directory.
     absolute: PathBuf,
     pub(crate) file: File,
+    /// How entries and the catalog are locked: OFD byte-range locks (format v1, and v2 in OFD
+    /// mode) or robust mutexes in the mapping. Declared before `maps`: robust mode keeps
+    /// pointers into the mappings, which it uses when dropped (to free its reader slot).
+    pub(crate) lock_state: Locks,
+    /// One lock per entry lock byte, shared by every handle of this process.
+    locks: Mutex<HashMap<u64, Arc<EntryLock>, crate::catalog_v2::FastBuild>>,
     /// The mappings of the file; see [`StoreInner::map`].
     maps: Mappings,
     /// The file's format and static header.
     pub(crate) format: Format,
     /// Where the live words of this format lie.
     pub(crate) words: Words,
-    /// How entries are locked (format v2; v1 stores use OFD locks).
-    pub(crate) lock_mode: v2h::LockMode,
     /// The cap on entries recorded at creation ([`OpenOptions::max_entries`]).
     pub(crate) max_entries: Option<u32>,
     /// What this process knows of a v2 catalog: names, accepted blocks, their byte ranges.
@@ -561,19 +606,25 @@ pub(crate) struct StoreInner {
     pub(crate) durability: Durability,
     /// The file's identity and the process generation that opened it, for every lock taken on it.
     pub(crate) scope: LockScope,
-    /// Serialises catalog changes (entry creation, growth) across threads and processes; taken
-    /// through [`StoreInner::lock_catalog`].
-    catalog_lock: RangeLock,
     /// Entries this process has seen in a v1 store, by name. Records never change once published.
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
-    /// One lock per entry lock byte, shared by every handle of this process.
-    locks: Mutex<HashMap<u64, Arc<RangeLock>, crate::catalog_v2::FastBuild>>,
     /// Set for a temporary store (see `temp.rs`): removed on drop if no other process holds it.
     pub(crate) temp: Option<crate::temp::TempRegion>,
 }
 
 impl Drop for StoreInner {
     fn drop(&mut self) {
+        // A guard leaked with `mem::forget` in robust mode leaves its mutex held, and on its
+        // thread's robust list, which glibc and the kernel walk: keep the memory mapped, and keep
+        // the open byte (through the description) so that no reset initialises that mutex again,
+        // for the rest of the process's life. (Not in a forked child, which holds nothing.)
+        if !self.scope.forked() {
+            let locks = self.locks.get_mut().unwrap_or_else(|e| e.into_inner());
+            if self.lock_state.leaked(locks.values().map(|lock| &**lock)) {
+                self.maps.leak();
+                sys::keep_description(&self.file);
+            }
+        }
         // A forked child's copy shares the parent's open file, and with it the parent's `flock`:
         // releasing would take it exclusively and remove the store under the parent.
         if let (Some(temp), false) = (&self.temp, self.scope.forked()) {
@@ -717,10 +768,11 @@ impl StoreInner {
             path: path.to_owned(),
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
+            lock_state: Locks::Ofd { admin: RangeLock::new(v2h::LOCK_BASE) },
+            locks: Mutex::new(HashMap::default()),
             maps: Mappings::new(map),
             format: Format::V2(header),
             words: Words::V2,
-            lock_mode: v2h::LockMode::Ofd,
             max_entries: (header.max_entries != 0).then_some(header.max_entries),
             v2: Mutex::default(),
             max_capacity: DEFAULT_MAX_CAPACITY,
@@ -728,9 +780,7 @@ impl StoreInner {
             read_only: opts.read_only,
             durability: Durability::Process,
             scope,
-            catalog_lock: RangeLock::new(v2h::LOCK_BASE),
             names: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::default()),
             temp: None,
         };
         // As for v1: a grower extends the file before it raises the capacity word.
@@ -760,7 +810,13 @@ impl StoreInner {
             }
         }
         // Last, so that a store refused above is left as it was.
-        store.lock_mode = crate::lock_mode::join(&store)?;
+        let state = crate::lock_mode::join(&store, opts.lock_mode)?;
+        if state.lock_mode == v2h::LockMode::Robust {
+            let robust = Robust::new(store.map(), &store.file, state.lock_epoch, !store.read_only)
+                .map_err(|e| store.io("dup", e))?
+                .ok_or_else(|| store.corrupt("the header lies outside the mapping".into()))?;
+            store.lock_state = Locks::Robust(robust);
+        }
         Ok(store)
     }
 
@@ -784,10 +840,11 @@ impl StoreInner {
             path: path.to_owned(),
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_owned()),
             file,
+            lock_state: Locks::Ofd { admin: RangeLock::new(LOCK_BASE) },
+            locks: Mutex::new(HashMap::default()),
             maps: Mappings::new(map),
             format: Format::V1(header),
             words: Words::V1,
-            lock_mode: v2h::LockMode::Ofd,
             max_entries: None,
             v2: Mutex::default(),
             max_capacity: DEFAULT_MAX_CAPACITY,
@@ -795,9 +852,7 @@ impl StoreInner {
             read_only,
             durability: Durability::Process,
             scope,
-            catalog_lock: RangeLock::new(LOCK_BASE),
             names: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::default()),
             temp: None,
         };
         // Another process may be growing the file right now: it extends the file before it raises
@@ -1009,24 +1064,58 @@ impl StoreInner {
     /// The process-wide lock of the entry whose lock byte is `offset`; [`Error::Forked`] in a
     /// forked child, whose copy of the lock table may have been locked by a parent thread at the
     /// instant of the fork.
-    ///
-    /// This is where the store's lock mode picks the lock: the one match on
-    /// [`LockMode`](v2h::LockMode) for entry locks.
-    pub(crate) fn entry_lock(&self, offset: u64) -> Result<Arc<RangeLock>> {
+    pub(crate) fn entry_lock(&self, offset: u64) -> Result<Arc<EntryLock>> {
         self.check_not_forked()?;
-        match self.lock_mode {
-            v2h::LockMode::Ofd => {
-                let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(locks.entry(offset).or_insert_with(|| Arc::new(RangeLock::new(offset))).clone())
-            }
-            v2h::LockMode::Robust => Err(crate::lock_mode::unsupported(self)),
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lock) = locks.get(&offset) {
+            return Ok(lock.clone());
         }
+        let lock = self.lock_state.entry(self.map(), offset).ok_or_else(|| {
+            self.corrupt(format!("the lock byte {offset:#x} names no entry block inside the mapping"))
+        })?;
+        Ok(locks.entry(offset).or_insert(Arc::new(lock)).clone())
+    }
+
+    /// Whether this process cannot take the store's entry locks: a read-only mapping in robust
+    /// lock mode (its locks live in the file).
+    #[inline]
+    pub(crate) fn cannot_lock(&self) -> bool {
+        self.read_only && matches!(self.lock_state, Locks::Robust(_))
+    }
+
+    /// Takes `lock` (from [`entry_lock`](Self::entry_lock); of an entry changed `in_place` or
+    /// double-buffered), exclusively or shared, for entry `name`.
+    #[inline]
+    pub(crate) fn lock_entry<'a>(
+        &'a self,
+        lock: &'a EntryLock,
+        name: &str,
+        exclusive: bool,
+        in_place: bool,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<Held<'a>> {
+        if self.cannot_lock() {
+            self.check_not_forked()?;
+            return Err(self.read_only_error(
+                "taking a lock in robust lock mode (its locks live in the file, which a read-only \
+                 mapping cannot change): copy values with load() instead, open the store read-write, \
+                 or have every process open it with lock_mode(LockMode::Ofd)",
+            ));
+        }
+        let (file, scope) = (&self.file, &self.scope);
+        let held = if exclusive {
+            self.lock_state.write(lock, file, scope, wait, in_place)
+        } else {
+            self.lock_state.read(lock, file, scope, wait, in_place)
+        };
+        held.map_err(|e| self.entry_lock_error(e, name, exclusive, timeout))
     }
 
     /// Takes the catalog lock exclusively, for `requested` (`creating`, `migrating`, `growing`)
     /// `name`.
     pub(crate) fn lock_catalog(&self, requested: &'static str, name: &str) -> Result<Held<'_>> {
-        self.catalog_lock.write(&self.file, &self.scope, Wait::Forever).map_err(|e| match e {
+        self.lock_state.admin(&self.file, &self.scope, Wait::Forever).map_err(|e| match e {
             // This thread already holds the catalog lock. No caller's code runs under it (an
             // `init` closure runs before it is taken), so this is a bug; report it, never hang.
             LockError::WouldDeadlock { .. } => {
@@ -1075,6 +1164,7 @@ impl StoreInner {
                 waited_for: crate::error::WaitedFor::Lock,
             },
             LockError::Forked => Error::Forked { path: self.path.clone() },
+            LockError::NotRecoverable => Error::LockNotRecoverable { path: self.path.clone(), name: name.to_owned() },
             LockError::WouldDeadlock { held_exclusive } => Error::WouldDeadlock {
                 name: name.to_owned(),
                 held: if held_exclusive { "a write guard on it" } else { "a read guard on it" },

@@ -24,10 +24,29 @@ use crate::seqlock;
 /// Returned by [`Shared::read`](crate::Shared::read) and
 /// [`SharedArray::read`](crate::SharedArray::read). Other threads and processes may read at the
 /// same time; writers wait until every read guard is dropped.
+///
+/// One exception: in robust lock mode ([`LockMode::Robust`](crate::LockMode::Robust)), a read
+/// guard on a double-buffered object (one without atomics) holds a validated copy of the value
+/// as it was when the guard was taken, and no lock: writers do not wait for it, and
+/// [`load`](crate::Shared::load) may show a newer value while it lives.
 pub struct ReadGuard<'a, T: ?Sized> {
     ptr: NonNull<T>,
-    _hold: Hold<'a>,
+    _hold: Option<Hold<'a>>,
+    /// The copy `ptr` points into, for a guard that pins a copy instead of holding a lock.
+    _pinned: Option<Pinned<T>>,
     _marker: PhantomData<&'a T>,
+}
+
+/// A heap copy a [`ReadGuard`] points into: freed when the guard drops. (Not a `Box`, which
+/// would claim unique access to the value while the guard hands out shared references to it.)
+struct Pinned<T: ?Sized>(NonNull<T>);
+
+impl<T: ?Sized> Drop for Pinned<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw` (in `ReadGuard::pinned`) and is freed
+        // only here, once; the guard that handed out references to it is being dropped.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
 }
 
 /// An exclusive lock on an entry, giving `&mut T` (or `&mut [T]`) for as long as it lives.
@@ -76,14 +95,44 @@ impl<'a, T: ?Sized> ReadGuard<'a, T> {
     /// a valid `T`, and `hold` is a shared (or exclusive) lock on the entry that owns those bytes,
     /// so that no cooperating thread or process writes them while the guard exists.
     pub(crate) unsafe fn new(ptr: NonNull<T>, hold: Hold<'a>) -> Self {
-        ReadGuard { ptr, _hold: hold, _marker: PhantomData }
+        ReadGuard { ptr, _hold: Some(hold), _pinned: None, _marker: PhantomData }
+    }
+}
+
+impl<'a, T> ReadGuard<'a, T> {
+    /// A guard over a copy of a value (validated by the caller: it is a `T`), holding no lock.
+    pub(crate) fn pinned(value: T) -> Self {
+        let ptr = NonNull::from(Box::leak(Box::new(value)));
+        ReadGuard { ptr, _hold: None, _pinned: Some(Pinned(ptr)), _marker: PhantomData }
+    }
+}
+
+impl<'a, T> ReadGuard<'a, [T]> {
+    /// A guard over a copy of values (validated by the caller), holding no lock.
+    pub(crate) fn pinned_slice(values: Box<[T]>) -> Self {
+        let ptr = NonNull::from(Box::leak(values));
+        ReadGuard { ptr, _hold: None, _pinned: Some(Pinned(ptr)), _marker: PhantomData }
     }
 }
 
 impl<'a, T> ReadGuard<'a, [T]> {
     /// The guard of the slice's first element, or `None` if the slice is empty.
     pub(crate) fn into_first(self) -> Option<ReadGuard<'a, T>> {
-        (!self.ptr.is_empty()).then(|| ReadGuard { ptr: self.ptr.cast::<T>(), _hold: self._hold, _marker: PhantomData })
+        if self.ptr.is_empty() {
+            return None;
+        }
+        let ptr = self.ptr.cast::<T>();
+        // A copy of one or more values: the first one's guard takes over the allocation, which
+        // it frees as a `Box<T>`. Only a copy of exactly one value has the layout of a `T`.
+        let pinned = match self._pinned {
+            Some(copy) if self.ptr.len() == 1 => {
+                std::mem::forget(copy);
+                Some(Pinned(ptr))
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        Some(ReadGuard { ptr, _hold: self._hold, _pinned: pinned, _marker: PhantomData })
     }
 }
 
@@ -403,6 +452,85 @@ pub(crate) unsafe fn copy_shared<S: Shape>(shape: &S, src: NonNull<u8>, out: &mu
         // the `i`-th value, inside the range the caller vouches for; the rest is the contract.
         unsafe { copy_value(shape, src.add(i * size), chunk) };
     }
+}
+
+/// Copies `out.len()` bytes from `src` with relaxed atomic loads only (8-byte words where the
+/// source is aligned, single bytes elsewhere), for an optimistic read that a writer may race with:
+/// the caller checks afterwards (after an acquire fence) that no writer was in, and discards the
+/// copy otherwise. A copy a writer raced with holds any mix of old and new bytes, which is why it
+/// is never used before that check.
+///
+/// # Safety
+///
+/// `src..src + out.len()` lies in a live mapping, and nothing in it is ever accessed by this
+/// process with atomics of another width than 8 (a racing access of a different width is not
+/// allowed in Rust's memory model): the entry is changed in place by plain stores in the writer's
+/// process, and holds no atomics (which this process would access at their own width).
+pub(crate) unsafe fn copy_racy(src: NonNull<u8>, out: &mut [u8]) {
+    let mut i = 0;
+    while i < out.len() {
+        // SAFETY: `src + i` is inside the range the caller vouches for (`i < out.len()`).
+        let at = unsafe { src.add(i) };
+        if (at.as_ptr() as usize).is_multiple_of(8) && out.len() - i >= 8 {
+            // SAFETY: 8 aligned bytes in the mapping, read as one atomic word (the contract).
+            let word = unsafe { AtomicU64::from_ptr(at.as_ptr().cast()) }.load(Ordering::Relaxed);
+            out[i..i + 8].copy_from_slice(&word.to_ne_bytes());
+            i += 8;
+        } else {
+            // SAFETY: one byte in the mapping, read as an atomic byte (the contract).
+            out[i] = unsafe { AtomicU8::from_ptr(at.as_ptr()) }.load(Ordering::Relaxed);
+            i += 1;
+        }
+    }
+}
+
+/// [`copy_racy`] for values of shape `shape` that hold atomics: each atomic is loaded at its own
+/// width (as every process accesses it), the plain bytes as [`copy_racy`] does. For an
+/// optimistic read of an entry changed in place, which the caller checks afterwards; the atomics
+/// may change without a writer announcing it (through read guards), so each is whole but they
+/// are not one snapshot, as under a shared lock.
+///
+/// # Safety
+///
+/// `src..src + out.len()` lies in a live mapping and holds values of shape `shape`, whose plain
+/// bytes this process never accesses atomically at a width other than [`copy_racy`]'s.
+pub(crate) unsafe fn copy_racy_shaped<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    let Ok(size) = usize::try_from(shape.byte_size()) else { return };
+    if size == 0 {
+        return;
+    }
+    for (i, chunk) in out.chunks_exact_mut(size).enumerate() {
+        // SAFETY: the `i`-th value lies in the range the caller vouches for.
+        unsafe { copy_value_racy(shape, src.add(i * size), chunk) };
+    }
+}
+
+/// [`copy_racy_shaped`] for one value.
+///
+/// # Safety
+///
+/// As for [`copy_racy_shaped`].
+unsafe fn copy_value_racy<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
+    if !shape.holds_atomics() {
+        // SAFETY: plain bytes inside the range (the contract).
+        unsafe { copy_racy(src, out) };
+        return;
+    }
+    if let Some(width) = shape.atomic_width() {
+        // SAFETY: one atomic of the shape, inside the range, accessed by everyone at this width.
+        unsafe { load_atomic(src, width, out) };
+        return;
+    }
+    shape.parts(&mut |offset, part| {
+        let range = usize::try_from(offset)
+            .ok()
+            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
+        let Some(chunk) = range.clone().and_then(|r| out.get_mut(r)) else { return false };
+        let start = range.map_or(0, |r| r.start);
+        // SAFETY: `chunk` mirrors the bytes `src + start..` of one value of shape `part`.
+        unsafe { copy_value_racy(part, src.add(start), chunk) };
+        true
+    });
 }
 
 /// [`copy_shared`] for one value: `out` holds the bytes `src..src + out.len()`.

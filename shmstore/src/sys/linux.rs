@@ -93,6 +93,35 @@ pub(crate) fn lock_range(file: &File, offset: u64, kind: LockKind, wait: bool) -
     set(file, offset, ty as libc::c_short, wait)
 }
 
+/// Whether another open file description holds a lock on the byte at `offset` that would conflict
+/// with an exclusive one (`F_OFD_GETLK`): a question only, nothing is taken. Works through a
+/// read-only descriptor too.
+pub(crate) fn range_is_locked(file: &File, offset: u64) -> io::Result<bool> {
+    let start = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: as in `set`: all-zero bytes are a valid `struct flock`, and OFD requires `l_pid` 0.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    // SAFETY: `fcntl(F_OFD_GETLK)` reads and writes one `struct flock` through the pointer, a
+    // live local for the whole call; `file` keeps the descriptor open.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl as *mut libc::flock) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Keeps the open file description of `file`, and so every OFD lock taken through it, for the
+/// rest of the process's life: a duplicate of its descriptor is never closed. `false` if `dup`
+/// failed.
+pub(crate) fn keep_description(file: &File) -> bool {
+    // SAFETY: `dup` only reads the descriptor number, which `file` keeps open for the call; the
+    // new descriptor is deliberately never closed.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) >= 0 }
+}
+
 /// Releases the one-byte lock at `offset`.
 pub(crate) fn unlock_range(file: &File, offset: u64) -> io::Result<()> {
     set(file, offset, libc::F_UNLCK as libc::c_short, false).map(|_| ())

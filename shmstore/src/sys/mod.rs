@@ -10,8 +10,8 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{
-    allocate, current_uid, fork_generation, futex_wait, futex_wake, lock_range, process_exists, unlock_range,
-    watch_forks,
+    allocate, current_uid, fork_generation, futex_wait, futex_wake, keep_description, lock_range, process_exists,
+    range_is_locked, unlock_range, watch_forks,
 };
 
 /// Opening store files without blocking, and checking that a path still names an open file.
@@ -20,6 +20,10 @@ pub(crate) mod file;
 /// Rewriting store files offline: hole-preserving copies, and who holds a file's `flock`.
 mod rewrite;
 pub(crate) use rewrite::{copy_sparse, flock_holders};
+
+/// Robust, process-shared mutexes in a shared mapping, the lock-ABI tag and the PID namespace.
+#[cfg(target_os = "linux")]
+pub(crate) mod robust_mutex;
 
 /// Durability calls (`fsync`, `fdatasync`, directory `fsync`, file extension) and their test hook.
 pub(crate) mod sync;

@@ -1,194 +1,18 @@
-//! Readers-writer locks that exclude both other processes and other threads.
+//! OFD mode: one kernel byte-range lock per entry, shared for reads and exclusive for writes.
 //!
-//! Across processes, each entry has a one-byte kernel lock range (see [`crate::sys`]); the kernel
-//! drops it when the holder dies. Those locks belong to the open file description, which all
-//! threads of a process share, so they neither exclude sibling threads nor count holders: two
-//! threads that both take the shared lock hold it *once*, and the first to unlock would release it
-//! for both. A [`RangeLock`] therefore keeps in-process state: the first local reader takes the
-//! kernel lock and the last one releases it, a local writer excludes everyone, and waiting writers
-//! hold off new local readers so that they cannot starve.
-//!
-//! # Requests a thread can never get
-//!
-//! Each thread keeps a registry of the locks it holds, keyed by the lock's identity in the *file*
-//! (device, inode, lock byte), not by the [`RangeLock`] object: two [`Store`](crate::Store)s of one
-//! file in one process have two open file descriptions and two `RangeLock`s per entry, but one
-//! byte to fight over, and the kernel (`F_OFD_SETLKW`) detects no deadlock between descriptions.
-//! Before it waits, a request consults the registry:
-//! - a read by a thread that already reads the entry is *re-entrant*: it is granted even if a
-//!   writer is queued (the writer waits for this thread's first read anyway, so it could never go
-//!   first);
-//! - a write by a thread that holds the entry in any mode, and a read by a thread that writes it,
-//!   can never be granted while that thread holds what it holds: they fail at once with
-//!   [`LockError::WouldDeadlock`].
-//!
-//! # Processes and fork
-//!
-//! A forked child shares its parent's open file descriptions, hence its kernel locks, and inherits
-//! a copy of this in-process state, possibly mid-acquisition. Every [`LockScope`] remembers the
-//! [`sys::fork_generation`] of the process that opened the store: in a child, acquisitions fail
-//! with [`LockError::Forked`] before they touch anything, and a [`Held`] dropped there does
-//! nothing, so that it never releases the parent's lock.
+//! Those locks belong to the open file description, which all threads of a process share, so they
+//! neither exclude sibling threads nor count holders: two threads that both take the shared lock
+//! hold it *once*, and the first to unlock would release it for both. A [`RangeLock`] therefore
+//! keeps in-process state: the first local reader takes the kernel lock and the last one releases
+//! it, a local writer excludes everyone, and waiting writers hold off new local readers so that
+//! they cannot starve.
 
-use std::cell::RefCell;
 use std::fs::File;
-use std::io;
-use std::marker::PhantomData;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::{Held, LockError, LockScope, Release, Wait};
 use crate::sys::{self, LockKind};
-
-/// How long an acquisition may wait.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Wait {
-    /// Until the lock is granted.
-    Forever,
-    /// Not at all.
-    Never,
-    /// Until the deadline.
-    Until(Instant),
-}
-
-impl Wait {
-    /// `Until(now + timeout)`.
-    pub(crate) fn timeout(timeout: Duration) -> Wait {
-        Instant::now().checked_add(timeout).map_or(Wait::Forever, Wait::Until)
-    }
-}
-
-/// Why an acquisition failed.
-#[derive(Debug)]
-pub(crate) enum LockError {
-    /// [`Wait::Never`] and the lock is held.
-    WouldBlock,
-    /// The deadline passed.
-    Timeout,
-    /// The kernel refused.
-    Io(io::Error),
-    /// The store was opened by the parent of this process, before a `fork`.
-    Forked,
-    /// This thread holds the lock in a mode that the request would wait for forever.
-    WouldDeadlock {
-        /// Whether the lock this thread holds is exclusive.
-        held_exclusive: bool,
-    },
-}
-
-/// The open store file that locks are taken on, as the registry and the fork check know it: its
-/// identity in the file system, and the process generation that opened it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LockScope {
-    dev: u64,
-    ino: u64,
-    generation: u64,
-}
-
-impl LockScope {
-    /// The scope of `file`, just opened by this process. Installs the `fork` handler first, so
-    /// that every later `fork` is counted.
-    pub(crate) fn of(file: &File) -> io::Result<LockScope> {
-        sys::watch_forks()?;
-        let meta = file.metadata()?;
-        Ok(LockScope { dev: meta.dev(), ino: meta.ino(), generation: sys::fork_generation() })
-    }
-
-    /// Whether this process is a forked child of the one that opened the file: one atomic load.
-    #[inline(always)]
-    pub(crate) fn forked(&self) -> bool {
-        sys::fork_generation() != self.generation
-    }
-}
-
-/// A lock's identity in the file: what the per-thread registry counts holds of. Made only in the
-/// process generation that opened the file, which it carries along for the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    dev: u64,
-    ino: u64,
-    offset: u64,
-    generation: u64,
-}
-
-/// How often this thread holds one lock.
-#[derive(Debug, Clone, Copy, Default)]
-struct Holds {
-    shared: u32,
-    exclusive: u32,
-}
-
-/// The locks this thread holds, by [`Key`]. A [`Held`] never leaves its thread (it is neither
-/// `Send` nor `Sync`, and so is every guard holding one), so a hold is added and removed by the
-/// same thread.
-#[derive(Debug)]
-struct Registry {
-    /// The [`sys::fork_generation`] the holds were taken in: a forked child starts empty, since
-    /// what its parent's thread held at the `fork` is not held by the child.
-    generation: u64,
-    /// A thread holds a handful of locks at most, so a vector beats a map.
-    held: Vec<(Key, Holds)>,
-}
-
-thread_local! {
-    static REGISTRY: RefCell<Registry> = const { RefCell::new(Registry { generation: 0, held: Vec::new() }) };
-}
-
-/// Runs `f` on this thread's registry, emptied first if it was filled in another process
-/// generation than `generation` (the current one, which the caller just read): in the parent of
-/// this forked child. `None` while the thread is being torn down (its registry is gone; nothing
-/// waits then, so nothing is lost by not checking).
-fn with_registry<R>(generation: u64, f: impl FnOnce(&mut Vec<(Key, Holds)>) -> R) -> Option<R> {
-    REGISTRY
-        .try_with(|registry| {
-            let mut registry = registry.borrow_mut();
-            if registry.generation != generation {
-                registry.generation = generation;
-                registry.held.clear();
-            }
-            f(&mut registry.held)
-        })
-        .ok()
-}
-
-/// What this thread holds of `key`.
-fn holds(key: Key) -> Holds {
-    with_registry(key.generation, |held| held.iter().find(|(k, _)| *k == key).map(|(_, h)| *h))
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Records that this thread took `key`.
-fn add_hold(key: Key, exclusive: bool) {
-    with_registry(key.generation, |held| {
-        let holds = match held.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, holds)) => holds,
-            None => {
-                held.push((key, Holds::default()));
-                &mut held.last_mut().expect("just pushed").1
-            }
-        };
-        if exclusive {
-            holds.exclusive += 1;
-        } else {
-            holds.shared += 1;
-        }
-    });
-}
-
-/// Records that this thread released `key`.
-fn remove_hold(key: Key, exclusive: bool) {
-    with_registry(key.generation, |held| {
-        if let Some(i) = held.iter().position(|(k, _)| *k == key) {
-            let holds = &mut held[i].1;
-            let count = if exclusive { &mut holds.exclusive } else { &mut holds.shared };
-            *count = count.saturating_sub(1);
-            if holds.shared == 0 && holds.exclusive == 0 {
-                held.swap_remove(i);
-            }
-        }
-    });
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
@@ -256,42 +80,30 @@ impl RangeLock {
         }
     }
 
-    /// The key of this lock in `scope`; only for a scope that is not [`forked`](LockScope::forked).
-    fn key(&self, scope: &LockScope) -> Key {
-        Key { dev: scope.dev, ino: scope.ino, offset: self.offset, generation: scope.generation }
-    }
-
     /// Takes the lock shared on `file` (whose scope is `scope`), until the returned hold drops.
     /// Re-entrant: a thread that already holds it shared gets it again at once, even with writers
     /// queued; one that holds it exclusively gets [`LockError::WouldDeadlock`].
     pub(crate) fn read<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
-        if scope.forked() {
-            return Err(LockError::Forked);
-        }
-        let key = self.key(scope);
-        let mine = holds(key);
-        if mine.exclusive > 0 {
-            return Err(LockError::WouldDeadlock { held_exclusive: true });
-        }
+        let (key, mine) = scope.admit(self.offset, false)?;
         self.lock_shared(file, wait, mine.shared > 0)?;
-        add_hold(key, false);
-        Ok(Held { lock: self, file, scope, exclusive: false, _this_thread: PhantomData })
+        Ok(Held::new(scope, key, false, Release::Ofd { lock: self, file }))
     }
 
     /// Takes the lock exclusively on `file` (whose scope is `scope`), until the returned hold
     /// drops. A thread that already holds it, in either mode, gets [`LockError::WouldDeadlock`].
     pub(crate) fn write<'a>(&'a self, file: &'a File, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
-        if scope.forked() {
-            return Err(LockError::Forked);
-        }
-        let key = self.key(scope);
-        let mine = holds(key);
-        if mine.exclusive > 0 || mine.shared > 0 {
-            return Err(LockError::WouldDeadlock { held_exclusive: mine.exclusive > 0 });
-        }
+        let (key, _) = scope.admit(self.offset, true)?;
         self.lock_exclusive(file, wait)?;
-        add_hold(key, true);
-        Ok(Held { lock: self, file, scope, exclusive: true, _this_thread: PhantomData })
+        Ok(Held::new(scope, key, true, Release::Ofd { lock: self, file }))
+    }
+
+    /// Releases one hold taken through `file`, shared or `exclusive`.
+    pub(super) fn unlock(&self, file: &File, exclusive: bool) {
+        if exclusive {
+            self.unlock_exclusive(file);
+        } else {
+            self.unlock_shared(file);
+        }
     }
 
     /// `reentrant`: this thread already holds the kernel lock shared (through this `RangeLock`
@@ -374,46 +186,6 @@ impl RangeLock {
     }
 }
 
-/// A held [`RangeLock`], released when dropped (also when a panic unwinds past it), except in a
-/// forked child.
-#[derive(Debug)]
-pub(crate) struct Held<'a> {
-    lock: &'a RangeLock,
-    file: &'a File,
-    scope: &'a LockScope,
-    exclusive: bool,
-    /// Not `Send`: the hold is recorded in the registry of the thread that took it, and must be
-    /// released by that thread.
-    _this_thread: PhantomData<*const ()>,
-}
-
-impl Held<'_> {
-    /// Whether this process is a forked child of the one that took the lock: the lock is then the
-    /// parent's, not this process's.
-    #[inline]
-    pub(crate) fn forked(&self) -> bool {
-        self.scope.forked()
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        if self.scope.forked() {
-            // Inherited by a forked child: the kernel lock belongs to the open file description
-            // the child shares with its parent, so unlocking it here would unlock the parent's
-            // hold; and the in-process state may have been locked by a parent thread at the
-            // instant of the fork, never to be unlocked here. Touch neither.
-            return;
-        }
-        remove_hold(self.lock.key(self.scope), self.exclusive);
-        if self.exclusive {
-            self.lock.unlock_exclusive(self.file);
-        } else {
-            self.lock.unlock_shared(self.file);
-        }
-    }
-}
-
 fn release(file: &File, offset: u64) {
     // Unlocking a range we hold fails only if the descriptor is gone, and the descriptor lives as
     // long as the store; there is nobody to report to from a guard's drop either way.
@@ -451,6 +223,7 @@ fn kernel_lock(file: &File, offset: u64, kind: LockKind, wait: Wait) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use super::super::with_registry;
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
