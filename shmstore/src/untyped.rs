@@ -164,6 +164,31 @@ impl Untyped {
         Ok(())
     }
 
+    /// Copies `out.len()` bytes of the active slot from byte `start` into `out`, consistently,
+    /// and returns the version they belong to: under the entry's shared lock, or, in a process
+    /// that cannot take it (a read-only mapping in robust lock mode, whose locks live in the
+    /// file), as an optimistic copy retried until no writer was in.
+    fn copy_current(&self, start: u64, out: &mut [u8]) -> Result<Version> {
+        let handle = &self.handle;
+        if handle.store.cannot_lock() {
+            let offset = handle.store.active_offset(handle.at, &handle.entry) + start;
+            handle.store.copy_unlocked(
+                handle.name(),
+                handle.at,
+                &*self.schema,
+                offset,
+                out,
+                Wait::Forever,
+                None,
+                || handle.check_current(),
+            )?;
+            return Ok(handle.version());
+        }
+        let hold = handle.hold(false, Wait::Forever, None)?;
+        self.copy_locked(&hold, start, out)?;
+        Ok(self.version_under(&hold))
+    }
+
     /// Writes `bytes` in place at byte `start` of the entry and records the change. The caller
     /// holds `hold`, the entry's exclusive lock.
     fn write_locked(&self, hold: &Hold<'_>, start: u64, bytes: &[u8]) -> Result<Version> {
@@ -303,7 +328,16 @@ impl UntypedObject {
                 // As `Shared::load`: a migration, removal or rename marks the entry before it
                 // bumps `seq`, so a read that sees the bump sees the mark, and reports it.
                 let check = || if u.handle.moved_away(moved) { u.handle.check_current() } else { Ok(()) };
-                let copied = seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| seqlock::copy_out(words, out))?;
+                let copied = loop {
+                    let copied =
+                        seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| seqlock::copy_out(words, out))?;
+                    // A read-only mapping in robust lock mode cannot take the lock (it lives in
+                    // the file): it keeps trying, letting the writers run in between.
+                    if copied.is_some() || !u.handle.store.cannot_lock() {
+                        break copied;
+                    }
+                    std::thread::yield_now();
+                };
                 match copied {
                     Some((true, seq)) => Version(seq),
                     Some((false, _)) => return Err(u.outside()),
@@ -315,11 +349,7 @@ impl UntypedObject {
                     }
                 }
             }
-            None => {
-                let hold = u.handle.hold(false, Wait::Forever, None)?;
-                u.copy_locked(&hold, 0, out)?;
-                u.version_under(&hold)
-            }
+            None => u.copy_current(0, out)?,
         };
         u.check_value(out)?;
         Ok(version)
@@ -529,11 +559,7 @@ impl UntypedArray {
     /// holds the bytes read, which the caller must not use as values.
     pub fn read_at(&self, start: u64, out: &mut [u8]) -> Result<Version> {
         let offset = self.range("read_at", start, out.len())?;
-        let u = &self.inner;
-        let hold = u.handle.hold(false, Wait::Forever, None)?;
-        u.copy_locked(&hold, offset, out)?;
-        let version = u.version_under(&hold);
-        drop(hold);
+        let version = self.inner.copy_current(offset, out)?;
         self.validate(start, out)?;
         Ok(version)
     }
