@@ -238,13 +238,13 @@ impl StoreInner {
         self.v2.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot count of the index table at `root`, checked.
-    pub(crate) fn index_table(&self, root: u64) -> Result<u64> {
+    /// The slot count and home function of the index table at `root`, checked.
+    pub(crate) fn index_table(&self, root: u64) -> Result<idx::Table> {
         let mut bytes = [0u8; idx::HEADER_LEN as usize];
         if !self.map().read(root, &mut bytes) {
             return Err(self.corrupt(format!("the index table at byte {root} lies outside the mapping")));
         }
-        idx::decode_header(&bytes, root, self.capacity())
+        idx::decode_table(&bytes, root, self.capacity())
             .map_err(|e| self.corrupt(format!("{e} (index table at byte {root})")))
     }
 
@@ -300,8 +300,9 @@ impl StoreInner {
     fn v2_probe(&self, name: &str) -> Result<Option<Found>> {
         let hash = hash64(name);
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
-        let slots = self.index_table(root)?;
-        let mut i = idx::home(hash, slots);
+        let table = self.index_table(root)?;
+        let slots = table.slots;
+        let mut i = table.home(hash);
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             let block = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
@@ -452,7 +453,7 @@ impl StoreInner {
 
     fn v2_scan_once(&self) -> Result<Vec<Found>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
-        let slots = self.index_table(root)?;
+        let slots = self.index_table(root)?.slots;
         let mut found: Vec<Found> = Vec::new();
         for i in 0..slots {
             let slot = root + idx::slot_offset(i);
@@ -844,13 +845,14 @@ impl StoreInner {
     /// more than half full. The caller holds the admin lock.
     pub(crate) fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
         let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
-        let mut slots = self.index_table(root)?;
+        let mut table = self.index_table(root)?;
         let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
-        if idx::must_grow(used, slots) {
-            root = self.grow_index(root, slots)?;
-            slots = self.index_table(root)?;
+        if idx::must_grow(used, table.slots) {
+            root = self.grow_index(root, table.slots)?;
+            table = self.index_table(root)?;
         }
-        let mut i = idx::home(hash, slots);
+        let slots = table.slots;
+        let mut i = table.home(hash);
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             let word = self.word64(slot + idx::SLOT_BLOCK)?;
@@ -868,8 +870,9 @@ impl StoreInner {
         }
         // Full (its `used` word undercounted): replace it and try again.
         let root = self.grow_index(root, slots)?;
-        let slots = self.index_table(root)?;
-        let mut i = idx::home(hash, slots);
+        let table = self.index_table(root)?;
+        let slots = table.slots;
+        let mut i = table.home(hash);
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             if self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire) == idx::EMPTY {
@@ -886,8 +889,9 @@ impl StoreInner {
     /// The slot of the current index table that holds `block` under `hash`, if any.
     fn index_slot_of(&self, hash: u64, block: u64) -> Result<Option<u64>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
-        let slots = self.index_table(root)?;
-        let mut i = idx::home(hash, slots);
+        let table = self.index_table(root)?;
+        let slots = table.slots;
+        let mut i = table.home(hash);
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             let current = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
