@@ -128,18 +128,29 @@ impl V2Cache {
     }
 }
 
-/// The non-empty byte ranges an entry block claims: itself, its data, its schema (the data and
-/// a schema that follows it within a cache line as one range).
+/// The non-empty byte ranges an entry block claims: itself, its data, its schema. A range that
+/// follows another within a cache line is joined to it (with the gap, padding of the entry's own
+/// extent): the allocator places the schema right after the data, and a new entry's block right
+/// after its extent, so most entries claim one range, which halves the work of the interval set.
 fn block_ranges(at: u64, entry: &Entry) -> impl Iterator<Item = (u64, u64)> {
     let (data, schema) = (entry.data_range(), entry.schema_range());
+    let follows = |next: &std::ops::Range<u64>, prev: &std::ops::Range<u64>| {
+        !next.is_empty() && !prev.is_empty() && next.start >= prev.end && next.start - prev.end < 64
+    };
     let joined = match (&data, &schema) {
-        (Some(d), Some(s)) if s.start >= d.end && s.start - d.end < 64 && !s.is_empty() => [Some(d.start..s.end), None],
+        (Some(d), Some(s)) if follows(s, d) => [Some(d.start..s.end), None],
         _ => [data, schema],
     };
-    std::iter::once(at..at + BLOCK_SIZE)
-        .chain(joined.into_iter().flatten())
-        .filter(|r| !r.is_empty())
-        .map(|r| (r.start, r.end))
+    let block = at..at + BLOCK_SIZE;
+    let mut ranges = [Some(block.clone()), joined[0].clone(), joined[1].clone()];
+    // The block right after the last of the entry's other ranges: one range from its start.
+    if let Some(last) = ranges[1..].iter_mut().rev().flatten().next() {
+        if follows(&block, last) {
+            last.end = block.end;
+            ranges[0] = None;
+        }
+    }
+    ranges.into_iter().flatten().filter(|r| !r.is_empty()).map(|r| (r.start, r.end))
 }
 
 /// Whether a schema holds an atomic anywhere: such an entry's space is never reused (a
@@ -1124,5 +1135,45 @@ impl StoreInner {
             return Err(error);
         }
         Err(Error::Moved { name: entry.name.clone(), to: e.name.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object of two 64-byte slots at `data`, its 40-byte schema at `schema`.
+    fn object(data: u64, schema: u64) -> Entry {
+        Entry {
+            name: "e".into(),
+            kind: EntryKind::Object,
+            slot_count: 2,
+            version: 1,
+            fingerprint: 7,
+            elem_size: 8,
+            elem_align: 8,
+            count: 1,
+            data_offset: data,
+            slot_stride: 64,
+            schema_offset: schema,
+            schema_len: 40,
+            lock_offset: 0,
+        }
+    }
+
+    #[test]
+    fn an_entry_placed_in_one_run_claims_one_range() {
+        // Data 8192..8320, schema 8320..8360, padding to 8384, then the block: one range.
+        let ranges: Vec<_> = block_ranges(8384, &object(8192, 8320)).collect();
+        assert_eq!(ranges, [(8192, 8384 + BLOCK_SIZE)]);
+        // A block elsewhere (reused from the free blocks) is a range of its own.
+        let ranges: Vec<_> = block_ranges(65536, &object(8192, 8320)).collect();
+        assert_eq!(ranges, [(65536, 65536 + BLOCK_SIZE), (8192, 8360)]);
+        // A schema apart from its data, and the block right after the schema.
+        let ranges: Vec<_> = block_ranges(16448, &object(8192, 16384)).collect();
+        assert_eq!(ranges, [(8192, 8320), (16384, 16448 + BLOCK_SIZE)]);
+        // A block a cache line or more past the extent is not joined.
+        let ranges: Vec<_> = block_ranges(8448, &object(8192, 8320)).collect();
+        assert_eq!(ranges, [(8448, 8448 + BLOCK_SIZE), (8192, 8360)]);
     }
 }
