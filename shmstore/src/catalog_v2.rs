@@ -95,8 +95,10 @@ pub(crate) type FastBuild = std::hash::BuildHasherDefault<FastHasher>;
 pub(crate) struct V2Cache {
     /// The `catalog_seq` at which `names` was filled.
     seq: u64,
-    /// Entries found by name since `catalog_seq` was `seq`.
-    names: HashMap<String, Found, FastBuild>,
+    /// Entries found by name since `catalog_seq` was `seq`, keyed by the name's `hash64` (no
+    /// copy of the name: a hit is checked against the entry's own name, and of two names with
+    /// one hash the later found replaces the other).
+    names: HashMap<u64, Found, FastBuild>,
     /// Blocks accepted by this process: block offset -> (serial, entry).
     blocks: HashMap<u64, (u64, Arc<Entry>), FastBuild>,
     /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
@@ -270,17 +272,18 @@ impl StoreInner {
         // writer bumps `catalog_seq` only when done) looks damaged for a moment, so an error is
         // believed only once it persists.
         let mut errors = 0;
+        let hash = hash64(name);
         for _ in 0..MAX_RETRIES {
             let seq = self.catalog_seq().load(Ordering::Acquire);
             {
                 let cache = self.v2_cache();
                 if cache.seq == seq {
-                    if let Some(hit) = cache.names.get(name) {
+                    if let Some(hit) = cache.names.get(&hash).filter(|hit| hit.entry.name == name) {
                         return Ok(Some(hit.clone()));
                     }
                 }
             }
-            let result = self.v2_probe(name);
+            let result = self.v2_probe(name, hash);
             let unchanged = self.catalog_seq().load(Ordering::Acquire) == seq;
             match result {
                 Ok(Some(hit)) => {
@@ -290,7 +293,7 @@ impl StoreInner {
                             cache.names.clear();
                             cache.seq = seq;
                         }
-                        cache.names.insert(name.to_owned(), hit.clone());
+                        cache.names.insert(hash, hit.clone());
                     }
                     return Ok(Some(hit));
                 }
@@ -307,9 +310,8 @@ impl StoreInner {
         Err(self.corrupt(format!("the catalog kept changing while entry `{name}` was looked up")))
     }
 
-    /// Probes the current index table for `name`.
-    fn v2_probe(&self, name: &str) -> Result<Option<Found>> {
-        let hash = hash64(name);
+    /// Probes the current index table for `name`, whose `hash64` is `hash`.
+    fn v2_probe(&self, name: &str, hash: u64) -> Result<Option<Found>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let table = self.index_table(root)?;
         let slots = table.slots;
