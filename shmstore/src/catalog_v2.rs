@@ -166,6 +166,10 @@ fn has_atomics(schema: &Schema) -> bool {
     }
 }
 
+/// Gives the error for an entry now under a handle's name that no longer fits the handle's
+/// layout, if it does not (see [`StoreInner::v2_check_current`]).
+pub(crate) type Mismatch<'a> = dyn Fn(&Entry) -> Option<Error> + 'a;
+
 /// What a new entry block holds.
 pub(crate) struct NewBlock<'a> {
     pub(crate) name: &'a str,
@@ -1114,7 +1118,7 @@ impl StoreInner {
         at: u64,
         serial: u64,
         entry: &Entry,
-        mismatch: Option<&dyn Fn(&Entry) -> Option<Error>>,
+        mismatch: Option<&Mismatch<'_>>,
     ) -> Result<()> {
         // A committed shadow (a replacement whose last step a crash cut off) is live too.
         if self.still_live(at, serial) {
