@@ -39,6 +39,9 @@ use crate::store::StoreInner;
 
 use super::catalog::Found;
 
+/// What a handle says of the entry now under its name: the error for a handle of its layout, or
+/// `None` if the entry has that layout.
+pub(crate) type LayoutCheck<'a> = &'a dyn Fn(&Entry) -> Option<Error>;
 /// Objects start on their own cache line, and each of their slots takes whole cache lines.
 const OBJECT_ALIGN: u64 = 64;
 /// The alignment of arrays of a page or more.
@@ -165,10 +168,6 @@ fn has_atomics(schema: &Schema) -> bool {
         _ => false,
     }
 }
-
-/// Gives the error for an entry now under a handle's name that no longer fits the handle's
-/// layout, if it does not (see [`StoreInner::v2_check_current`]).
-pub(crate) type Mismatch<'a> = dyn Fn(&Entry) -> Option<Error> + 'a;
 
 /// What a new entry block holds.
 pub(crate) struct NewBlock<'a> {
@@ -1118,7 +1117,7 @@ impl StoreInner {
         at: u64,
         serial: u64,
         entry: &Entry,
-        mismatch: Option<&Mismatch<'_>>,
+        mismatch: Option<LayoutCheck<'_>>,
     ) -> Result<()> {
         // A committed shadow (a replacement whose last step a crash cut off) is live too.
         if self.still_live(at, serial) {
