@@ -311,7 +311,10 @@ fn a_damaged_index_table_header_is_refused() {
     let (_dir, path) = build();
     let good = fs::read(&path).unwrap();
     flip(&path, 4096 + 2, 0x01);
-    assert_eq!(corrupt_detail(&path, "magic"), "the index table has no SHMINDEX magic (index table at byte 4096)");
+    assert_eq!(
+        corrupt_detail(&path, "magic"),
+        "the index table has no SHMINDX2 or SHMINDEX magic (index table at byte 4096)"
+    );
     poke(&path, 0, &good);
     flip(&path, 4096 + 8, 0x01);
     assert_eq!(
