@@ -29,7 +29,7 @@ use shmstore::format::v2::header::{
     GENERATION as GENERATION_OFFSET, INDEX_ROOT,
 };
 use shmstore::format::{diff, value};
-use shmstore::{FixedStr, Primitive, SharedArray, SharedBytes, SharedLayout, Store};
+use shmstore::{FixedStr, LockMode, Primitive, SharedArray, SharedBytes, SharedLayout, Store};
 
 // ---------------------------------------------------------------------------------------------
 // The types the seed store holds, and that the targets open entries with.
@@ -1542,7 +1542,14 @@ pub fn run_api_ops(ops: &[Op]) {
     if Image::seed().write(&path).is_err() {
         return;
     }
-    let open = || Store::options().max_capacity(64 << 20).open(&path);
+    // The file is changed between steps while the store is open, by a writer that takes no lock:
+    // the threat model's "process that writes the file without shmstore's locks". In robust lock
+    // mode such a writer can corrupt the robust-list pointers of a mutex this process holds, and
+    // glibc then writes through them when it unlocks: no library can defend against that, and
+    // the README says so (use OFD mode where untrusted processes can write the file). This target
+    // therefore runs in OFD mode; `open_store` mutates files at rest, which robust mode's reset at
+    // open defends against, and runs in the default mode.
+    let open = || Store::options().max_capacity(64 << 20).lock_mode(LockMode::Ofd).open(&path);
     let Ok(first) = open() else { return };
     let mut stores = vec![first];
     let mut current = 0usize;
