@@ -391,6 +391,26 @@ unsafe fn put_version(out: *mut u64, version: Version) {
     }
 }
 
+/// What a call that fills the caller's buffer `out` returns: on success the version, stored in
+/// `*version`; on failure `out` zeroed, so that no partial or invalid bytes reach the caller.
+///
+/// # Safety
+///
+/// As [`put_version`] for `version`.
+unsafe fn filled(out: &mut [u8], version: *mut u64, result: shmstore::Result<Version>) -> Result<(), Failure> {
+    match result {
+        Ok(v) => {
+            // SAFETY: the caller's contract for `version`.
+            unsafe { put_version(version, v) };
+            Ok(())
+        }
+        Err(e) => {
+            out.fill(0);
+            Err(e.into())
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // The ABI.
 
@@ -473,17 +493,8 @@ pub unsafe extern "C" fn shmstore_load(
         let (store, name) = unsafe { (store_arg(store)?, name_arg(name)?) };
         let out = unsafe { bytes_mut_arg(out, size, "the output buffer") }?;
         let loaded = store.with(&store.objects, name, size as u64, fingerprint, |h| h.load_into(out));
-        match loaded {
-            Ok(v) => {
-                // SAFETY: the caller's contract for `version`.
-                unsafe { put_version(version, v) };
-                Ok(())
-            }
-            Err(e) => {
-                out.fill(0);
-                Err(e.into())
-            }
-        }
+        // SAFETY: the caller's contract for `version`.
+        unsafe { filled(out, version, loaded) }
     })
 }
 
@@ -624,17 +635,9 @@ pub unsafe extern "C" fn shmstore_read_at(
         // SAFETY (all three): the caller's contract for each argument.
         let (store, name) = unsafe { (store_arg(store)?, name_arg(name)?) };
         let out = unsafe { bytes_mut_arg(out, elements_len(count, elem_size)?, "the output buffer")? };
-        match store.with(&store.arrays, name, elem_size as u64, fingerprint, |h| h.read_at(start, out)) {
-            Ok(v) => {
-                // SAFETY: the caller's contract for `version`.
-                unsafe { put_version(version, v) };
-                Ok(())
-            }
-            Err(e) => {
-                out.fill(0);
-                Err(e.into())
-            }
-        }
+        let read = store.with(&store.arrays, name, elem_size as u64, fingerprint, |h| h.read_at(start, out));
+        // SAFETY: the caller's contract for `version`.
+        unsafe { filled(out, version, read) }
     })
 }
 
