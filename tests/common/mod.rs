@@ -11,6 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -81,6 +82,23 @@ pub fn wait_eof() {
 // ---------------------------------------------------------------------------------------------
 // The parent side.
 
+/// Held shared while a child process is being spawned, exclusively by [`alone`].
+static SPAWNING: RwLock<()> = RwLock::new(());
+
+/// Runs `f` while no thread of this test binary is spawning a child.
+///
+/// A child shares every descriptor of its parent from `fork` until `exec` closes them
+/// (close-on-exec): meanwhile it holds the open file description, and with it the whole-file
+/// lock, of every store the parent has open, including one the parent has just dropped. A test
+/// that needs a store closed everywhere (the reset of the first opener, `shmstore::compact`,
+/// `shmstore::upgrade`) would then find it still open whenever another test of the same binary
+/// spawned a child at that moment. [`ChildProc::spawn`] returns only once the child has `exec`ed,
+/// so nothing started before `alone` holds a descriptor any longer when `f` runs.
+pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+    let _quiet = SPAWNING.write().unwrap_or_else(PoisonError::into_inner);
+    f()
+}
+
 /// A child process running this test binary's `child_main` in a role. Dropping it kills the
 /// child (if it still runs) and reaps it, so no test leaves processes behind, even on panic.
 pub struct ChildProc {
@@ -99,6 +117,8 @@ impl ChildProc {
     /// store path and argument in the environment.
     pub fn spawn(role: &str, path: &Path, arg: &str) -> ChildProc {
         let exe = std::env::current_exe().expect("current_exe");
+        // Not while a test runs `alone` (see there); `spawn` returns after the child's `exec`.
+        let spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
         let mut child = Command::new(exe)
             .args(["child_main", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
             .env(ROLE_VAR, role)
@@ -110,6 +130,7 @@ impl ChildProc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn child {role}: {e}"));
+        drop(spawning);
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
