@@ -4,12 +4,12 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::commit::{Durability, Version};
+use crate::entry::commit::{Durability, Version};
+use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::handle::EntryHandle;
 use crate::error::Result;
-use crate::handle::EntryHandle;
+use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
-use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A typed handle to a named array in a [`Store`](crate::Store): the type-safe
 /// `CreateViewAccessor(...).ReadArray/WriteArray`.

@@ -7,12 +7,12 @@ use std::ops::{Bound, Range, RangeBounds};
 use std::time::Duration;
 
 use crate::array::SharedArray;
-use crate::commit::Version;
+use crate::entry::commit::Version;
+use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::handle::EntryHandle;
 use crate::error::{Error, Result};
-use crate::handle::EntryHandle;
+use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
-use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A window onto elements `start..start + len` of a [`SharedArray<T>`] (or of a byte region, with
 /// `T = u8`), made by [`SharedArray::view`] or [`SharedBytes::view`](crate::SharedBytes::view).

@@ -10,16 +10,16 @@ use std::ops::RangeBounds;
 use std::time::Duration;
 
 use crate::array_view::{self, ArrayView};
-use crate::catalog::Found;
-use crate::commit::{Durability, Version};
+use crate::entry::commit::{Durability, Version};
+use crate::entry::guard::{ReadGuard, WriteGuard};
+use crate::entry::handle::EntryHandle;
 use crate::error::{Error, Result};
+use crate::file::catalog::Found;
+use crate::file::lock::Wait;
 use crate::format::entry::EntryKind;
-use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
 use crate::store::Store;
 use crate::stream::ByteStream;
-use crate::view::{ReadGuard, WriteGuard};
 
 /// A handle to a named, fixed-length region of bytes in a [`Store`]: the checked answer to .NET's
 /// `CreateViewAccessor(offset, length)` over raw bytes, with [`stream`](Self::stream) for

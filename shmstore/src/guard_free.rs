@@ -21,15 +21,15 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::commit::Durability;
+use crate::entry::commit::Durability;
+use crate::entry::guard::{self as view, Staging, WriteGuard};
+use crate::entry::handle::{EntryHandle, Expected, Hold};
 use crate::error::{Error, Result};
+use crate::file::lock::Wait;
+use crate::file::map::Located;
 use crate::format::entry::EntryKind;
 use crate::format::v2::block;
-use crate::handle::{EntryHandle, Expected, Hold};
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
-use crate::map::Located;
-use crate::view::{self, Staging, WriteGuard};
 
 /// Where `get()` finds an all-atomic object's value and the words that say whether the entry is
 /// still the handle's (v1's forwarding word or v2's state, and v2's serial), located once when the

@@ -6,14 +6,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
+use crate::entry::guard as view;
 use crate::error::{Error, Result};
+use crate::file::lock::Wait;
 use crate::format::entry::Entry;
 use crate::format::header;
 use crate::format::schema::Schema;
 use crate::format::v2::header as v2h;
-use crate::lock::Wait;
 use crate::store::{EntryInfo, Format, Store, StoreInner};
-use crate::view;
 
 /// Facts about a store as a whole; see [`Store::info`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -98,31 +98,24 @@ mod migrate;
 pub mod __private;
 mod array;
 mod array_view;
-mod catalog;
-mod catalog_v2;
-mod commit;
+mod entry;
 mod error;
+mod file;
 mod fixed_str;
 pub mod format;
 mod guard_free;
-mod handle;
-mod image;
 pub mod layout;
-mod lock;
-mod lock_mode;
-mod map;
 mod object;
 mod offline;
-mod seqlock;
 mod stream;
 mod sys;
 mod untyped;
-mod view;
 
 pub use array::SharedArray;
 pub use array_view::ArrayView;
 pub use bytes::SharedBytes;
-pub use commit::{Durability, Version, OPTIMISTIC_TRIES};
+pub use entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+pub use entry::guard::{ReadGuard, WriteGuard};
 pub use error::{Error, Fingerprint, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
 pub use format::entry::{EntryKind, MAX_NAME_LEN};
@@ -137,7 +130,6 @@ pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
 pub use untyped::{UntypedArray, UntypedObject};
-pub use view::{ReadGuard, WriteGuard};
 
 /// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` (or `#[repr(transparent)]`)
 /// struct, or for a fieldless enum with an explicit unsigned `#[repr(u8|u16|u32|u64)]` (signed

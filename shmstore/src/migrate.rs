@@ -14,13 +14,13 @@
 //! lock-free load that raced with the reuse sees the old block's sequence word move and retries
 //! into the error.
 
+use crate::entry::guard::{self as view, Staging};
+use crate::entry::handle::{EntryHandle, Expected};
 use crate::error::{Error, Result};
+use crate::file::lock::Wait;
 use crate::format::entry::Entry;
-use crate::handle::{EntryHandle, Expected};
 use crate::layout::{Layout, SharedLayout};
-use crate::lock::Wait;
 use crate::store::Store;
-use crate::view::{self, Staging};
 
 /// What [`Store::migrate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::handle::EntryHandle;
 use crate::error::Result;
+use crate::file::lock::Wait;
 use crate::guard_free::AtomicValue;
-use crate::handle::EntryHandle;
 use crate::layout::{AllAtomic, SharedLayout};
-use crate::lock::Wait;
-use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A typed handle to a named object in a [`Store`](crate::Store).
 ///
@@ -418,7 +418,7 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
 
-    use crate::commit::{Step, STEP_HOOK};
+    use crate::entry::commit::{Step, STEP_HOOK};
     use crate::{Store, OPTIMISTIC_TRIES};
 
     /// The scheduler state of thread `tid` of this process (`S` when asleep), `None` once it ended.

@@ -9,17 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::array::SharedArray;
-use crate::catalog::Found;
-use crate::commit::Durability;
+use crate::entry::commit::Durability;
+use crate::entry::handle::EntryHandle;
 use crate::error::{Error, Result};
+use crate::file::catalog::Found;
+use crate::file::lock::robust::Robust;
+use crate::file::lock::{EntryLock, Held, LockError, LockScope, Locks, RangeLock, Wait};
+use crate::file::map::{Mapping, Mappings};
 use crate::format::entry::{Entry, EntryKind, ENTRY_SIZE};
 use crate::format::header::{self, Header, HeaderError, LiveError, LOCK_BASE};
 use crate::format::v2::{block as v2block, header as v2h, index as v2index};
-use crate::handle::EntryHandle;
 use crate::layout::SharedLayout;
-use crate::lock::robust::Robust;
-use crate::lock::{EntryLock, Held, LockError, LockScope, Locks, RangeLock, Wait};
-use crate::map::{Mapping, Mappings};
 use crate::object::Shared;
 use crate::sys::file::{Link, OpenError};
 use crate::sys::{self, sync};
@@ -374,7 +374,7 @@ impl Store {
     /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
         let found = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
-            crate::view::owned_bytes(&mut init()).to_vec()
+            crate::entry::guard::owned_bytes(&mut init()).to_vec()
         })?;
         self.typed::<T>(found, EntryKind::Object).map(Shared::new)
     }
@@ -401,7 +401,7 @@ impl Store {
             });
         }
         let found = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
-            crate::view::value_bytes(&value).to_vec()
+            crate::entry::guard::value_bytes(&value).to_vec()
         })?;
         self.typed::<T>(found, EntryKind::Array).map(SharedArray::new)
     }
@@ -452,7 +452,7 @@ impl Store {
     /// # Ok::<(), shmstore::Error>(())
     /// ```
     pub fn remove(&self, name: &str) -> Result<()> {
-        crate::catalog::valid_name(name)?;
+        crate::file::catalog::valid_name(name)?;
         match self.inner.format {
             Format::V1(_) => Err(self.inner.read_only_error("removing an entry")),
             Format::V2(_) => self.inner.v2_remove(name),
@@ -477,7 +477,7 @@ impl Store {
     /// # Ok::<(), shmstore::Error>(())
     /// ```
     pub fn rename(&self, from: &str, to: &str) -> Result<()> {
-        crate::catalog::valid_name(from)?;
+        crate::file::catalog::valid_name(from)?;
         match self.inner.format {
             Format::V1(_) => Err(self.inner.read_only_error("renaming an entry")),
             Format::V2(_) => self.inner.v2_rename(from, to),
@@ -586,7 +586,7 @@ pub(crate) struct StoreInner {
     /// pointers into the mappings, which it uses when dropped (to free its reader slot).
     pub(crate) lock_state: Locks,
     /// One lock per entry lock byte, shared by every handle of this process.
-    locks: Mutex<HashMap<u64, Arc<EntryLock>, crate::catalog_v2::FastBuild>>,
+    locks: Mutex<HashMap<u64, Arc<EntryLock>, crate::file::catalog_v2::FastBuild>>,
     /// The mappings of the file; see [`StoreInner::map`].
     maps: Mappings,
     /// The file's format and static header.
@@ -596,7 +596,7 @@ pub(crate) struct StoreInner {
     /// The cap on entries recorded at creation ([`OpenOptions::max_entries`]).
     pub(crate) max_entries: Option<u32>,
     /// What this process knows of a v2 catalog: names, accepted blocks, their byte ranges.
-    pub(crate) v2: Mutex<crate::catalog::V2Cache>,
+    pub(crate) v2: Mutex<crate::file::catalog::V2Cache>,
     /// The largest capacity automatic growth may reach.
     max_capacity: u64,
     /// Whether growth reserves disk blocks (`posix_fallocate`) instead of extending sparsely.
@@ -810,7 +810,7 @@ impl StoreInner {
             }
         }
         // Last, so that a store refused above is left as it was.
-        let state = crate::lock_mode::join(&store, opts.lock_mode)?;
+        let state = crate::file::lock_mode::join(&store, opts.lock_mode)?;
         if state.lock_mode == v2h::LockMode::Robust {
             let robust = Robust::new(store.map(), &store.file, state.lock_epoch, !store.read_only)
                 .map_err(|e| store.io("dup", e))?
@@ -1238,7 +1238,7 @@ fn initialise(path: &Path, file: &File, plan: &NewStore, how: &Creation) -> Resu
     let index_end = v2h::DATA_OFFSET + v2index::table_len(plan.index_slots);
     let map = Mapping::new(file, index_end, false).map_err(|e| io("map", e))?;
     let written = map.write(0, &plan.header.encode())
-        && map.write(v2h::OPEN_STATE_OFFSET, &crate::lock_mode::initial_state().encode())
+        && map.write(v2h::OPEN_STATE_OFFSET, &crate::file::lock_mode::initial_state().encode())
         && map.write(v2h::DATA_OFFSET, &v2index::encode_header(plan.index_slots));
     debug_assert!(written, "the header and the first index fit in their own mapping");
     let live = |offset| map.atomic_u64(offset).expect("live words lie inside the header");

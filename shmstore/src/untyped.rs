@@ -19,17 +19,17 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::guard as view;
+use crate::entry::handle::{EntryHandle, Hold};
+use crate::entry::seqlock;
 use crate::error::{Error, Result};
+use crate::file::lock::Wait;
 use crate::format::diff;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::format::value;
-use crate::handle::{EntryHandle, Hold};
-use crate::lock::Wait;
-use crate::seqlock;
 use crate::store::{EntryInfo, Store, StoreInner};
-use crate::view;
 
 impl From<u64> for Version {
     /// The version whose sequence number is `seq` (as [`Version::get`] returned it), for callers

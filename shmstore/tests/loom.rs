@@ -6,7 +6,7 @@
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p shmstore --test loom --release
 //! ```
 //!
-//! The model includes the library's own `src/seqlock.rs` by path, and implements its `Word` trait
+//! The model includes the library's own `src/entry/seqlock.rs` by path, and implements its `Word` trait
 //! for loom's `AtomicU64`: so it explores every interleaving, and every value the C++/Rust memory
 //! model lets each relaxed load return, of **the functions `Shared::load` and commits run, with
 //! their orderings**. loom stands for the parts the module does not hold: a `Mutex` for the
@@ -18,7 +18,7 @@
 #![cfg(loom)]
 
 #[allow(dead_code)]
-#[path = "../src/seqlock.rs"]
+#[path = "../src/entry/seqlock.rs"]
 mod seqlock;
 
 use loom::sync::atomic::AtomicU64;

@@ -1,7 +1,7 @@
 //! Typed views over mapped bytes: the read and write guards.
 //!
 //! A guard is a typed pointer into the mapping plus the lock hold that makes dereferencing it
-//! sound. Guards are only built by [`crate::handle`], which proves the construction contract
+//! sound. Guards are only built by [`crate::entry::handle`], which proves the construction contract
 //! (bounds, alignment, validity, lock held) at the single place where it creates them.
 
 use std::fmt;
@@ -12,12 +12,12 @@ use std::ptr::NonNull;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::commit::Durability;
+use crate::entry::commit::Durability;
+use crate::entry::handle::{EntryHandle, Hold};
+use crate::entry::seqlock;
 use crate::error::{Error, Result};
 use crate::format::schema::{Schema, SchemaKind};
-use crate::handle::{EntryHandle, Hold};
 use crate::layout::{InvalidValue, Layout, SharedLayout, TypeKind};
-use crate::seqlock;
 
 /// A shared lock on an entry, giving `&T` (or `&[T]` for arrays) for as long as it lives.
 ///

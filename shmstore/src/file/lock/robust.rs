@@ -59,8 +59,8 @@ use std::time::{Duration, Instant};
 
 use super::reader_table::ReaderTable;
 use super::{Held, Key, LockError, LockScope, Release as HeldRelease, Wait};
+use crate::file::map::{Located, Mapping};
 use crate::format::v2::{block, header};
-use crate::map::{Located, Mapping};
 use crate::sys;
 use crate::sys::robust_mutex::{Acquired, MutexError, MutexWords, RobustMutex};
 
@@ -667,8 +667,8 @@ impl<'a> Release<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::testing::Fixture;
-    use crate::lock::with_registry;
+    use crate::file::lock::testing::Fixture;
+    use crate::file::lock::with_registry;
     use std::sync::atomic::AtomicU32;
 
     /// Runs `f` on another thread (one that holds nothing) and returns its result.
@@ -949,9 +949,9 @@ mod tests {
 #[cfg(test)]
 mod processes {
     use super::*;
-    use crate::lock::testing::{child_role, kill, report_and_wait, spawn_child, Fixture};
+    use crate::file::lock::testing::{child_role, kill, report_and_wait, spawn_child, Fixture};
 
-    const CHILD: &str = "lock::robust::processes::child_main";
+    const CHILD: &str = "file::lock::robust::processes::child_main";
 
     /// What the children do: take a lock on test block 0 (in place) and wait to be killed.
     #[test]
@@ -1045,10 +1045,10 @@ mod processes {
         drop((stale, joined));
         let copy_file = std::fs::OpenOptions::new().read(true).write(true).open(&copy).unwrap();
         let map = Mapping::new(&copy_file, 64 << 10, false).unwrap();
-        let state = crate::lock::reset::reset(&map, header::LockMode::Robust).unwrap();
+        let state = crate::file::lock::reset::reset(&map, header::LockMode::Robust).unwrap();
         let scope = LockScope::of(&copy_file).unwrap();
         let robust = Robust::new(&map, &copy_file, state.lock_epoch, true).unwrap().unwrap();
-        let lock = BlockLock::new(&map, crate::lock::testing::block(0)).unwrap();
+        let lock = BlockLock::new(&map, crate::file::lock::testing::block(0)).unwrap();
         let w = lock.write(&robust, &scope, Wait::Never, true).unwrap();
         assert!(!w.owner_died(), "re-initialised, not recovered");
         drop(w);

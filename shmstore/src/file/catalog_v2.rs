@@ -23,8 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::commit::Durability;
+use crate::entry::commit::Durability;
 use crate::error::{Error, Result};
+use crate::file::lock::Wait;
 use crate::format::align_up;
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryError, EntryKind};
@@ -34,7 +35,6 @@ use crate::format::v2::free::FreeExtent;
 use crate::format::v2::header as v2h;
 use crate::format::v2::index as idx;
 use crate::layout::Layout;
-use crate::lock::Wait;
 use crate::store::StoreInner;
 
 use super::catalog::Found;
@@ -976,8 +976,8 @@ impl StoreInner {
         &'a self,
         found: &Found,
         requested: &'static str,
-        lock: &'a crate::lock::EntryLock,
-    ) -> Result<Option<(crate::lock::Held<'a>, crate::lock::Held<'a>)>> {
+        lock: &'a crate::file::lock::EntryLock,
+    ) -> Result<Option<(crate::file::lock::Held<'a>, crate::file::lock::Held<'a>)>> {
         let name = &found.entry.name;
         let entry = self.lock_entry(lock, name, true, found.entry.slot_count != 2, Wait::Forever, None)?;
         let admin = self.lock_catalog(requested, name)?;
@@ -1027,7 +1027,7 @@ impl StoreInner {
 
     /// Renames the entry `from` to `to`; see [`Store::rename`](crate::Store::rename).
     pub(crate) fn v2_rename(&self, from: &str, to: &str) -> Result<()> {
-        crate::catalog::valid_name(to)?;
+        crate::file::catalog::valid_name(to)?;
         if self.read_only {
             return Err(self.read_only_error("renaming an entry"));
         }

@@ -9,9 +9,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::catalog::Found;
-use crate::catalog_v2::{NewBlock, Shape};
 use crate::error::{Error, Result};
+use crate::file::catalog::Found;
+use crate::file::catalog_v2::{NewBlock, Shape};
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryKind, STATE_LIVE, STATE_SHADOW};
 use crate::format::v2::{block as blk, header as v2h};
@@ -108,7 +108,7 @@ impl Store {
     /// (for a double-buffered object: its active slot). [`Error::NameTaken`] if the name exists.
     pub(crate) fn insert_raw(&self, entry: &RawEntry, values: Option<&[u8]>) -> Result<u64> {
         let inner = self.inner();
-        crate::catalog::valid_name(&entry.name)?;
+        crate::file::catalog::valid_name(&entry.name)?;
         if inner.read_only || !matches!(inner.format, Format::V2(_)) {
             return Err(inner.read_only_error("creating an entry from raw parts"));
         }

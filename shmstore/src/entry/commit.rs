@@ -47,13 +47,13 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::entry::guard::Staging;
+use crate::entry::handle::{EntryHandle, Hold};
+use crate::entry::seqlock;
 use crate::error::{Error, Result, WaitedFor};
-use crate::handle::{EntryHandle, Hold};
+use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
-use crate::seqlock;
 use crate::sys;
-use crate::view::Staging;
 
 /// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
 pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);

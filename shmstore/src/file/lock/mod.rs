@@ -347,7 +347,7 @@ impl Locks {
     /// `2^62 + block / 64`) in `map`, the store's mapping. `None` if the block lies outside it.
     ///
     /// The store that owns `map` must outlive the lock's uses (robust mode keeps pointers).
-    pub(crate) fn entry(&self, map: &crate::map::Mapping, byte: u64) -> Option<EntryLock> {
+    pub(crate) fn entry(&self, map: &crate::file::map::Mapping, byte: u64) -> Option<EntryLock> {
         match self {
             Locks::Ofd { .. } => Some(EntryLock::Ofd(RangeLock::new(byte))),
             Locks::Robust(_) => {
@@ -433,9 +433,9 @@ pub(crate) mod testing {
     use super::reset;
     use super::robust::{BlockLock, Robust};
     use super::{Held, LockError, LockScope, Wait};
+    use crate::file::map::Mapping;
     use crate::format::v2::block::BLOCK_SIZE;
     use crate::format::v2::header::{LockMode, OpenState, DATA_OFFSET};
-    use crate::map::Mapping;
 
     /// The offset of test block `i`.
     pub(crate) fn block(i: u64) -> u64 {

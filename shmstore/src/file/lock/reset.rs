@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::robust::MAX_EPOCH;
+use crate::file::map::Mapping;
 use crate::format::v2::header::{
     LockMode, OpenState, ADMIN_EPOCH, ADMIN_MUTEX, LOCK_ABI_LEN, OPEN_STATE_OFFSET, OPEN_STATE_SIZE, READER_SLOTS,
     READER_SLOT_SIZE, READER_TABLE,
 };
-use crate::map::Mapping;
 use crate::sys::robust_mutex;
 
 /// The lock mode a resetting opener picks when it was not told one: robust, unless this process
@@ -154,8 +154,8 @@ pub(crate) fn admit(state: &OpenState, requested: Option<LockMode>) -> Result<Lo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::file::lock::testing::Fixture;
     use crate::format::v2::header::OPEN_STATE_SIZE;
-    use crate::lock::testing::Fixture;
 
     fn open_state(fx: &Fixture) -> OpenState {
         let mut bytes = [0u8; OPEN_STATE_SIZE];

@@ -20,7 +20,7 @@ use crate::format::schema::{self, Schema};
 use crate::layout::Layout;
 use crate::store::{Format, StoreInner};
 
-pub(crate) use crate::catalog_v2::V2Cache;
+pub(crate) use crate::file::catalog_v2::V2Cache;
 
 /// An entry found in the catalog: where its record (v1) or block (v2) is, the serial it had when
 /// it was found (v2; 0 in v1), and its decoded static part.

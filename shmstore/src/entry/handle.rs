@@ -8,19 +8,19 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::Found;
-use crate::commit::Durability;
+use crate::entry::commit::Durability;
+use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
 use crate::error::{Error, Result};
+use crate::file::catalog::Found;
+use crate::file::lock::{EntryLock, Wait};
+use crate::file::map::Located;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
-use crate::lock::{EntryLock, Wait};
-use crate::map::Located;
 use crate::store::StoreInner;
-use crate::view::{self, ReadGuard, WriteGuard};
 
 /// A held lock on one entry.
-pub(crate) type Hold<'a> = crate::lock::Held<'a>;
+pub(crate) type Hold<'a> = crate::file::lock::Held<'a>;
 
 /// A located, layout-checked entry.
 #[derive(Debug, Clone)]
@@ -387,9 +387,9 @@ impl EntryHandle {
         wait: Wait,
         timeout: Option<Duration>,
     ) -> Result<ReadGuard<'_, T>> {
-        if self.entry.slot_count == 2 && matches!(self.store.lock_state, crate::lock::Locks::Robust(_)) {
+        if self.entry.slot_count == 2 && matches!(self.store.lock_state, crate::file::lock::Locks::Robust(_)) {
             self.store.check_not_forked()?;
-            let (value, _) = self.load_optimistic::<T>(crate::commit::OPTIMISTIC_TRIES)?;
+            let (value, _) = self.load_optimistic::<T>(crate::entry::commit::OPTIMISTIC_TRIES)?;
             return Ok(ReadGuard::pinned(value));
         }
         let guard = self.read::<T>(0, 1, wait, timeout)?;

@@ -1,7 +1,7 @@
 //! The seqlock and double-slot commit protocol of double-buffered objects, on its own.
 //!
 //! This module holds every atomic access and fence of the protocol that
-//! [`commit`](crate::commit) describes, and nothing else: no mapping, no locks, no system calls.
+//! [`commit`](crate::entry::commit) describes, and nothing else: no mapping, no locks, no system calls.
 //! It is generic over the atomic word ([`Word`]), so that the library runs it on
 //! `std::sync::atomic::AtomicU64` words in the mapping and the model check
 //! (`shmstore/tests/loom.rs`, run with `RUSTFLAGS="--cfg loom"`) runs **the same functions, with

@@ -7,16 +7,16 @@
 //! for the shared lock, which the resetter holds exclusively only while it resets.
 //!
 //! [`join`] is where a resetter initialises the in-mapping locks of robust mode
-//! ([`crate::lock::reset`]) and where a later opener is checked against what the resetter
-//! recorded; [`crate::lock::Locks`] holds the one match on the mode per lock acquisition.
+//! ([`crate::file::lock::reset`]) and where a later opener is checked against what the resetter
+//! recorded; [`crate::file::lock::Locks`] holds the one match on the mode per lock acquisition.
 
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result, WaitedFor};
+use crate::file::lock::reset::{self, Mismatch};
+use crate::file::lock::Wait;
 use crate::format::v2::header::{self as v2h, LockMode, OpenState, LOCK_ABI_LEN};
-use crate::lock::reset::{self, Mismatch};
-use crate::lock::Wait;
 use crate::store::StoreInner;
 use crate::sys;
 
@@ -143,7 +143,7 @@ impl StoreInner {
     /// writer that died leaves its `writer` word set until a read-write process recovers the
     /// entry's lock; until then this waits (or times out).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn copy_unlocked<S: crate::view::Shape>(
+    pub(crate) fn copy_unlocked<S: crate::entry::guard::Shape>(
         &self,
         name: &str,
         at: u64,
@@ -172,9 +172,9 @@ impl StoreInner {
             if writer.load(Ordering::SeqCst) != 0 && !self.stale_writer(at)? {
                 let nap = match wait {
                     Wait::Never => return Err(Error::WouldBlock { name: name.to_owned() }),
-                    Wait::Forever => crate::commit::READ_ONLY_POLL,
+                    Wait::Forever => crate::entry::commit::READ_ONLY_POLL,
                     Wait::Until(deadline) => match deadline.checked_duration_since(std::time::Instant::now()) {
-                        Some(left) if !left.is_zero() => left.min(crate::commit::READ_ONLY_POLL),
+                        Some(left) if !left.is_zero() => left.min(crate::entry::commit::READ_ONLY_POLL),
                         _ => {
                             return Err(Error::Timeout {
                                 name: name.to_owned(),
@@ -191,7 +191,7 @@ impl StoreInner {
             // mapped while `self` lives, and holds values of shape `shape` (the caller's word):
             // their atomics are read at their own width, their plain bytes, which writers change
             // by plain stores, as `copy_racy` reads them.
-            unsafe { crate::view::copy_racy_shaped(shape, src, out) };
+            unsafe { crate::entry::guard::copy_racy_shaped(shape, src, out) };
             fence(Ordering::Acquire);
             let writer_in = writer.load(Ordering::Acquire) != 0 && !self.stale_writer(at)?;
             if !writer_in && seq.load(Ordering::Relaxed) == before {
@@ -243,7 +243,7 @@ impl StoreInner {
             // SAFETY: `src..src + out.len()` lies in the mapping (checked just above), which stays
             // mapped while `self` lives. Committers store the slot's words as `AtomicU64`s, which
             // `copy_racy` reads as such where they are whole (slots are 64-aligned).
-            unsafe { crate::view::copy_racy(src, out) };
+            unsafe { crate::entry::guard::copy_racy(src, out) };
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) == before {
                 return Ok(());

@@ -31,8 +31,8 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::LockScope;
+use crate::file::map::{Located, Mapping};
 use crate::format::v2::header::{READER_LOCK_BASE, READER_SLOTS, READER_SLOT_SIZE, READER_TABLE};
-use crate::map::{Located, Mapping};
 use crate::sys::{self, LockKind};
 
 /// `state` of a free slot.
@@ -201,8 +201,8 @@ impl Drop for ReaderTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::testing::Fixture;
-    use crate::lock::Wait;
+    use crate::file::lock::testing::Fixture;
+    use crate::file::lock::Wait;
 
     fn taken(fx: &Fixture) -> Vec<u32> {
         (0..READER_SLOTS).filter(|&i| fx.robust.readers().state(i).load(Ordering::SeqCst) != FREE).collect()
@@ -264,18 +264,18 @@ mod tests {
             s.spawn(|| {
                 assert!(matches!(
                     lock.write(&fx.robust, &fx.scope, Wait::Never),
-                    Err(crate::lock::LockError::WouldBlock)
+                    Err(crate::file::lock::LockError::WouldBlock)
                 ));
                 assert!(matches!(
                     lock.read(&fx.robust, &fx.scope, Wait::Never),
-                    Err(crate::lock::LockError::WouldBlock)
+                    Err(crate::file::lock::LockError::WouldBlock)
                 ));
             });
         });
         // Re-entrant reads cannot be granted on a mutex: refused rather than deadlocked.
         assert!(matches!(
             lock.read(&fx.robust, &fx.scope, Wait::Forever),
-            Err(crate::lock::LockError::WouldDeadlock { held_exclusive: true })
+            Err(crate::file::lock::LockError::WouldDeadlock { held_exclusive: true })
         ));
         drop(r);
     }
