@@ -310,12 +310,61 @@ impl<'a> RawRobust<'a> {
     /// it, commit it into the other slot and bump `seq`, unlock.
     #[inline(always)]
     fn locked_increment(&self, seqlock: &RawSeqlock<'_>) {
+        self.padded_increment(seqlock, 0);
+    }
+
+    /// [`locked_increment`](Self::locked_increment) with `pad` rounds of [`pad`] inside the
+    /// lock, which hold it longer and touch no shared memory.
+    #[inline(always)]
+    fn padded_increment(&self, seqlock: &RawSeqlock<'_>, pad: u64) {
         self.lock();
         let (mut value, _) = seqlock.read();
         value.a[0] = value.a[0].wrapping_add(1);
+        value.a[1] = self::pad(value.a[1], pad);
         seqlock.commit(&value);
         self.unlock();
     }
+}
+
+/// `rounds` dependent multiply-adds on `x`: work that takes time and touches no memory.
+#[inline(always)]
+fn pad(mut x: u64, rounds: u64) -> u64 {
+    for _ in 0..rounds {
+        x = black_box(x.wrapping_mul(3).wrapping_add(1));
+    }
+    x
+}
+
+/// Set, for a `bare_robust_padded` counter worker, to the rounds of [`pad`] it does inside the lock.
+const PAD_ENV: &str = "SHMSTORE_BENCH_PAD";
+
+/// The rounds of [`pad`] that make the bare robust commit take as long, alone, as `update` of the
+/// store's object: the fastest of a few batches of each, timed in turns (so that a burst of load
+/// from the rest of the machine hits both alike), on this machine now.
+fn calibrate_pad(update: impl Fn(), bare: impl Fn()) -> u64 {
+    const N: u32 = 100_000;
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..N {
+            f();
+        }
+        start.elapsed() / N
+    };
+    let padding = || {
+        black_box(pad(1, black_box(100)));
+    };
+    let (mut best_update, mut best_bare, mut best_100) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..9 {
+        best_update = best_update.min(time(&update));
+        best_bare = best_bare.min(time(&bare));
+        best_100 = best_100.min(time(&padding));
+    }
+    let rounds = best_update.saturating_sub(best_bare).as_nanos() * 100 / best_100.as_nanos().max(1);
+    eprintln!(
+        "  (contended4 padding: update {best_update:.1?}, bare commit {best_bare:.1?}, 100 rounds {best_100:.1?}: \
+         {rounds} rounds)"
+    );
+    rounds as u64
 }
 
 /// Set (to a counter kind) in the environment of a counter worker: `main` runs [`counter_main`].
@@ -332,11 +381,12 @@ struct Counters {
 }
 
 impl Counters {
-    fn spawn(kind: &str, file: &Path) -> Counters {
+    fn spawn(kind: &str, file: &Path, pad: u64) -> Counters {
         let workers = (0..COUNTER_PROCESSES)
             .map(|_| {
                 let mut child = Command::new(std::env::current_exe().unwrap())
                     .env(COUNTER_ENV, kind)
+                    .env(PAD_ENV, pad.to_string())
                     .env(WRITER_FILE_ENV, file)
                     .env(WRITER_PARENT_ENV, std::process::id().to_string())
                     .stdin(Stdio::piped())
@@ -393,15 +443,20 @@ fn counter_main(kind: &str) {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let path = std::env::var_os(WRITER_FILE_ENV).unwrap();
     let increment: Box<dyn Fn()> = match kind {
-        "bare_robust" | "bare_ofd" => {
+        "bare_robust" | "bare_robust_padded" | "bare_ofd" => {
             let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
             let map = Box::leak(Box::new(MmapRaw::map_raw(&file).unwrap()));
             let seqlock = RawSeqlock::new(map);
-            if kind == "bare_robust" {
-                let robust = RawRobust::new(map, false);
-                Box::new(move || robust.locked_increment(&seqlock))
-            } else {
+            if kind == "bare_ofd" {
                 Box::new(move || seqlock.locked_increment(&file))
+            } else {
+                let robust = RawRobust::new(map, false);
+                if kind == "bare_robust" {
+                    Box::new(move || robust.locked_increment(&seqlock))
+                } else {
+                    let pad: u64 = std::env::var(PAD_ENV).unwrap().parse().unwrap();
+                    Box::new(move || robust.padded_increment(&seqlock, pad))
+                }
             }
         }
         // The store's own processes follow the lock mode the bench opened it with.
@@ -410,7 +465,10 @@ fn counter_main(kind: &str) {
             let obj = store.object::<Obj64>("obj64").unwrap();
             Box::new(move || obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap())
         }
-        _ => panic!("{COUNTER_ENV} must be `bare_robust`, `bare_ofd`, `store_robust` or `store_ofd`, not `{kind}`"),
+        _ => panic!(
+            "{COUNTER_ENV} must be `bare_robust`, `bare_robust_padded`, `bare_ofd`, `store_robust` or \
+             `store_ofd`, not `{kind}`"
+        ),
     };
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
@@ -603,16 +661,23 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     // ---- Four processes incrementing one counter: `update` in each lock mode, the bare robust
-    // mutex commit and the bare OFD commit (both on the raw seqlock), each counted exactly. ----
+    // mutex commit and the bare OFD commit (both on the raw seqlock), each counted exactly; and
+    // the bare robust commit padded, inside the lock, to take as long as `update` alone: how fast
+    // a bare robust mutex would go under contention with a critical section as long as
+    // `update`'s. ----
+    let pad = calibrate_pad(
+        || obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap(),
+        || robust.locked_increment(&seqlock),
+    );
     let mut g = c.benchmark_group("contended4");
-    for kind in ["store_robust", "store_ofd", "bare_robust", "bare_ofd"] {
+    for kind in ["store_robust", "store_ofd", "bare_robust", "bare_robust_padded", "bare_ofd"] {
         let (file, obj) = match kind {
             "store_robust" => (dir.path().join("bench.shm"), Some(obj.clone())),
             "store_ofd" => (dir.path().join("ofd.shm"), Some(ofd_obj.clone())),
             _ => (dir.path().join("raw.bin"), None),
         };
         let count = || obj.as_ref().map_or_else(|| seqlock.version(), |o| o.load().unwrap().a[0]);
-        let mut counters = Counters::spawn(kind, &file);
+        let mut counters = Counters::spawn(kind, &file, pad);
         let before = count();
         g.bench_function(kind, |b| b.iter_custom(|iters| counters.run(iters.div_ceil(COUNTER_PROCESSES as u64))));
         counters.finish(kind, count().wrapping_sub(before));

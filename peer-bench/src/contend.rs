@@ -39,7 +39,10 @@ const SYSTEMS: [System; 8] = [
     System { key: "shm_get", name: "shmstore `get()` + `fetch_add`", per_process: 20_000_000 },
     System { key: "robust", name: "raw memmap2 + robust mutex (commit)", per_process: 2_000_000 },
     System { key: "ofd", name: "raw memmap2 + OFD lock (commit)", per_process: 50_000 },
-    System { key: "shm_update", name: "shmstore `update()`", per_process: 50_000 },
+    // As many as the raw robust-mutex commit it is compared with, so that both locked rows
+    // run long enough for the workers to overlap and be interleaved alike (at 50,000, a worker
+    // ran for a few milliseconds: less than one time slice).
+    System { key: "shm_update", name: "shmstore `update()`", per_process: 2_000_000 },
     System { key: "lmdb", name: "LMDB put+commit `NO_SYNC`", per_process: 5_000 },
     System { key: "sqlite", name: "SQLite WAL `UPDATE`, `synchronous=OFF`", per_process: 1_000 },
     System { key: "redis", name: "Redis `INCR` (loopback)", per_process: 5_000 },
@@ -97,11 +100,18 @@ impl Reader {
     }
 }
 
-/// Runs every system over [`PROCESSES`].
+/// Set to a comma-separated list of system keys (`fetch_add`, `shm_get`, `robust`, `ofd`,
+/// `shm_update`, `lmdb`, `sqlite`, `redis`) to run only the contended runs of those systems, with
+/// no single operations and no report written: `main` checks it.
+pub const ONLY_CONTENDED_ENV: &str = "PEER_BENCH_CONTENDED";
+
+/// Runs every system over [`PROCESSES`] (only those named in [`ONLY_CONTENDED_ENV`] if it is set).
 pub fn scaling(dirs: &Dirs, redis_url: Option<&str>) -> Scaling {
     let dir = &dirs.disk;
+    let only = std::env::var(ONLY_CONTENDED_ENV).ok();
+    let wanted = |key: &str| only.as_ref().is_none_or(|only| only.split(',').any(|k| k.trim() == key));
     let mut systems = Vec::new();
-    for system in &SYSTEMS {
+    for system in SYSTEMS.iter().filter(|s| wanted(s.key)) {
         let mut reader = match system.key {
             "fetch_add" => Reader::Raw(Raw::create(&dir.join("contend-fetch_add.bin")), true),
             "robust" | "ofd" => Reader::Raw(Raw::create(&dir.join(format!("contend-{}.bin", system.key))), false),

@@ -123,6 +123,11 @@ fn main() {
         }
     };
 
+    if std::env::var_os(contend::ONLY_CONTENDED_ENV).is_some() {
+        eprintln!("contended increments only ...");
+        contend::scaling(&dirs, redis.as_ref().map(|r| r.url.as_str()));
+        return;
+    }
     eprintln!("single operations ...");
     let rows = single_operations(&dirs, redis.as_ref());
     if std::env::var_os(FILTER_ENV).is_some() {
