@@ -143,7 +143,7 @@ fn compact_shrinks_the_file_keeps_every_entry_and_keeps_holes() {
     let _serial = serial();
     let (dir, path) = new_store();
     let before = std::fs::metadata(&path).unwrap();
-    let report = common::alone(|| shmstore::compact(&path)).unwrap();
+    let report = shmstore::compact(&path).unwrap();
     let after = std::fs::metadata(&path).unwrap();
     assert!(report.rewritten);
     assert_eq!(report.entries, 5);
@@ -180,7 +180,7 @@ fn compact_is_refused_while_another_process_has_the_store_open() {
     holder.expect("holding");
     // Read once the holder has opened it (its open resets the header's open state).
     let pristine = std::fs::read(&path).unwrap();
-    let err = common::alone(|| shmstore::compact(&path)).unwrap_err();
+    let err = shmstore::compact(&path).unwrap_err();
     match &err {
         Error::InUse { action: "compact", holders, .. } => {
             assert!(holders.iter().any(|(pid, _)| *pid == holder.id()), "{err}");
@@ -190,7 +190,7 @@ fn compact_is_refused_while_another_process_has_the_store_open() {
     assert!(err.to_string().contains(&format!("process {}", holder.id())), "{err}");
     assert!(std::fs::read(&path).unwrap() == pristine, "a refused compaction must not touch the file");
     holder.finish();
-    common::alone(|| shmstore::compact(&path)).unwrap();
+    shmstore::compact(&path).unwrap();
     check_store(&path);
 }
 
@@ -211,7 +211,7 @@ fn openers_are_kept_out_while_compact_runs() {
             assert!(matches!(err, Error::Busy { .. }), "{err:?}");
         }
     })));
-    let result = common::alone(|| shmstore::compact(&path));
+    let result = shmstore::compact(&path);
     shmstore::__private::set_sync_hook(None);
     result.unwrap();
     assert!(tried.load(Ordering::SeqCst));
@@ -225,7 +225,7 @@ fn openers_are_kept_out_while_compact_runs() {
 fn space_removed_after_compaction_is_reused() {
     let _serial = serial();
     let (_dir, path) = new_store();
-    common::alone(|| shmstore::compact(&path)).unwrap();
+    shmstore::compact(&path).unwrap();
     let store = Store::open(&path).unwrap();
     let used = store.used();
     store.remove("series").unwrap();
@@ -251,7 +251,7 @@ fn compact_keeps_a_replacement_cut_off_after_its_commit_point() {
     common::poke(&path, new_at, &2u32.to_ne_bytes());
     common::poke(&path, new_at + 32, &old_at.to_ne_bytes());
 
-    common::alone(|| shmstore::compact(&path)).unwrap();
+    shmstore::compact(&path).unwrap();
     let store = Store::open(&path).unwrap();
     let resized = store.array::<f64>("series").unwrap();
     assert_eq!(resized.len(), 12_000);
@@ -290,7 +290,7 @@ fn compact_keeps_a_rename_cut_off_before_its_old_slot_was_cleared() {
     assert_eq!(store.object::<u32>("final").unwrap().load().unwrap(), 41);
     drop(store);
 
-    let report = common::alone(|| shmstore::compact(&path)).unwrap();
+    let report = shmstore::compact(&path).unwrap();
     assert_eq!(report.entries, 6);
     let store = Store::open(&path).unwrap();
     assert_eq!(store.object::<u32>("final").unwrap().load().unwrap(), 41);
@@ -333,7 +333,7 @@ fn damaged_stores_are_refused_or_rewritten_into_stores_that_open() {
             }
             let path = dir.path().join(format!("{golden}.{round}"));
             std::fs::write(&path, &bytes).unwrap();
-            let outcome = match common::alone(|| shmstore::compact(&path)) {
+            let outcome = match shmstore::compact(&path) {
                 Err(e) => {
                     assert!(std::fs::read(&path).unwrap() == bytes, "{golden} round {round}: {e} changed the file");
                     // The source reader refuses what the runtime would refuse, before the new
@@ -400,7 +400,7 @@ fn an_opener_waiting_during_compact_opens_the_new_file() {
             std::thread::yield_now();
         }
     })));
-    let result = common::alone(|| shmstore::compact(&path));
+    let result = shmstore::compact(&path);
     shmstore::__private::set_sync_hook(None);
     let ino = std::fs::metadata(&path).unwrap().ino();
     result.unwrap();
@@ -435,7 +435,7 @@ fn killing_compact_at_random_instants_leaves_a_whole_store() {
             assert!(name.starts_with(".c.shm.") && name.ends_with(".upgrading"), "round {round}: {name}");
         }
     }
-    common::alone(|| shmstore::compact(&path)).unwrap();
+    shmstore::compact(&path).unwrap();
     assert_eq!(others(dir.path()), Vec::<String>::new());
     check_store(&path);
     eprintln!("{rounds} kills, {completed} compactions completed in between");
@@ -463,7 +463,7 @@ fn killing_compact_at_every_durability_point_leaves_a_whole_store() {
         points += 1;
     }
     assert!(points >= 4, "only {points} durability points");
-    common::alone(|| shmstore::compact(&path)).unwrap();
+    shmstore::compact(&path).unwrap();
     assert_eq!(others(dir.path()), Vec::<String>::new());
     check_store(&path);
 }

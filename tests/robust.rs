@@ -191,7 +191,7 @@ fn a_reader_killed_inside_a_guard_is_reclaimed() {
     assert!(slots.iter().any(|&(p, taken)| p == pid && taken), "the dead reader's slot stays taken: {slots:?}");
     // Closing every store of the file and opening it again resets the table.
     drop((samples, store));
-    let store = common::alone(|| Store::open(&path).unwrap());
+    let store = common::alone(&path, || Store::open(&path).unwrap());
     store.array::<u64>("samples").unwrap().read().unwrap();
     let slots = reader_slots(&path);
     assert!(slots.iter().all(|&(p, _)| p != pid), "the reset freed the dead reader's slot: {slots:?}");
@@ -298,14 +298,14 @@ fn openers_that_cannot_share_the_mutexes_are_refused() {
     // Nobody left: the next opener resets and records its own.
     write_open_state(&path, &musl);
     drop(store);
-    let store = common::alone(|| Store::open(&path).unwrap());
+    let store = common::alone(&path, || Store::open(&path).unwrap());
     assert_eq!(store.lock_mode(), LockMode::Robust);
     assert_eq!(open_state(&path).lock_abi, original.lock_abi, "the reset recorded this build's tag");
     assert!(open_state(&path).lock_epoch > original.lock_epoch);
     Store::open(&path).unwrap();
     drop(store);
     // And the first opener may choose OFD mode, which the others then follow.
-    let ofd = common::alone(|| Store::options().lock_mode(LockMode::Ofd).open(&path).unwrap());
+    let ofd = common::alone(&path, || Store::options().lock_mode(LockMode::Ofd).open(&path).unwrap());
     assert_eq!(Store::open(&path).unwrap().lock_mode(), LockMode::Ofd);
     assert_mismatch(Store::options().lock_mode(LockMode::Robust).open(&path), "in ofd lock mode");
     drop(ofd);

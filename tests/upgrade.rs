@@ -106,7 +106,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn the_upgraded_golden_store_reads_back_through_the_typed_api_and_takes_writes() {
     let _serial = serial();
     let (dir, path) = golden_copy();
-    let report = common::alone(|| shmstore::upgrade(&path)).unwrap();
+    let report = shmstore::upgrade(&path).unwrap();
     assert_eq!((report.from_version, report.rewritten, report.entries, report.dropped_records), (1, true, 6, 1));
     assert_eq!(format_version(&path), 2);
     assert_eq!(others(dir.path(), "v1.shm"), Vec::<String>::new());
@@ -145,7 +145,7 @@ fn killing_upgrade_at_random_instants_leaves_the_old_or_the_new_store_whole() {
         let version = check_either(&path);
         seen[version as usize] += 1;
         // The next upgrade removes what the killed one left, and finishes.
-        let report = common::alone(|| shmstore::upgrade(&path)).unwrap();
+        let report = shmstore::upgrade(&path).unwrap();
         assert_eq!(report.rewritten, version == 1, "round {round}");
         assert_eq!(others(dir.path(), "v1.shm"), Vec::<String>::new(), "round {round}");
         check_either(&path);
@@ -173,7 +173,7 @@ fn killing_upgrade_at_every_durability_point_leaves_the_old_or_the_new_store_who
         }
         assert_eq!(last, "dying", "point {point}");
         versions.push(check_either(&path));
-        common::alone(|| shmstore::upgrade(&path)).unwrap();
+        shmstore::upgrade(&path).unwrap();
         assert_eq!(others(dir.path(), "v1.shm"), Vec::<String>::new());
         assert_eq!(check_either(&path), 2);
     }

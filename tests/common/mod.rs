@@ -85,18 +85,43 @@ pub fn wait_eof() {
 /// Held shared while a child process is being spawned, exclusively by [`alone`].
 static SPAWNING: RwLock<()> = RwLock::new(());
 
-/// Runs `f` while no thread of this test binary is spawning a child.
+/// Runs `f` once no other process has the store at `path` open, and while no thread of this test
+/// binary spawns a child; for a test that needs the store closed everywhere (the reset of the
+/// first opener, `shmstore::compact`, `shmstore::upgrade`) after dropping its own handles.
 ///
 /// A child shares every descriptor of its parent from `fork` until `exec` closes them
-/// (close-on-exec): meanwhile it holds the open file description, and with it the whole-file
-/// lock, of every store the parent has open, including one the parent has just dropped. A test
-/// that needs a store closed everywhere (the reset of the first opener, `shmstore::compact`,
-/// `shmstore::upgrade`) would then find it still open whenever another test of the same binary
-/// spawned a child at that moment. [`ChildProc::spawn`] returns only once the child has `exec`ed,
-/// so nothing started before `alone` holds a descriptor any longer when `f` runs.
-pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+/// (close-on-exec): meanwhile it holds the open file description, and with it the open byte's
+/// lock, of every store the parent has open, including one the parent has just dropped. Another
+/// test of the same binary spawning a child at that moment would make the store look open. And
+/// `Command::spawn` may return before the child has closed them (the kernel lets a `vfork`ing
+/// parent go on before `exec` closes the descriptors), so holding off new spawns is not enough:
+/// this also waits, up to [`CHILD_PATIENCE`], until the open byte is free.
+pub fn alone<R>(path: &Path, f: impl FnOnce() -> R) -> R {
     let _quiet = SPAWNING.write().unwrap_or_else(PoisonError::into_inner);
+    let deadline = std::time::Instant::now() + CHILD_PATIENCE;
+    while open_elsewhere(path) {
+        assert!(std::time::Instant::now() < deadline, "{} stays open in another process", path.display());
+        std::thread::sleep(Duration::from_millis(1));
+    }
     f()
+}
+
+/// Whether some process holds the open byte of the store at `path` (through an open file
+/// description other than a new one made here).
+fn open_elsewhere(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(path).expect("open the store to probe its open byte");
+    let byte = shmstore::format::v2::header::OPEN_BYTE as libc::off_t;
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+    probe.l_type = libc::F_WRLCK as libc::c_short;
+    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    probe.l_start = byte;
+    probe.l_len = 1;
+    // SAFETY: `file` is open for the duration of the call and `probe` is a valid `flock`.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut probe) };
+    assert_eq!(rc, 0, "F_OFD_GETLK on {}: {}", path.display(), std::io::Error::last_os_error());
+    probe.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// A child process running this test binary's `child_main` in a role. Dropping it kills the
