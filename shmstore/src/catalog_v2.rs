@@ -278,6 +278,9 @@ impl StoreInner {
         let hash = hash64(name);
         for _ in 0..MAX_RETRIES {
             let seq = self.catalog_seq().load(Ordering::Acquire);
+            // The slot a probe would read first is most likely not in the cache: start loading
+            // it now, so that the load overlaps the name cache's check.
+            self.prefetch_home(hash);
             {
                 let cache = self.v2_cache();
                 if cache.seq == seq {
@@ -313,6 +316,25 @@ impl StoreInner {
         Err(self.corrupt(format!("the catalog kept changing while entry `{name}` was looked up")))
     }
 
+    /// Starts loading the index slot where a probe for `hash` starts in the current table. A
+    /// hint: the table's header is read without its checks (which [`StoreInner::v2_probe`]
+    /// makes before it uses the table), and a header that makes no sense prefetches nothing.
+    fn prefetch_home(&self, hash: u64) {
+        let map = self.map();
+        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let mut head = [0u8; 16];
+        if !map.read(root, &mut head) {
+            return;
+        }
+        let slots = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        if !slots.is_power_of_two() || !(idx::MIN_SLOTS..=idx::MAX_SLOTS).contains(&slots) {
+            return;
+        }
+        let probe = if head[..8] == idx::LEGACY_MAGIC { idx::Probe::Legacy } else { idx::Probe::Mixed };
+        let home = idx::Table { slots, probe }.home(hash);
+        map.prefetch(root.saturating_add(idx::slot_offset(home)), idx::SLOT_LEN);
+    }
+
     /// Probes the current index table for `name`, whose `hash64` is `hash`.
     fn v2_probe(&self, name: &str, hash: u64) -> Result<Option<Found>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
@@ -326,6 +348,11 @@ impl StoreInner {
                 return Ok(None);
             }
             if block != idx::TOMBSTONE && self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) == hash {
+                // The block's live words and its static part, which the checks below read (the
+                // state word first, then the static part): load their lines at once, not one
+                // cache miss after the other.
+                self.map().prefetch(block, 64);
+                self.map().prefetch(block + blk::STATIC_OFFSET, blk::STATIC_SIZE as u64);
                 if let Some(found) = self.resolve_block(block, Some(name))? {
                     return Ok(Some(found));
                 }
