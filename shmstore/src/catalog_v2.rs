@@ -104,29 +104,109 @@ pub(crate) struct V2Cache {
     names: HashMap<u64, Found, FastBuild>,
     /// Blocks accepted by this process: block offset -> (serial, entry).
     blocks: HashMap<u64, (u64, Arc<Entry>), FastBuild>,
-    /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
-    ranges: BTreeMap<u64, (u64, u64)>,
+    /// The byte ranges of accepted blocks (block, data, schema), disjoint.
+    ranges: Ranges,
 }
 
 impl V2Cache {
     /// The accepted blocks that own a range overlapping `start..end` (no allocation when none do).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
+        self.ranges.overlapping(start, end)
+    }
+
+    fn forget(&mut self, block: u64) {
+        if let Some((_, entry)) = self.blocks.remove(&block) {
+            for (start, end) in block_ranges(block, &entry) {
+                self.ranges.remove(start, end, block);
+            }
+        }
+    }
+}
+
+/// The size of the windows [`Ranges`] files short ranges under.
+const WINDOW: u64 = 4096;
+
+/// A set of byte ranges, each with its owner (a block offset), that answers which ranges overlap
+/// a given one. The ranges an accepted block claims are short (an entry block with its data and
+/// schema is a few hundred bytes), and lookups accept them in any order, so a sorted tree would
+/// pay a descent per query and per insertion; short ranges are filed instead in a hash map under
+/// the [`WINDOW`]-aligned windows they touch (one or two), and only long ranges go to a tree.
+#[derive(Debug, Default)]
+struct Ranges {
+    /// Ranges of at most [`WINDOW`] bytes, under the index of each window they touch:
+    /// `(start, end, owner)`.
+    short: HashMap<u64, Vec<(u64, u64, u64)>, FastBuild>,
+    /// Longer ranges, disjoint: start -> (end, owner).
+    long: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Ranges {
+    /// The windows `start..end` (not empty) touches.
+    fn windows(start: u64, end: u64) -> std::ops::RangeInclusive<u64> {
+        start / WINDOW..=(end - 1) / WINDOW
+    }
+
+    /// The owners of the ranges that overlap `start..end`, each once.
+    fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
         let mut owners = Vec::new();
-        // The ranges are disjoint, so sorted by start they are sorted by end too.
-        for (_, &(range_end, owner)) in self.ranges.range(..end).rev() {
+        if start >= end {
+            return owners;
+        }
+        // The long ranges are disjoint, so sorted by start they are sorted by end too.
+        for (_, &(range_end, owner)) in self.long.range(..end).rev() {
             if range_end <= start {
                 break;
             }
             owners.push(owner);
         }
+        // A short range filed under two windows is reported under the window that holds the
+        // first byte it shares with `start..end`. A query over more windows than hold short
+        // ranges walks those instead: the work is bounded by the smaller of the two counts.
+        let overlap = |w: u64, &(s, e, owner): &(u64, u64, u64)| {
+            (s < end && start < e && s.max(start) / WINDOW == w).then_some(owner)
+        };
+        let windows = Self::windows(start, end);
+        if windows.end() - windows.start() < self.short.len() as u64 {
+            for w in windows {
+                if let Some(list) = self.short.get(&w) {
+                    owners.extend(list.iter().filter_map(|r| overlap(w, r)));
+                }
+            }
+        } else {
+            for (&w, list) in &self.short {
+                owners.extend(list.iter().filter_map(|r| overlap(w, r)));
+            }
+        }
         owners
     }
 
-    fn forget(&mut self, block: u64) {
-        if let Some((_, entry)) = self.blocks.remove(&block) {
-            for range in block_ranges(block, &entry) {
-                if self.ranges.get(&range.0).is_some_and(|&(_, owner)| owner == block) {
-                    self.ranges.remove(&range.0);
+    /// Adds `start..end` (not empty), owned by `owner`.
+    fn insert(&mut self, start: u64, end: u64, owner: u64) {
+        if end - start > WINDOW {
+            self.long.insert(start, (end, owner));
+            return;
+        }
+        for w in Self::windows(start, end) {
+            self.short.entry(w).or_default().push((start, end, owner));
+        }
+    }
+
+    /// Removes `start..end` if `owner` owns it.
+    fn remove(&mut self, start: u64, end: u64, owner: u64) {
+        if start >= end {
+            return;
+        }
+        if end - start > WINDOW {
+            if self.long.get(&start).is_some_and(|&(e, o)| (e, o) == (end, owner)) {
+                self.long.remove(&start);
+            }
+            return;
+        }
+        for w in Self::windows(start, end) {
+            if let Some(list) = self.short.get_mut(&w) {
+                list.retain(|&r| r != (start, end, owner));
+                if list.is_empty() {
+                    self.short.remove(&w);
                 }
             }
         }
@@ -416,7 +496,10 @@ impl StoreInner {
     /// overlap no other accepted block that is still live.
     pub(crate) fn accept(&self, at: u64) -> Result<Found> {
         let serial = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire);
-        if let Some((known, entry)) = self.v2_cache().blocks.get(&at) {
+        // One hold of the cache's mutex for the check and the acceptance (the decoding between
+        // them only reads the mapping).
+        let mut cache = self.v2_cache();
+        if let Some((known, entry)) = cache.blocks.get(&at) {
             if *known == serial {
                 return Ok(Found { at, serial, entry: entry.clone() });
             }
@@ -437,14 +520,18 @@ impl StoreInner {
                 block.entry.name, block.serial
             )));
         }
-        self.accept_decoded(at, serial, block.entry)
+        self.accept_locked(&mut cache, at, serial, block.entry)
     }
 
     /// Accepts the block at `at` with `serial`, whose static part decoded to `entry` (just now,
     /// or as this process wrote it): see [`StoreInner::accept`].
     fn accept_decoded(&self, at: u64, serial: u64, entry: Entry) -> Result<Found> {
+        self.accept_locked(&mut self.v2_cache(), at, serial, entry)
+    }
+
+    /// [`StoreInner::accept_decoded`], with the cache's mutex held.
+    fn accept_locked(&self, cache: &mut V2Cache, at: u64, serial: u64, entry: Entry) -> Result<Found> {
         let entry = Arc::new(entry);
-        let mut cache = self.v2_cache();
         cache.forget(at);
         for (start, end) in block_ranges(at, &entry) {
             for owner in cache.overlapping(start, end) {
@@ -460,7 +547,7 @@ impl StoreInner {
             }
         }
         for (start, end) in block_ranges(at, &entry) {
-            cache.ranges.insert(start, (end, at));
+            cache.ranges.insert(start, end, at);
         }
         cache.blocks.insert(at, (serial, entry.clone()));
         Ok(Found { at, serial, entry })
@@ -1205,5 +1292,73 @@ mod tests {
         // A block a cache line or more past the extent is not joined.
         let ranges: Vec<_> = block_ranges(8448, &object(8192, 8320)).collect();
         assert_eq!(ranges, [(8448, 8448 + BLOCK_SIZE), (8192, 8360)]);
+    }
+
+    /// The owners of the ranges in `model` that overlap `start..end`, sorted.
+    fn brute(model: &[(u64, u64, u64)], start: u64, end: u64) -> Vec<u64> {
+        let mut owners: Vec<u64> = model.iter().filter(|r| r.0 < end && start < r.1).map(|r| r.2).collect();
+        owners.sort_unstable();
+        owners
+    }
+
+    fn sorted(mut owners: Vec<u64>) -> Vec<u64> {
+        owners.sort_unstable();
+        owners
+    }
+
+    #[test]
+    fn ranges_report_each_overlapping_owner_once() {
+        let mut set = Ranges::default();
+        // Short ranges, one across a window boundary, and a long one.
+        let model = [(100, 200, 1), (4000, 4200, 2), (8192, 8192 + 64, 3), (20_000, 90_000, 4)];
+        for &(s, e, o) in &model {
+            set.insert(s, e, o);
+        }
+        for (start, end) in
+            [(0, 100), (0, 101), (150, 4100), (4100, 4101), (0, 1 << 20), (8200, 30_000), (90_000, 1 << 40)]
+        {
+            assert_eq!(sorted(set.overlapping(start, end)), brute(&model, start, end), "{start}..{end}");
+        }
+        // Removal needs the owner; a removed range is not reported, the others still are.
+        set.remove(4000, 4200, 9);
+        assert_eq!(set.overlapping(4100, 4101), [2]);
+        set.remove(4000, 4200, 2);
+        set.remove(20_000, 90_000, 4);
+        assert!(set.overlapping(4000, 4200).is_empty());
+        assert!(set.overlapping(30_000, 30_001).is_empty());
+        assert_eq!(sorted(set.overlapping(0, 1 << 20)), [1, 3]);
+        // Window 1 held only range 2: emptied, it is dropped; window 0 still holds range 1.
+        assert!(!set.short.contains_key(&1));
+        assert_eq!(set.short[&0], [(100, 200, 1)]);
+    }
+
+    proptest::proptest! {
+        /// Against a list searched in full: disjoint ranges of any length, inserted and removed in
+        /// any order, queried over any span.
+        #[test]
+        fn ranges_agree_with_a_list(
+            lens in proptest::collection::vec((0u64..3, 1u64..10_000, 0u64..6000), 1..40),
+            queries in proptest::collection::vec((0u64..300_000, 1u64..100_000), 1..20),
+            drop_every in 2usize..5,
+        ) {
+            let mut set = Ranges::default();
+            let mut model = Vec::new();
+            let mut at = 0;
+            for (i, &(gap_kind, len, gap)) in lens.iter().enumerate() {
+                at += if gap_kind == 0 { 0 } else { gap };
+                let len = if gap_kind == 2 { len * 8 } else { len % 5000 + 1 };
+                set.insert(at, at + len, i as u64 + 1);
+                model.push((at, at + len, i as u64 + 1));
+                at += len;
+            }
+            for i in (0..model.len()).step_by(drop_every) {
+                let (s, e, o) = model[i];
+                set.remove(s, e, o);
+            }
+            let model: Vec<_> = model.iter().enumerate().filter(|(i, _)| i % drop_every != 0).map(|(_, r)| *r).collect();
+            for (start, len) in queries {
+                proptest::prop_assert_eq!(sorted(set.overlapping(start, start + len)), brute(&model, start, start + len));
+            }
+        }
     }
 }
