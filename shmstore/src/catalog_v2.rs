@@ -52,9 +52,6 @@ const MAX_HOPS: usize = 64;
 const MAX_RETRIES: usize = 100_000;
 /// How many times a lookup that met an error looks again before it believes it.
 const TRANSIENT_ERRORS: usize = 64;
-/// Offset, in an index table's header, of its live `used` word (`AtomicU64`): slots that are
-/// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
-pub(crate) const INDEX_USED: u64 = 24;
 
 /// A hasher for the process's own maps (names, block offsets, lock bytes): the keys come from
 /// this process's lookups and from checked blocks, so the DoS resistance of SipHash buys nothing,
@@ -976,7 +973,7 @@ impl StoreInner {
     pub(crate) fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
         let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let mut table = self.index_table(root)?;
-        let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
+        let used = self.word64(root + idx::USED)?.load(Ordering::Acquire);
         if idx::must_grow(used, table.slots) {
             root = self.grow_index(root, table.slots)?;
             table = self.index_table(root)?;
@@ -990,7 +987,7 @@ impl StoreInner {
             if current == idx::EMPTY || current == idx::TOMBSTONE {
                 if current == idx::EMPTY {
                     // Counted before the slot is used: a crash overcounts, which only grows sooner.
-                    self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                    self.word64(root + idx::USED)?.fetch_add(1, Ordering::AcqRel);
                 }
                 self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
                 word.store(block, Ordering::Release);
@@ -1006,7 +1003,7 @@ impl StoreInner {
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             if self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire) == idx::EMPTY {
-                self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                self.word64(root + idx::USED)?.fetch_add(1, Ordering::AcqRel);
                 self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
                 self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Release);
                 return self.sync_if(slot, idx::SLOT_LEN);
@@ -1074,7 +1071,7 @@ impl StoreInner {
                 i = (i + 1) & (new_slots - 1);
             }
         }
-        self.word64(at + INDEX_USED)?.store(keep.len() as u64, Ordering::Release);
+        self.word64(at + idx::USED)?.store(keep.len() as u64, Ordering::Release);
         self.sync_if(at, len)?;
         // The switch: one store.
         self.live_u64(v2h::INDEX_ROOT).store(at, Ordering::Release);
