@@ -10,6 +10,7 @@
 //! | --------------------------------------- | -------- | ---------------------------------------- |
 //! | `catalog/open_first_lookup/10000`       | < 100 µs | `baseline/open_flock_mmap`               |
 //! | `catalog/first_lookup/{10,1000,10000}`  | < 1 µs   | `baseline/hashmap_lookup/{10,1000,10000}` |
+//! | `catalog/first_lookup_cpu/{10,1000,10000}` | < 1 µs | `baseline/hashmap_lookup/{10,1000,10000}` |
 //! | `catalog/create/10000`                  | < 50 ms  | `baseline/hashmap_insert/10000`          |
 //!
 //! - `open_first_lookup`: `Store::open` of a store holding 10,000 objects, `object::<u64>` of one
