@@ -177,8 +177,11 @@ impl Ranges {
         owners
     }
 
-    /// Adds `start..end` (not empty), owned by `owner`.
+    /// Adds `start..end`, owned by `owner` (an empty range claims nothing, and is not added).
     fn insert(&mut self, start: u64, end: u64, owner: u64) {
+        if start >= end {
+            return;
+        }
         if end - start > WINDOW {
             self.long.insert(start, (end, owner));
             return;
@@ -1317,6 +1320,10 @@ mod tests {
             assert_eq!(sorted(set.overlapping(start, end)), brute(&model, start, end), "{start}..{end}");
         }
         // Removal needs the owner; a removed range is not reported, the others still are.
+        // An empty range is not added.
+        set.insert(0, 0, 7);
+        set.insert(5000, 5000, 7);
+        assert!(sorted(set.overlapping(0, 1 << 20)).iter().all(|&o| o != 7));
         set.remove(4000, 4200, 9);
         assert_eq!(set.overlapping(4100, 4101), [2]);
         set.remove(4000, 4200, 2);
