@@ -569,6 +569,59 @@ impl StoreInner {
         Ok(())
     }
 
+    /// Checks both free lists against each other and against the live entries (see
+    /// [`Store::check_free_lists`](crate::Store::check_free_lists)): returns how many nodes
+    /// they hold. Looks again while the catalog changes under the walk.
+    pub(crate) fn v2_check_free_lists(&self) -> Result<u64> {
+        for _ in 0..MAX_RETRIES {
+            let seq = self.catalog_seq().load(Ordering::Acquire);
+            let result = self.v2_check_free_lists_once();
+            if self.catalog_seq().load(Ordering::Acquire) == seq || result.is_ok() {
+                return result;
+            }
+        }
+        Err(self.corrupt("the catalog kept changing while its free lists were checked".into()))
+    }
+
+    fn v2_check_free_lists_once(&self) -> Result<u64> {
+        // Every byte range a live entry claims, then every free node's, each with what to call it.
+        let mut claimed: Vec<(u64, u64, String)> = Vec::new();
+        for found in self.v2_scan_once()? {
+            let name = &found.entry.name;
+            claimed.extend(block_ranges(found.at, &found.entry).map(|(s, e)| (s, e, format!("entry `{name}`"))));
+        }
+        // A node met twice ends the walk (a loop); distinct nodes each lie in the file, so their
+        // count, and the memory the walk takes, is bounded by the file's length.
+        let mut seen = std::collections::HashSet::<u64, FastBuild>::default();
+        for (list, what) in [(v2h::FREE_EXTENTS, "free extent"), (v2h::FREE_BLOCKS, "free block")] {
+            let mut at = self.live_u64(list).load(Ordering::Acquire);
+            while at != 0 {
+                if !seen.insert(at) {
+                    return Err(
+                        self.corrupt(format!("the free lists reach the {what} at byte {at} twice: a free list loops"))
+                    );
+                }
+                let extent = self.free_header(list, at).map_err(|e| match e {
+                    Error::Corrupt { detail, .. } => self.corrupt(format!("{detail}, on the list of {what}s")),
+                    other => other,
+                })?;
+                if list == v2h::FREE_BLOCKS && extent.len != BLOCK_SIZE {
+                    return Err(self.corrupt(format!(
+                        "the free block at byte {at} claims {} bytes; an entry block has {BLOCK_SIZE}",
+                        extent.len
+                    )));
+                }
+                claimed.push((at, at + extent.len, format!("the {what} at byte {at}")));
+                at = extent.next;
+            }
+        }
+        claimed.sort_unstable_by_key(|c| c.0);
+        if let Some(pair) = claimed.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+            return Err(self.corrupt(format!("{} overlaps {}", pair[1].2, pair[0].2)));
+        }
+        Ok(seen.len() as u64)
+    }
+
     /// Every live entry, in creation order.
     pub(crate) fn v2_scan(&self) -> Result<Vec<Found>> {
         for _ in 0..MAX_RETRIES {
