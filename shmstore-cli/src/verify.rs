@@ -23,6 +23,9 @@ pub fn run(path: &Path, max_reports: u64, out: &mut dyn Write) -> Result<(), Fai
     // the format allows). A format-v2 open checks no block; listing checks them all.
     let store = failure::open(path)?;
     let entries = store.entries()?;
+    // Then the free lists, which neither opening nor listing walk: every node sound, in the data
+    // area, sharing no byte with another node or a live entry, and each list ending.
+    store.check_free_lists()?;
 
     // Then every schema, against its record: the cheap structural checks come first, and a
     // problem there ends the run before any value is read.

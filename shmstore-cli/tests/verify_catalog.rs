@@ -12,7 +12,10 @@ use std::path::Path;
 use common::{build, poke, shmstore, temp_store};
 use shmstore::format::entry::Entry;
 use shmstore::format::v2::block;
-use shmstore::format::v2::header::{ALLOC_END as ALLOC_END_OFFSET, CAPACITY as CAPACITY_OFFSET, DATA_OFFSET};
+use shmstore::format::v2::free::FreeExtent;
+use shmstore::format::v2::header::{
+    ALLOC_END as ALLOC_END_OFFSET, CAPACITY as CAPACITY_OFFSET, DATA_OFFSET, FREE_BLOCKS, FREE_EXTENTS,
+};
 use shmstore::Store;
 
 /// The block of entry `name`: its file offset, its serial and its decoded static part.
@@ -118,4 +121,75 @@ fn a_lagging_allocation_end_passes_verify_and_is_left_alone() {
     assert_eq!(shmstore(["verify".as_ref(), path.as_os_str()]).ok(), "ok: 4 entries, 434 B checked\n");
     assert!(fs::read(&path).unwrap() == before, "verify wrote to the file");
     Store::open(&path).unwrap();
+}
+
+/// The live word at `offset` of the file at `path` (native-endian, as the store keeps it).
+fn live_word(path: &Path, offset: u64) -> u64 {
+    let bytes = fs::read(path).unwrap();
+    u64::from_ne_bytes(bytes[offset as usize..][..8].try_into().unwrap())
+}
+
+/// `shmstore verify` fails with exit status 2 and exactly the words of the library's
+/// `Store::check_free_lists`, which opening and listing the store do not run; returns them.
+#[track_caller]
+fn verify_refuses_free_lists(path: &Path) -> String {
+    Store::open(path).and_then(|s| s.entries()).expect("open and listing accept the file");
+    let message = match Store::open(path).and_then(|s| s.check_free_lists()) {
+        Err(e) => e.to_string(),
+        Ok(n) => panic!("the library accepted the {n} free-list nodes of {}", path.display()),
+    };
+    let run = shmstore(["verify".as_ref(), path.as_os_str()]);
+    assert_eq!(run.fails(2, ""), format!("shmstore: {message}"), "{run:#?}");
+    message
+}
+
+/// A store built by `build` with `rows` removed: its block is on the free blocks, its data and
+/// schema on the free extents.
+fn with_free_space(path: &Path) {
+    build(path);
+    Store::open(path).unwrap().remove("rows").unwrap();
+    assert_ne!(live_word(path, FREE_BLOCKS), 0);
+    assert_ne!(live_word(path, FREE_EXTENTS), 0);
+    assert!(Store::open(path).unwrap().check_free_lists().unwrap() >= 2);
+    assert_eq!(shmstore(["verify".as_ref(), path.as_os_str()]).ok(), "ok: 3 entries, 384 B checked\n");
+}
+
+#[test]
+fn a_free_list_that_loops_fails_verify() {
+    let (_dir, path) = temp_store("loop.shm");
+    with_free_space(&path);
+    // The free block links to itself, with a valid checksum: an allocation would never see it
+    // (the block fits at once), only a walk of the whole list does.
+    let at = live_word(&path, FREE_BLOCKS);
+    let header = at + block::STATIC_OFFSET;
+    let bytes = fs::read(&path).unwrap();
+    let node = FreeExtent::decode(&bytes[header as usize..][..64], at, u64::MAX).unwrap();
+    poke(&path, header, &FreeExtent { len: node.len, next: at }.encode()[..32]);
+    let message = verify_refuses_free_lists(&path);
+    assert!(message.contains("loops") && message.contains(&format!("byte {at}")), "{message}");
+}
+
+#[test]
+fn a_free_extent_over_a_live_entry_fails_verify() {
+    let (_dir, path) = temp_store("free-over-live.shm");
+    with_free_space(&path);
+    // A sound free extent, 64 bytes of `samples`' data, at the head of the free extents.
+    let data = Store::open(&path).unwrap().entry_info("samples").unwrap().data_offset;
+    let next = live_word(&path, FREE_EXTENTS);
+    poke(&path, data, &FreeExtent { len: 64, next }.encode()[..32]);
+    poke(&path, FREE_EXTENTS, &data.to_ne_bytes());
+    let message = verify_refuses_free_lists(&path);
+    assert!(message.contains(&format!("free extent at byte {data}")), "{message}");
+    assert!(message.contains("overlaps") && message.contains("entry `samples`"), "{message}");
+}
+
+#[test]
+fn a_free_list_node_without_a_sound_header_fails_verify() {
+    let (_dir, path) = temp_store("bad-node.shm");
+    with_free_space(&path);
+    // The free extents' head names a 64-aligned offset in the data area where no header is.
+    let data = Store::open(&path).unwrap().entry_info("samples").unwrap().data_offset;
+    poke(&path, FREE_EXTENTS, &data.to_ne_bytes());
+    let message = verify_refuses_free_lists(&path);
+    assert!(message.contains("SHMFREE") && message.contains("free extents"), "{message}");
 }

@@ -519,6 +519,20 @@ impl Store {
         self.inner.check()
     }
 
+    /// Checks the store's free space (format v2; a v1 store has none): every node of the two free
+    /// lists (free data extents and free entry blocks) has a sound header, lies in the data area,
+    /// aligned; no node shares a byte with another or with a live entry's block, data or schema;
+    /// and each list ends. Returns how many nodes the lists hold. A problem is
+    /// [`Error::Corrupt`], naming the node. Opening a store and using it never walk the free lists
+    /// (an allocation reads only the nodes it passes), so this is the full check that
+    /// `shmstore verify` runs.
+    pub fn check_free_lists(&self) -> Result<u64> {
+        match self.inner.format {
+            Format::V1(_) => Ok(0),
+            Format::V2(_) => self.inner.v2_check_free_lists(),
+        }
+    }
+
     /// Flushes and closes this handle of the store, reporting a failed flush instead of
     /// swallowing it (as dropping would). The mapping stays alive while entry handles exist.
     pub fn close(self) -> Result<()> {

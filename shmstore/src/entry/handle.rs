@@ -31,7 +31,10 @@ pub(crate) struct EntryHandle {
     pub(crate) at: u64,
     /// The block's serial when the handle was made (v2; 0 in v1): a reused block has another.
     pub(crate) serial: u64,
-    lock: Arc<EntryLock>,
+    /// The entry's lock, from the store's table of locks ([`StoreInner::entry_lock`]): looked up
+    /// on the handle's first lock, not when the handle is made, so that finding an entry costs no
+    /// lock, and a handle only ever used for lock-free loads never makes one.
+    lock: std::sync::OnceLock<Arc<EntryLock>>,
     /// The layout the handle was opened with, to report a migration against.
     expected: Expected,
     /// `layout.needs_validation()`, computed once: the layout walk is not free.
@@ -112,7 +115,6 @@ impl EntryHandle {
         if end > store.map().len() {
             return Err(Error::BeyondMapping { name: entry.name.clone(), mapped: store.map().len() });
         }
-        let lock = store.entry_lock(entry.lock_offset)?;
         if entry.kind == EntryKind::Object && entry.slot_count != if atomics { 1 } else { 2 } {
             return Err(store.corrupt(format!("object `{}` has the wrong number of slots for its type", entry.name)));
         }
@@ -137,7 +139,25 @@ impl EntryHandle {
         } else {
             None
         };
+        let lock = std::sync::OnceLock::new();
         Ok(EntryHandle { store, entry, at, serial, lock, expected, validate, atomics, durability, hot })
+    }
+
+    /// The entry's lock: [`Error::Forked`] in a forked child (see [`StoreInner::entry_lock`]).
+    #[inline]
+    fn lock(&self) -> Result<&EntryLock> {
+        match self.lock.get() {
+            Some(lock) => Ok(lock),
+            None => self.first_lock(),
+        }
+    }
+
+    /// The entry's lock, the first time: from the store's table, which gives every handle of the
+    /// entry the same lock (so two threads that get here at once keep the same one).
+    #[cold]
+    fn first_lock(&self) -> Result<&EntryLock> {
+        let lock = self.store.entry_lock(self.entry.lock_offset)?;
+        Ok(self.lock.get_or_init(|| lock))
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -154,7 +174,7 @@ impl EntryHandle {
             return Err(self.store.read_only_error("writing an entry"));
         }
         let in_place = self.entry.slot_count != 2;
-        let held = self.store.lock_entry(&self.lock, &self.entry.name, exclusive, in_place, wait, timeout)?;
+        let held = self.store.lock_entry(self.lock()?, &self.entry.name, exclusive, in_place, wait, timeout)?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
         // (One or two loads of words located once, for a double-buffered object.)
         match self.hot() {

@@ -37,12 +37,25 @@ pub(crate) struct Found {
 impl StoreInner {
     /// The published entry `name`, or [`Error::NotFound`].
     pub(crate) fn find(&self, name: &str) -> Result<Found> {
-        valid_name(name)?;
         let found = match self.format {
-            Format::V1(_) => self.lookup(name)?.map(|(slot, entry)| self.v1_found(slot, entry)),
+            Format::V1(_) => {
+                valid_name(name)?;
+                self.lookup(name)?.map(|(slot, entry)| self.v1_found(slot, entry))
+            }
+            // A v2 lookup returns only an entry of exactly this name, and every entry's name was
+            // checked when its block was, so a hit needs no check of the name: only a miss does
+            // (an invalid name is `InvalidName`, not `NotFound`). A name too long to be one is
+            // not even hashed.
+            Format::V2(_) if name.len() > MAX_NAME_LEN => None,
             Format::V2(_) => self.v2_lookup(name)?,
         };
-        found.ok_or_else(|| Error::NotFound { name: name.to_owned() })
+        match found {
+            Some(found) => Ok(found),
+            None => {
+                valid_name(name)?;
+                Err(Error::NotFound { name: name.to_owned() })
+            }
+        }
     }
 
     fn v1_found(&self, slot: u32, entry: Arc<Entry>) -> Found {

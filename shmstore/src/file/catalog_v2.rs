@@ -52,9 +52,6 @@ const MAX_HOPS: usize = 64;
 const MAX_RETRIES: usize = 100_000;
 /// How many times a lookup that met an error looks again before it believes it.
 const TRANSIENT_ERRORS: usize = 64;
-/// Offset, in an index table's header, of its live `used` word (`AtomicU64`): slots that are
-/// not empty (live or tombstone). In the reserved bytes of the design; see `docs/format.md`.
-pub(crate) const INDEX_USED: u64 = 24;
 
 /// A hasher for the process's own maps (names, block offsets, lock bytes): the keys come from
 /// this process's lookups and from checked blocks, so the DoS resistance of SipHash buys nothing,
@@ -104,29 +101,112 @@ pub(crate) struct V2Cache {
     names: HashMap<u64, Found, FastBuild>,
     /// Blocks accepted by this process: block offset -> (serial, entry).
     blocks: HashMap<u64, (u64, Arc<Entry>), FastBuild>,
-    /// The byte ranges of accepted blocks (block, data, schema), disjoint: start -> (end, block).
-    ranges: BTreeMap<u64, (u64, u64)>,
+    /// The byte ranges of accepted blocks (block, data, schema), disjoint.
+    ranges: Ranges,
 }
 
 impl V2Cache {
     /// The accepted blocks that own a range overlapping `start..end` (no allocation when none do).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
+        self.ranges.overlapping(start, end)
+    }
+
+    fn forget(&mut self, block: u64) {
+        if let Some((_, entry)) = self.blocks.remove(&block) {
+            for (start, end) in block_ranges(block, &entry) {
+                self.ranges.remove(start, end, block);
+            }
+        }
+    }
+}
+
+/// The size of the windows [`Ranges`] files short ranges under.
+const WINDOW: u64 = 4096;
+
+/// A set of byte ranges, each with its owner (a block offset), that answers which ranges overlap
+/// a given one. The ranges an accepted block claims are short (an entry block with its data and
+/// schema is a few hundred bytes), and lookups accept them in any order, so a sorted tree would
+/// pay a descent per query and per insertion; short ranges are filed instead in a hash map under
+/// the [`WINDOW`]-aligned windows they touch (one or two), and only long ranges go to a tree.
+#[derive(Debug, Default)]
+struct Ranges {
+    /// Ranges of at most [`WINDOW`] bytes, under the index of each window they touch:
+    /// `(start, end, owner)`.
+    short: HashMap<u64, Vec<(u64, u64, u64)>, FastBuild>,
+    /// Longer ranges, disjoint: start -> (end, owner).
+    long: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Ranges {
+    /// The windows `start..end` (not empty) touches.
+    fn windows(start: u64, end: u64) -> std::ops::RangeInclusive<u64> {
+        start / WINDOW..=(end - 1) / WINDOW
+    }
+
+    /// The owners of the ranges that overlap `start..end`, each once.
+    fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
         let mut owners = Vec::new();
-        // The ranges are disjoint, so sorted by start they are sorted by end too.
-        for (_, &(range_end, owner)) in self.ranges.range(..end).rev() {
+        if start >= end {
+            return owners;
+        }
+        // The long ranges are disjoint, so sorted by start they are sorted by end too.
+        for (_, &(range_end, owner)) in self.long.range(..end).rev() {
             if range_end <= start {
                 break;
             }
             owners.push(owner);
         }
+        // A short range filed under two windows is reported under the window that holds the
+        // first byte it shares with `start..end`. A query over more windows than hold short
+        // ranges walks those instead: the work is bounded by the smaller of the two counts.
+        let overlap = |w: u64, &(s, e, owner): &(u64, u64, u64)| {
+            (s < end && start < e && s.max(start) / WINDOW == w).then_some(owner)
+        };
+        let windows = Self::windows(start, end);
+        if windows.end() - windows.start() < self.short.len() as u64 {
+            for w in windows {
+                if let Some(list) = self.short.get(&w) {
+                    owners.extend(list.iter().filter_map(|r| overlap(w, r)));
+                }
+            }
+        } else {
+            for (&w, list) in &self.short {
+                owners.extend(list.iter().filter_map(|r| overlap(w, r)));
+            }
+        }
         owners
     }
 
-    fn forget(&mut self, block: u64) {
-        if let Some((_, entry)) = self.blocks.remove(&block) {
-            for range in block_ranges(block, &entry) {
-                if self.ranges.get(&range.0).is_some_and(|&(_, owner)| owner == block) {
-                    self.ranges.remove(&range.0);
+    /// Adds `start..end`, owned by `owner` (an empty range claims nothing, and is not added).
+    fn insert(&mut self, start: u64, end: u64, owner: u64) {
+        if start >= end {
+            return;
+        }
+        if end - start > WINDOW {
+            self.long.insert(start, (end, owner));
+            return;
+        }
+        for w in Self::windows(start, end) {
+            self.short.entry(w).or_default().push((start, end, owner));
+        }
+    }
+
+    /// Removes `start..end` if `owner` owns it.
+    fn remove(&mut self, start: u64, end: u64, owner: u64) {
+        if start >= end {
+            return;
+        }
+        if end - start > WINDOW {
+            if self.long.get(&start).is_some_and(|&(e, o)| (e, o) == (end, owner)) {
+                self.long.remove(&start);
+            }
+            return;
+        }
+        for w in Self::windows(start, end) {
+            if let Some(list) = self.short.get_mut(&w) {
+                list.retain(|&r| r != (start, end, owner));
+                if list.is_empty() {
+                    self.short.remove(&w);
                 }
             }
         }
@@ -278,6 +358,9 @@ impl StoreInner {
         let hash = hash64(name);
         for _ in 0..MAX_RETRIES {
             let seq = self.catalog_seq().load(Ordering::Acquire);
+            // The slot a probe would read first is most likely not in the cache: start loading
+            // it now, so that the load overlaps the name cache's check.
+            self.prefetch_home(hash);
             {
                 let cache = self.v2_cache();
                 if cache.seq == seq {
@@ -313,6 +396,25 @@ impl StoreInner {
         Err(self.corrupt(format!("the catalog kept changing while entry `{name}` was looked up")))
     }
 
+    /// Starts loading the index slot where a probe for `hash` starts in the current table. A
+    /// hint: the table's header is read without its checks (which [`StoreInner::v2_probe`]
+    /// makes before it uses the table), and a header that makes no sense prefetches nothing.
+    fn prefetch_home(&self, hash: u64) {
+        let map = self.map();
+        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
+        let mut head = [0u8; 16];
+        if !map.read(root, &mut head) {
+            return;
+        }
+        let slots = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+        if !slots.is_power_of_two() || !(idx::MIN_SLOTS..=idx::MAX_SLOTS).contains(&slots) {
+            return;
+        }
+        let probe = if head[..8] == idx::LEGACY_MAGIC { idx::Probe::Legacy } else { idx::Probe::Mixed };
+        let home = idx::Table { slots, probe }.home(hash);
+        map.prefetch(root.saturating_add(idx::slot_offset(home)), idx::SLOT_LEN);
+    }
+
     /// Probes the current index table for `name`, whose `hash64` is `hash`.
     fn v2_probe(&self, name: &str, hash: u64) -> Result<Option<Found>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
@@ -326,6 +428,11 @@ impl StoreInner {
                 return Ok(None);
             }
             if block != idx::TOMBSTONE && self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) == hash {
+                // The block's live words and its static part, which the checks below read (the
+                // state word first, then the static part): load their lines at once, not one
+                // cache miss after the other.
+                self.map().prefetch(block, 64);
+                self.map().prefetch(block + blk::STATIC_OFFSET, blk::STATIC_SIZE as u64);
                 if let Some(found) = self.resolve_block(block, Some(name))? {
                     return Ok(Some(found));
                 }
@@ -389,7 +496,10 @@ impl StoreInner {
     /// overlap no other accepted block that is still live.
     pub(crate) fn accept(&self, at: u64) -> Result<Found> {
         let serial = self.word64(at + blk::SERIAL)?.load(Ordering::Acquire);
-        if let Some((known, entry)) = self.v2_cache().blocks.get(&at) {
+        // One hold of the cache's mutex for the check and the acceptance (the decoding between
+        // them only reads the mapping).
+        let mut cache = self.v2_cache();
+        if let Some((known, entry)) = cache.blocks.get(&at) {
             if *known == serial {
                 return Ok(Found { at, serial, entry: entry.clone() });
             }
@@ -410,14 +520,18 @@ impl StoreInner {
                 block.entry.name, block.serial
             )));
         }
-        self.accept_decoded(at, serial, block.entry)
+        self.accept_locked(&mut cache, at, serial, block.entry)
     }
 
     /// Accepts the block at `at` with `serial`, whose static part decoded to `entry` (just now,
     /// or as this process wrote it): see [`StoreInner::accept`].
     fn accept_decoded(&self, at: u64, serial: u64, entry: Entry) -> Result<Found> {
+        self.accept_locked(&mut self.v2_cache(), at, serial, entry)
+    }
+
+    /// [`StoreInner::accept_decoded`], with the cache's mutex held.
+    fn accept_locked(&self, cache: &mut V2Cache, at: u64, serial: u64, entry: Entry) -> Result<Found> {
         let entry = Arc::new(entry);
-        let mut cache = self.v2_cache();
         cache.forget(at);
         for (start, end) in block_ranges(at, &entry) {
             for owner in cache.overlapping(start, end) {
@@ -433,7 +547,7 @@ impl StoreInner {
             }
         }
         for (start, end) in block_ranges(at, &entry) {
-            cache.ranges.insert(start, (end, at));
+            cache.ranges.insert(start, end, at);
         }
         cache.blocks.insert(at, (serial, entry.clone()));
         Ok(Found { at, serial, entry })
@@ -453,6 +567,59 @@ impl StoreInner {
             cache.forget(owner);
         }
         Ok(())
+    }
+
+    /// Checks both free lists against each other and against the live entries (see
+    /// [`Store::check_free_lists`](crate::Store::check_free_lists)): returns how many nodes
+    /// they hold. Looks again while the catalog changes under the walk.
+    pub(crate) fn v2_check_free_lists(&self) -> Result<u64> {
+        for _ in 0..MAX_RETRIES {
+            let seq = self.catalog_seq().load(Ordering::Acquire);
+            let result = self.v2_check_free_lists_once();
+            if self.catalog_seq().load(Ordering::Acquire) == seq || result.is_ok() {
+                return result;
+            }
+        }
+        Err(self.corrupt("the catalog kept changing while its free lists were checked".into()))
+    }
+
+    fn v2_check_free_lists_once(&self) -> Result<u64> {
+        // Every byte range a live entry claims, then every free node's, each with what to call it.
+        let mut claimed: Vec<(u64, u64, String)> = Vec::new();
+        for found in self.v2_scan_once()? {
+            let name = &found.entry.name;
+            claimed.extend(block_ranges(found.at, &found.entry).map(|(s, e)| (s, e, format!("entry `{name}`"))));
+        }
+        // A node met twice ends the walk (a loop); distinct nodes each lie in the file, so their
+        // count, and the memory the walk takes, is bounded by the file's length.
+        let mut seen = std::collections::HashSet::<u64, FastBuild>::default();
+        for (list, what) in [(v2h::FREE_EXTENTS, "free extent"), (v2h::FREE_BLOCKS, "free block")] {
+            let mut at = self.live_u64(list).load(Ordering::Acquire);
+            while at != 0 {
+                if !seen.insert(at) {
+                    return Err(
+                        self.corrupt(format!("the free lists reach the {what} at byte {at} twice: a free list loops"))
+                    );
+                }
+                let extent = self.free_header(list, at).map_err(|e| match e {
+                    Error::Corrupt { detail, .. } => self.corrupt(format!("{detail}, on the list of {what}s")),
+                    other => other,
+                })?;
+                if list == v2h::FREE_BLOCKS && extent.len != BLOCK_SIZE {
+                    return Err(self.corrupt(format!(
+                        "the free block at byte {at} claims {} bytes; an entry block has {BLOCK_SIZE}",
+                        extent.len
+                    )));
+                }
+                claimed.push((at, at + extent.len, format!("the {what} at byte {at}")));
+                at = extent.next;
+            }
+        }
+        claimed.sort_unstable_by_key(|c| c.0);
+        if let Some(pair) = claimed.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+            return Err(self.corrupt(format!("{} overlaps {}", pair[1].2, pair[0].2)));
+        }
+        Ok(seen.len() as u64)
     }
 
     /// Every live entry, in creation order.
@@ -862,7 +1029,7 @@ impl StoreInner {
     pub(crate) fn index_insert(&self, hash: u64, block: u64) -> Result<()> {
         let mut root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let mut table = self.index_table(root)?;
-        let used = self.word64(root + INDEX_USED)?.load(Ordering::Acquire);
+        let used = self.word64(root + idx::USED)?.load(Ordering::Acquire);
         if idx::must_grow(used, table.slots) {
             root = self.grow_index(root, table.slots)?;
             table = self.index_table(root)?;
@@ -876,7 +1043,7 @@ impl StoreInner {
             if current == idx::EMPTY || current == idx::TOMBSTONE {
                 if current == idx::EMPTY {
                     // Counted before the slot is used: a crash overcounts, which only grows sooner.
-                    self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                    self.word64(root + idx::USED)?.fetch_add(1, Ordering::AcqRel);
                 }
                 self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
                 word.store(block, Ordering::Release);
@@ -892,7 +1059,7 @@ impl StoreInner {
         for _ in 0..slots {
             let slot = root + idx::slot_offset(i);
             if self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire) == idx::EMPTY {
-                self.word64(root + INDEX_USED)?.fetch_add(1, Ordering::AcqRel);
+                self.word64(root + idx::USED)?.fetch_add(1, Ordering::AcqRel);
                 self.word64(slot + idx::SLOT_HASH)?.store(hash, Ordering::Release);
                 self.word64(slot + idx::SLOT_BLOCK)?.store(block, Ordering::Release);
                 return self.sync_if(slot, idx::SLOT_LEN);
@@ -960,7 +1127,7 @@ impl StoreInner {
                 i = (i + 1) & (new_slots - 1);
             }
         }
-        self.word64(at + INDEX_USED)?.store(keep.len() as u64, Ordering::Release);
+        self.word64(at + idx::USED)?.store(keep.len() as u64, Ordering::Release);
         self.sync_if(at, len)?;
         // The switch: one store.
         self.live_u64(v2h::INDEX_ROOT).store(at, Ordering::Release);
@@ -1178,5 +1345,77 @@ mod tests {
         // A block a cache line or more past the extent is not joined.
         let ranges: Vec<_> = block_ranges(8448, &object(8192, 8320)).collect();
         assert_eq!(ranges, [(8448, 8448 + BLOCK_SIZE), (8192, 8360)]);
+    }
+
+    /// The owners of the ranges in `model` that overlap `start..end`, sorted.
+    fn brute(model: &[(u64, u64, u64)], start: u64, end: u64) -> Vec<u64> {
+        let mut owners: Vec<u64> = model.iter().filter(|r| r.0 < end && start < r.1).map(|r| r.2).collect();
+        owners.sort_unstable();
+        owners
+    }
+
+    fn sorted(mut owners: Vec<u64>) -> Vec<u64> {
+        owners.sort_unstable();
+        owners
+    }
+
+    #[test]
+    fn ranges_report_each_overlapping_owner_once() {
+        let mut set = Ranges::default();
+        // Short ranges, one across a window boundary, and a long one.
+        let model = [(100, 200, 1), (4000, 4200, 2), (8192, 8192 + 64, 3), (20_000, 90_000, 4)];
+        for &(s, e, o) in &model {
+            set.insert(s, e, o);
+        }
+        for (start, end) in
+            [(0, 100), (0, 101), (150, 4100), (4100, 4101), (0, 1 << 20), (8200, 30_000), (90_000, 1 << 40)]
+        {
+            assert_eq!(sorted(set.overlapping(start, end)), brute(&model, start, end), "{start}..{end}");
+        }
+        // Removal needs the owner; a removed range is not reported, the others still are.
+        // An empty range is not added.
+        set.insert(0, 0, 7);
+        set.insert(5000, 5000, 7);
+        assert!(sorted(set.overlapping(0, 1 << 20)).iter().all(|&o| o != 7));
+        set.remove(4000, 4200, 9);
+        assert_eq!(set.overlapping(4100, 4101), [2]);
+        set.remove(4000, 4200, 2);
+        set.remove(20_000, 90_000, 4);
+        assert!(set.overlapping(4000, 4200).is_empty());
+        assert!(set.overlapping(30_000, 30_001).is_empty());
+        assert_eq!(sorted(set.overlapping(0, 1 << 20)), [1, 3]);
+        // Window 1 held only range 2: emptied, it is dropped; window 0 still holds range 1.
+        assert!(!set.short.contains_key(&1));
+        assert_eq!(set.short[&0], [(100, 200, 1)]);
+    }
+
+    proptest::proptest! {
+        /// Against a list searched in full: disjoint ranges of any length, inserted and removed in
+        /// any order, queried over any span.
+        #[test]
+        fn ranges_agree_with_a_list(
+            lens in proptest::collection::vec((0u64..3, 1u64..10_000, 0u64..6000), 1..40),
+            queries in proptest::collection::vec((0u64..300_000, 1u64..100_000), 1..20),
+            drop_every in 2usize..5,
+        ) {
+            let mut set = Ranges::default();
+            let mut model = Vec::new();
+            let mut at = 0;
+            for (i, &(gap_kind, len, gap)) in lens.iter().enumerate() {
+                at += if gap_kind == 0 { 0 } else { gap };
+                let len = if gap_kind == 2 { len * 8 } else { len % 5000 + 1 };
+                set.insert(at, at + len, i as u64 + 1);
+                model.push((at, at + len, i as u64 + 1));
+                at += len;
+            }
+            for i in (0..model.len()).step_by(drop_every) {
+                let (s, e, o) = model[i];
+                set.remove(s, e, o);
+            }
+            let model: Vec<_> = model.iter().enumerate().filter(|(i, _)| i % drop_every != 0).map(|(_, r)| *r).collect();
+            for (start, len) in queries {
+                proptest::prop_assert_eq!(sorted(set.overlapping(start, start + len)), brute(&model, start, start + len));
+            }
+        }
     }
 }

@@ -156,7 +156,7 @@ pub(crate) fn write(path: &Path, source: &Source, src: &File, dst: &File, lock_m
     }
     // The table's live `used` word: the slots in use (live or tombstone), which decides when it
     // grows.
-    table[INDEX_USED as usize..][..8].copy_from_slice(&n.to_ne_bytes());
+    table[index::USED as usize..][..8].copy_from_slice(&n.to_ne_bytes());
     dst.write_all_at(&table, v2::DATA_OFFSET).map_err(|e| io("write", e))?;
 
     // Blocks, data and schemas.

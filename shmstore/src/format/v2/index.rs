@@ -22,6 +22,10 @@ pub const LEGACY_MAGIC: [u8; 8] = *b"SHMINDEX";
 const HOME_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Size of the table header.
 pub const HEADER_LEN: u64 = 64;
+/// Offset, in a table's header, of its live `used` word (`AtomicU64`): the slots that are not
+/// empty (live or tombstone), which decides when the table grows ([`must_grow`]). In the
+/// reserved bytes after the checksum, outside what the checksum covers; see `docs/format.md`.
+pub const USED: u64 = 24;
 /// Size of one slot.
 pub const SLOT_LEN: u64 = 16;
 /// Offset of a slot's `block` word within the slot.
