@@ -22,7 +22,6 @@ use std::path::Path;
 
 use super::source::Source;
 use crate::error::{Error, Result};
-use crate::file::catalog_v2::INDEX_USED;
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::v2::header::{self as v2, LockMode, OpenState, LOCK_ABI_LEN};
