@@ -50,10 +50,10 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, WaitedFor};
 use crate::handle::{EntryHandle, Hold};
 use crate::layout::SharedLayout;
-use crate::lock::Wait;
+use crate::lock::{LockError, Wait};
 use crate::seqlock;
 use crate::sys;
-use crate::view::{StagedCopy, Staging, WriteGuard};
+use crate::view::{owned_bytes, StagedCopy, Staging, WriteGuard};
 
 /// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
 pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
@@ -418,7 +418,7 @@ impl EntryHandle {
     /// Generic, so that the copy into the slot has a constant length.
     #[inline]
     pub(crate) fn store_object<T: SharedLayout>(&self, value: &mut T) -> Result<()> {
-        self.with_exclusive(|hold| self.publish_inline(hold, crate::view::owned_bytes(value), self.durability))
+        self.with_exclusive(|hold| self.publish_inline(hold, owned_bytes(value), self.durability))
     }
 
     /// Runs `f` under the exclusive lock of a double-buffered object (waiting as long as it
@@ -458,7 +458,7 @@ impl EntryHandle {
     /// [`write_staged`](Self::write_staged) could not take, waiting at most `timeout`.
     #[cold]
     #[inline(never)]
-    fn lock_failed(&self, error: Option<crate::lock::LockError>, timeout: Option<Duration>) -> Error {
+    fn lock_failed(&self, error: Option<LockError>, timeout: Option<Duration>) -> Error {
         match error {
             Some(e) => self.store.entry_lock_error(e, &self.entry.name, true, timeout),
             None => self.outside(),
