@@ -11,7 +11,9 @@
 //! | `object/load_contended`                        | `baseline/raw_seqlock_read64/contended`             |
 //! | `object/read_guard`                            | `baseline/ofd_lock_pair/read`, `baseline/mmap_ofd_copy64/load` |
 //! | `object/read_guard_contended`                  | `baseline/mmap_ofd_copy64/load_contended`           |
-//! | `object/{update,store,write_guard}`            | `baseline/ofd_lock_pair/write`, `baseline/mmap_ofd_commit64` |
+//! | `object/{update,store,write_guard}`            | `baseline/mmap_robust_commit64`, `baseline/robust_mutex_pair` |
+//! | `object_ofd/{update,store,write_guard}`        | `baseline/ofd_lock_pair/write`, `baseline/mmap_ofd_commit64` |
+//! | `object/wait_for_change_wake`                  | (none: half a round trip between two processes)     |
 //! | `array/read_at_1MiB/*`                         | `baseline/memcpy_1MiB/{vec,from_mmap}`              |
 //! | `array/write_at_1MiB/*`                        | `baseline/memcpy_1MiB/{vec,to_mmap}`                |
 //!
@@ -24,7 +26,8 @@
 //! The `*contended` cases run a **writer process** for their whole duration: this same bench
 //! binary, started with `SHMSTORE_BENCH_WRITER=store` (commits `update(|o| o.a[0] += 1)` to the
 //! store's object in a tight loop) or `SHMSTORE_BENCH_WRITER=raw` (the same commit by hand on the
-//! raw seqlock), and killed (`SIGKILL`) when the case ends. `benches/README.md` has the targets
+//! raw seqlock), and killed (`SIGKILL`) when the case ends. `object/wait_for_change_wake` runs one
+//! too, `SHMSTORE_BENCH_WRITER=echo`, which answers each commit to `ping` with one to `pong`. `benches/README.md` has the targets
 //! and the last results.
 
 use std::fs::File;
@@ -250,6 +253,18 @@ fn writer_main(kind: &str) {
                 obj.update(|o| o.a[0] = o.a[0].wrapping_add(1)).unwrap();
             }
         }
+        // The far side of `object/wait_for_change_wake`: sleeps in `wait_for_change` on `ping` and
+        // answers each new value by storing it to `pong`.
+        "echo" => {
+            let store = Store::open(&path).unwrap();
+            let (ping, pong) = (store.object::<u64>("ping").unwrap(), store.object::<u64>("pong").unwrap());
+            let mut seen = ping.version();
+            loop {
+                let (value, version) = ping.wait_for_change(seen, Duration::from_secs(3600)).unwrap();
+                seen = version;
+                pong.store(value).unwrap();
+            }
+        }
         "raw" => {
             let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
             let map = MmapRaw::map_raw(&file).unwrap();
@@ -258,7 +273,7 @@ fn writer_main(kind: &str) {
                 seqlock.locked_increment(&file);
             }
         }
-        _ => panic!("{WRITER_ENV} must be `store` or `raw`, not `{kind}`"),
+        _ => panic!("{WRITER_ENV} must be `store`, `echo` or `raw`, not `{kind}`"),
     }
 }
 
@@ -544,16 +559,6 @@ fn benches(c: &mut Criterion) {
     // What a commit (`update`, `store`, a write guard's drop) must do at least: the exclusive lock
     // pair around a 64-byte copy out of the active slot and a 64-byte copy into the other one.
     g.bench_function("mmap_ofd_commit64", |b| b.iter(|| black_box(&seqlock).locked_increment(&lock_file)));
-    // The same with a robust, process-shared pthread mutex in the mapping instead of the kernel
-    // lock: the floor of a robust-mode commit (issue 11's "bare robust commit").
-    let robust = RawRobust::new(&raw, true);
-    g.bench_function("robust_mutex_pair", |b| {
-        b.iter(|| {
-            black_box(&robust).lock();
-            robust.unlock();
-        })
-    });
-    g.bench_function("mmap_robust_commit64", |b| b.iter(|| black_box(&robust).locked_increment(&seqlock)));
     // The floors of `Shared::load`: a plain 64-byte copy out of a mapping, and the same copy as an
     // optimistic seqlock read (`seq`, eight atomic loads, fence, `seq` again).
     g.bench_function("plain_copy64/from_mmap", |b| {
@@ -618,6 +623,23 @@ fn benches(c: &mut Criterion) {
     let counter = store.object_or_init("counter", || Counter { n: AtomicU64::new(0) }).unwrap();
     g.bench_function("get_fetch_add", |b| b.iter(|| counter.get().unwrap().n.fetch_add(1, Ordering::Relaxed)));
     g.bench_function("read_guard_fetch_add", |b| b.iter(|| counter.read().unwrap().n.fetch_add(1, Ordering::Relaxed)));
+    g.finish();
+
+    // ---- The floor of a robust-mode commit, measured right before the commits (noise on this VM
+    // comes in bursts): a robust, process-shared pthread mutex in the mapping instead of the
+    // kernel lock (issue 11's "bare robust commit"). ----
+    let mut g = c.benchmark_group("baseline");
+    let robust = RawRobust::new(&raw, true);
+    g.bench_function("robust_mutex_pair", |b| {
+        b.iter(|| {
+            black_box(&robust).lock();
+            robust.unlock();
+        })
+    });
+    g.bench_function("mmap_robust_commit64", |b| b.iter(|| black_box(&robust).locked_increment(&seqlock)));
+    g.finish();
+
+    let mut g = c.benchmark_group("object");
     let mut n = 0u64;
     g.bench_function("write_guard", |b| {
         b.iter(|| {
@@ -634,6 +656,37 @@ fn benches(c: &mut Criterion) {
             obj.store(black_box(value)).unwrap();
         })
     });
+    // How long a commit takes to wake a process sleeping in `wait_for_change`: this process
+    // stores to `ping`, an echo process (asleep in `wait_for_change` on `ping`) stores the value
+    // to `pong`, on which this process sleeps in turn. The time reported is half of that round
+    // trip: one commit, one wake-up of another process and its `load`.
+    let (ping, pong) = (store.object_or_init("ping", || 0u64).unwrap(), store.object_or_init("pong", || 0u64).unwrap());
+    let echo = Writer::spawn("echo", &dir.path().join("bench.shm"), || {
+        // Until the echo process answers: ping it (it may not be waiting yet), then look.
+        ping.store(ping.load().unwrap().wrapping_add(1)).unwrap();
+        let _ = pong.wait_for_change(pong.version(), Duration::from_millis(10));
+        pong.version().get()
+    });
+    let mut sent = ping.load().unwrap();
+    g.bench_function("wait_for_change_wake", |b| {
+        b.iter_custom(|iters| {
+            let mut seen = pong.version();
+            let start = Instant::now();
+            for _ in 0..iters {
+                sent = sent.wrapping_add(1);
+                ping.store(sent).unwrap();
+                loop {
+                    let (echoed, version) = pong.wait_for_change(seen, Duration::from_secs(10)).unwrap();
+                    seen = version;
+                    if echoed == sent {
+                        break;
+                    }
+                }
+            }
+            start.elapsed() / 2
+        })
+    });
+    echo.finish(pong.version().get());
     g.finish();
 
     // ---- The same object cases in OFD lock mode: a kernel lock pair per guard and commit. ----

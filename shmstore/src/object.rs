@@ -120,10 +120,14 @@ impl<T: SharedLayout> Shared<T> {
         self.handle.read_object::<T>(wait, timeout)
     }
 
+    #[inline(always)]
     fn write_with(&self, wait: Wait, timeout: Option<Duration>) -> Result<WriteGuard<'_, T>> {
         if const { T::LAYOUT.is_all_atomic() } {
             // `get()` users may hold `&T` at any time: no `&mut T` into the mapping.
             return self.handle.write_all_atomic::<T>(wait, timeout);
+        }
+        if self.handle.entry.slot_count == 2 {
+            return self.handle.write_staged::<T>(wait, timeout);
         }
         self.handle.write_object::<T>(wait, timeout)
     }
@@ -148,6 +152,7 @@ impl<T: SharedLayout> Shared<T> {
     }
 
     /// An exclusive guard: `&mut T` for as long as it lives, while everyone else waits.
+    #[inline]
     pub fn write(&self) -> Result<WriteGuard<'_, T>> {
         self.write_with(Wait::Forever, None)
     }
@@ -287,6 +292,9 @@ impl<T: SharedLayout> Shared<T> {
         if const { T::LAYOUT.is_all_atomic() } {
             // `get()` users may use the atomics meanwhile: store them atomically.
             return self.handle.overwrite_all_atomic::<T>(view::owned_bytes(&mut value));
+        }
+        if self.handle.entry.slot_count == 2 {
+            return self.handle.store_object(&mut value);
         }
         self.handle.overwrite(0, view::owned_bytes(&mut value))
     }

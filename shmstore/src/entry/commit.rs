@@ -47,11 +47,11 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::entry::guard::Staging;
+use crate::entry::guard::{owned_bytes, StagedCopy, Staging, WriteGuard};
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
 use crate::error::{Error, Result, WaitedFor};
-use crate::file::lock::Wait;
+use crate::file::lock::{LockError, Wait};
 use crate::layout::SharedLayout;
 use crate::sys;
 
@@ -251,7 +251,8 @@ impl EntryHandle {
         self.store.map().atomic_words(offset, len.div_ceil(8))
     }
 
-    /// Copies the slot at `offset` into `out` with atomic loads.
+    /// Copies the slot at `offset` into `out` with atomic loads (tests).
+    #[cfg(test)]
     fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
         self.slot_words(offset, out.len()).is_some_and(|words| seqlock::copy_out(words, out))
     }
@@ -329,13 +330,79 @@ impl EntryHandle {
     }
 
     /// Copies the active slot under `hold` (a shared or exclusive lock on this entry).
-    pub(crate) fn read_slot<T: SharedLayout>(&self, _hold: &Hold<'_>) -> Result<(T, Version)> {
-        let before = self.seq().load(Ordering::Acquire);
-        let mut staging = Staging::<T>::zeroed();
-        if !self.copy_out(self.slot_offset(before), staging.bytes_mut()) {
+    ///
+    /// Straight into a `T` (no staging copy, a copy of constant length for a double-buffered
+    /// object): this is the first half of every `update` and write guard. The bytes are
+    /// validated all the same: the lock keeps out cooperating writers only, and the file may
+    /// have been crafted.
+    #[inline(always)]
+    pub(crate) fn read_slot<T: SharedLayout>(&self, hold: &Hold<'_>) -> Result<(T, Version)> {
+        let mut buf = std::mem::MaybeUninit::<T>::uninit();
+        let version = self.read_slot_into(hold, &mut buf)?;
+        // SAFETY: `read_slot_into` succeeded: it wrote every byte of `buf`, and they are a valid
+        // `T`.
+        Ok((unsafe { buf.assume_init() }, version))
+    }
+
+    /// [`read_slot`](Self::read_slot) into `out`: when it succeeds, every byte of `out` is
+    /// written, and they are a valid `T`.
+    #[inline(always)]
+    pub(crate) fn read_slot_into<T: SharedLayout>(
+        &self,
+        _hold: &Hold<'_>,
+        out: &mut std::mem::MaybeUninit<T>,
+    ) -> Result<Version> {
+        let (before, filled) = match self.hot() {
+            Some((seq, _, slots)) => {
+                let before = seq.load(Ordering::Acquire);
+                (before, Staging::<T>::fill(out, if seqlock::active(before) == 0 { slots[0] } else { slots[1] }))
+            }
+            None => {
+                let before = self.seq().load(Ordering::Acquire);
+                let words = self.slot_words(self.slot_offset(before), std::mem::size_of::<T>());
+                (before, words.is_some_and(|words| Staging::<T>::fill(out, words)))
+            }
+        };
+        if !filled {
             return Err(self.outside());
         }
-        Ok((self.finish_staging(staging)?, Version(before)))
+        // SAFETY: `fill` returned `true` for `out`, which nothing changed since.
+        unsafe { Staging::validate_filled(out) }.map_err(|invalid| self.invalid::<T>(invalid))?;
+        Ok(Version(before))
+    }
+
+    #[cold]
+    fn invalid<T: SharedLayout>(&self, invalid: crate::layout::InvalidValue) -> Error {
+        Error::InvalidValue { name: self.entry.name.clone(), type_name: T::LAYOUT.display_name(), invalid }
+    }
+
+    /// `Shared::write` on a double-buffered object: a guard over a private copy of its value,
+    /// committed when the guard drops.
+    ///
+    /// As [`with_exclusive`](Self::with_exclusive), it leaves the hold where the lock made it
+    /// while the value is copied, and moves it into the guard only then.
+    #[inline(always)]
+    pub(crate) fn write_staged<T: SharedLayout>(
+        &self,
+        wait: Wait,
+        timeout: Option<Duration>,
+    ) -> Result<WriteGuard<'_, T>> {
+        let store = &*self.store;
+        if store.read_only || self.entry.slot_count != 2 {
+            // Refused: `hold` says why.
+            let hold = self.hold(true, wait, timeout)?;
+            let copy = StagedCopy::filled(|slot| self.read_slot_into(&hold, slot).map(|_| ()))?;
+            return Ok(WriteGuard::staged_commit(copy, self, hold));
+        }
+        let locked = store.lock_state.write(self.lock()?, &store.file, &store.scope, wait, false);
+        let hold = match &locked {
+            Ok(hold) => hold,
+            Err(_) => return Err(self.lock_failed(locked.err(), timeout)),
+        };
+        self.check_current_locked()?;
+        let copy = StagedCopy::filled(|slot| self.read_slot_into(hold, slot).map(|_| ()))?;
+        let Ok(hold) = locked else { return Err(self.outside()) };
+        Ok(WriteGuard::staged_commit(copy, self, hold))
     }
 
     #[inline(always)]
@@ -347,10 +414,92 @@ impl EntryHandle {
         })
     }
 
-    /// Commits `bytes` (one value) to a double-buffered object. The caller holds `_hold`, the
+    /// `Shared::store` on a double-buffered object: the exclusive lock, and `value` committed.
+    /// Generic, so that the copy into the slot has a constant length.
+    #[inline]
+    pub(crate) fn store_object<T: SharedLayout>(&self, value: &mut T) -> Result<()> {
+        self.with_exclusive(|hold| self.publish_inline(hold, owned_bytes(value), self.durability))
+    }
+
+    /// Runs `f` under the exclusive lock of a double-buffered object (waiting as long as it
+    /// takes), as [`hold`](Self::hold) would take it, with the same checks.
+    ///
+    /// The hold stays where the lock made it, and `f` borrows it there: a hold returned by value
+    /// is copied at every level it passes (it is about a hundred bytes, written field by field,
+    /// and read back whole, which stalls the processor), and a commit is short enough for that to
+    /// show.
+    #[inline(always)]
+    pub(crate) fn with_exclusive<R>(&self, f: impl FnOnce(&Hold<'_>) -> Result<R>) -> Result<R> {
+        let store = &*self.store;
+        if store.read_only || self.entry.slot_count != 2 {
+            // Refused (or an entry changed in place): `hold` says why, or takes the lock.
+            return f(&self.hold(true, Wait::Forever, None)?);
+        }
+        let locked = store.lock_state.write(self.lock()?, &store.file, &store.scope, Wait::Forever, false);
+        let hold = match &locked {
+            Ok(hold) => hold,
+            Err(_) => return Err(self.lock_failed(locked.err(), None)),
+        };
+        self.check_current_locked()?;
+        f(hold)
+    }
+
+    /// What [`hold`](Self::hold) checks once it has the lock: a migration commits under this
+    /// lock, so if the entry is current now, it stays so until the lock is released.
+    #[inline(always)]
+    fn check_current_locked(&self) -> Result<()> {
+        match self.hot() {
+            Some((_, moved, _)) if !self.moved_away(moved) => Ok(()),
+            _ => self.check_current(),
+        }
+    }
+
+    /// The error for a lock that [`with_exclusive`](Self::with_exclusive) or
+    /// [`write_staged`](Self::write_staged) could not take, waiting at most `timeout`.
+    #[cold]
+    #[inline(never)]
+    fn lock_failed(&self, error: Option<LockError>, timeout: Option<Duration>) -> Error {
+        match error {
+            Some(e) => self.store.entry_lock_error(e, &self.entry.name, true, timeout),
+            None => self.outside(),
+        }
+    }
+
+    /// Commits `bytes` (one value) to a double-buffered object. The caller holds `hold`, the
     /// entry's exclusive lock.
     #[inline]
-    pub(crate) fn publish(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
+    pub(crate) fn publish(&self, hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
+        self.publish_inline(hold, bytes, durability)
+    }
+
+    /// [`publish`](Self::publish), inlined into its caller: for a caller whose `bytes` have a
+    /// length known at compile time (one `T`), the copy becomes that many word stores.
+    #[inline(always)]
+    pub(crate) fn publish_inline(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
+        let Some((seq, _, slots)) = self.hot() else { return self.publish_located(bytes, durability) };
+        let words = bytes.len().div_ceil(8);
+        if durability != Durability::Process {
+            return self.publish_located(bytes, durability);
+        }
+        // Both slots were located when the handle was made, for the entry's value size.
+        let slot = |next| slots[seqlock::active(next)].get(..words).ok_or(());
+        let written = || {
+            step(Step::SlotWritten);
+            Ok(())
+        };
+        if seqlock::commit(seq, bytes, slot, || (), written).is_err() {
+            return Err(self.outside());
+        }
+        step(Step::Published);
+        self.wake();
+        Ok(())
+    }
+
+    /// [`publish`](Self::publish) out of line: for an entry located without its hot words, or a
+    /// commit that syncs.
+    #[cold]
+    #[inline(never)]
+    fn publish_located(&self, bytes: &[u8], durability: Durability) -> Result<()> {
         // Where the inactive slot lies, once `slot` has found it, for `written` to sync it.
         let target = std::cell::Cell::new(0);
         let hot = self.hot();

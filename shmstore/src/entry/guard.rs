@@ -85,7 +85,113 @@ enum Target<T: ?Sized> {
     /// The bytes in the mapping.
     InPlace(NonNull<T>),
     /// A private copy, published on commit.
-    Staged { value: Box<T>, publish: Publish<T> },
+    Staged { value: StagedCopy<T>, publish: Publish<T> },
+}
+
+/// A write guard's private copy of a value, which the guard owns: in this thread's spare buffer
+/// (reused from guard to guard, so that a guard makes no allocation), or, for a value aligned
+/// beyond what the buffer guarantees, in an allocation of its own. (A raw pointer, not a `Box`,
+/// so that moving the guard claims nothing about the memory it points to.)
+pub(crate) struct StagedCopy<T: ?Sized> {
+    /// The value: initialised, and reached only through this copy.
+    value: NonNull<T>,
+    /// The memory `value` lies in.
+    room: Room,
+}
+
+/// Where a [`StagedCopy`] lies.
+enum Room {
+    /// At the start of a spare buffer (from `Box::into_raw`), given back to this thread when the
+    /// copy drops.
+    Spare(NonNull<[MaybeUninit<Line>]>),
+    /// In a `Box<T>` of its own (from `Box::into_raw`).
+    Boxed,
+}
+
+/// The unit of a spare buffer: 64 bytes, aligned to 64, so that a buffer holds any value whose
+/// alignment is at most 64.
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+thread_local! {
+    /// The buffer the next write guard of this thread stages its copy in, while no guard uses it.
+    static SPARE: std::cell::Cell<Option<Box<[MaybeUninit<Line>]>>> = const { std::cell::Cell::new(None) };
+}
+
+impl<T> StagedCopy<T> {
+    /// `value`, moved into this thread's spare buffer (made, or made larger, if it has no room).
+    #[inline]
+    fn new(value: T) -> Self {
+        let filled = Self::filled::<std::convert::Infallible>(|slot| {
+            slot.write(value);
+            Ok(())
+        });
+        match filled {
+            Ok(copy) => copy,
+            // `fill` above cannot fail.
+            Err(e) => match e {},
+        }
+    }
+
+    /// A copy that `fill` writes in place (in this thread's spare buffer, made or made larger if
+    /// it has no room): `fill` must initialise every byte of its slot, or fail.
+    #[inline(always)]
+    pub(crate) fn filled<E>(fill: impl FnOnce(&mut MaybeUninit<T>) -> Result<(), E>) -> Result<Self, E> {
+        if std::mem::align_of::<T>() > std::mem::align_of::<Line>() {
+            let mut boxed = Box::<T>::new_uninit();
+            fill(&mut boxed)?;
+            // SAFETY: `fill` succeeded, so it initialised the value (the contract above).
+            let value = NonNull::from(Box::leak(unsafe { boxed.assume_init() }));
+            return Ok(StagedCopy { value, room: Room::Boxed });
+        }
+        let lines = std::mem::size_of::<T>().div_ceil(std::mem::size_of::<Line>()).max(1);
+        let mut buf = match SPARE.try_with(|spare| spare.take()).ok().flatten() {
+            Some(buf) if buf.len() >= lines => buf,
+            _ => Box::new_uninit_slice(lines),
+        };
+        let at = buf.as_mut_ptr().cast::<MaybeUninit<T>>();
+        // SAFETY: the buffer holds `lines * 64 >= size_of::<T>()` bytes, aligned to 64, which is
+        // at least `T`'s alignment (checked above), and a `MaybeUninit<T>` may hold any bytes; it
+        // was just taken out of the thread's spare slot (or allocated), and `buf` stays borrowed
+        // (unused) for as long as `fill` uses the reference.
+        if let Err(e) = fill(unsafe { &mut *at }) {
+            give_back(buf);
+            return Err(e);
+        }
+        let buf = NonNull::from(Box::leak(buf));
+        Ok(StagedCopy { value: buf.cast::<T>(), room: Room::Spare(buf) })
+    }
+}
+
+/// Keeps `buf` as this thread's spare buffer, or the larger of it and one a nested guard gave
+/// back meanwhile. (While the thread is being torn down, the buffer is simply freed.)
+fn give_back(buf: Box<[MaybeUninit<Line>]>) {
+    let _ = SPARE.try_with(|spare| {
+        let kept = match spare.take() {
+            Some(other) if other.len() > buf.len() => other,
+            _ => buf,
+        };
+        spare.set(Some(kept));
+    });
+}
+
+impl<T: ?Sized> Drop for StagedCopy<T> {
+    fn drop(&mut self) {
+        match self.room {
+            // SAFETY: `value` came from `Box::into_raw` (`Box::leak`) of a `Box<T>` and is freed
+            // only here, once.
+            Room::Boxed => drop(unsafe { Box::from_raw(self.value.as_ptr()) }),
+            Room::Spare(buf) => {
+                // SAFETY: `value` is an initialised `T` that only this copy reaches, dropped only
+                // here, once; `buf` came from `Box::into_raw` (`Box::leak`) and is given back
+                // only here, once, after the value in it is gone.
+                give_back(unsafe {
+                    std::ptr::drop_in_place(self.value.as_ptr());
+                    Box::from_raw(buf.as_ptr())
+                });
+            }
+        }
+    }
 }
 
 impl<'a, T: ?Sized> ReadGuard<'a, T> {
@@ -188,7 +294,11 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
         }
         let durability = self.handle.durability;
         match &mut self.target {
-            Target::Staged { value, publish } if commit => publish(self.handle, &self.hold, value, durability),
+            Target::Staged { value, publish } if commit => {
+                // SAFETY: the copy is an initialised `T` that only this guard reaches, and
+                // `&mut self` excludes every other use of it during the call.
+                publish(self.handle, &self.hold, unsafe { value.value.as_mut() }, durability)
+            }
             Target::Staged { .. } => Ok(()),
             // Whatever happened, the bytes may have changed: record it.
             Target::InPlace(_) => self.handle.changed_in_place(&self.hold, durability),
@@ -197,19 +307,25 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
 }
 
 impl<'a, T: SharedLayout> WriteGuard<'a, T> {
-    /// A guard over a private copy of a double-buffered object's value, published by
-    /// [`EntryHandle::publish`] on commit. `hold` is the entry's exclusive lock.
-    pub(crate) fn staged(value: T, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
-        let publish: Publish<T> =
-            |handle, hold, value, durability| handle.publish(hold, owned_bytes(value), durability);
-        Self::staged_with(value, handle, hold, publish)
-    }
-
     /// A guard over a private copy of an object's value, written back by `publish` on commit
     /// (and discarded by an abort or a panic). `hold` is the entry's exclusive lock.
     pub(crate) fn staged_with(value: T, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
+        Self::staged_copy(StagedCopy::new(value), handle, hold, publish)
+    }
+
+    /// A guard over `copy`, a private copy of a double-buffered object's value, published by
+    /// [`EntryHandle::publish`] on commit. `hold` is the entry's exclusive lock.
+    #[inline(always)]
+    pub(crate) fn staged_commit(copy: StagedCopy<T>, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
+        let publish: Publish<T> =
+            |handle, hold, value, durability| handle.publish_inline(hold, owned_bytes(value), durability);
+        Self::staged_copy(copy, handle, hold, publish)
+    }
+
+    #[inline(always)]
+    fn staged_copy(copy: StagedCopy<T>, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
         WriteGuard {
-            target: Target::Staged { value: Box::new(value), publish },
+            target: Target::Staged { value: copy, publish },
             handle,
             hold,
             finished: false,
@@ -246,7 +362,9 @@ impl<T: ?Sized> Deref for WriteGuard<'_, T> {
         match &self.target {
             // SAFETY: the `in_place` contract, with the exclusive lock held for the guard's life.
             Target::InPlace(ptr) => unsafe { ptr.as_ref() },
-            Target::Staged { value, .. } => value,
+            // SAFETY: the copy is an initialised `T` that only this guard reaches; the reference
+            // borrows the guard.
+            Target::Staged { value, .. } => unsafe { value.value.as_ref() },
         }
     }
 }
@@ -258,7 +376,8 @@ impl<T: ?Sized> DerefMut for WriteGuard<'_, T> {
             // bytes exists anywhere while this guard lives, and `&mut self` makes this the only one
             // handed out by the guard. Safe code can only store valid `T` values through it.
             Target::InPlace(ptr) => unsafe { ptr.as_mut() },
-            Target::Staged { value, .. } => value,
+            // SAFETY: as in `deref`, and `&mut self` makes this the only reference handed out.
+            Target::Staged { value, .. } => unsafe { value.value.as_mut() },
         }
     }
 }
@@ -770,6 +889,23 @@ impl<T: SharedLayout> Staging<T> {
     #[inline(always)]
     pub(crate) unsafe fn from_filled(buf: MaybeUninit<T>) -> Self {
         Staging { buf }
+    }
+
+    /// Checks that the bytes [`fill`](Self::fill) wrote into `buf` are a valid `T`.
+    ///
+    /// # Safety
+    ///
+    /// [`fill`](Self::fill) returned `true` for `buf`, which was not changed since.
+    #[inline(always)]
+    pub(crate) unsafe fn validate_filled(buf: &MaybeUninit<T>) -> Result<(), InvalidValue> {
+        if NeedsValidation::<T>::VALUE {
+            // SAFETY: `fill` wrote every one of the `size_of::<T>()` bytes of `buf` (the
+            // caller's contract); `u8` has no alignment or validity requirement; the slice
+            // borrows `buf`, so nothing changes it meanwhile.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), std::mem::size_of::<T>()) };
+            T::LAYOUT.validate(bytes)?;
+        }
+        Ok(())
     }
 
     /// The storage as bytes, to fill.

@@ -145,7 +145,7 @@ impl EntryHandle {
 
     /// The entry's lock: [`Error::Forked`] in a forked child (see [`StoreInner::entry_lock`]).
     #[inline]
-    fn lock(&self) -> Result<&EntryLock> {
+    pub(crate) fn lock(&self) -> Result<&EntryLock> {
         match self.lock.get() {
             Some(lock) => Ok(lock),
             None => self.first_lock(),
@@ -447,15 +447,16 @@ impl EntryHandle {
     }
 
     /// Runs `f` on a copy of a double-buffered object's value under the write lock and commits
-    /// the result: what `Shared::update` does, without the heap copy of a write guard. If `f`
+    /// the result: what `Shared::update` does, without a write guard's private copy. If `f`
     /// panics, the lock is released and nothing is committed.
     #[inline]
     pub(crate) fn update_object<T: SharedLayout, R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
-        let hold = self.hold(true, Wait::Forever, None)?;
-        let (mut value, _) = self.read_slot::<T>(&hold)?;
-        let result = f(&mut value);
-        self.publish(&hold, view::owned_bytes(&mut value), self.durability)?;
-        Ok(result)
+        self.with_exclusive(|hold| {
+            let (mut value, _) = self.read_slot::<T>(hold)?;
+            let result = f(&mut value);
+            self.publish_inline(hold, view::owned_bytes(&mut value), self.durability)?;
+            Ok(result)
+        })
     }
 
     /// A write guard over an object's value: staged and committed atomically for double-buffered
@@ -465,11 +466,10 @@ impl EntryHandle {
         wait: Wait,
         timeout: Option<Duration>,
     ) -> Result<WriteGuard<'_, T>> {
-        let hold = self.hold(true, wait, timeout)?;
         if self.entry.slot_count == 2 {
-            let (value, _) = self.read_slot::<T>(&hold)?;
-            return Ok(WriteGuard::staged(value, self, hold));
+            return self.write_staged(wait, timeout);
         }
+        let hold = self.hold(true, wait, timeout)?;
         let ptr = self.elements::<T>(&hold, 0, 1)?.cast::<T>();
         // SAFETY: as in `write`; `elements` covered exactly one valid `T` at this address.
         Ok(unsafe { WriteGuard::in_place(ptr, self, hold) })

@@ -234,8 +234,10 @@ impl LockScope {
 #[derive(Debug)]
 pub(crate) struct Held<'a> {
     scope: &'a LockScope,
-    /// The hold's key in this thread's registry, if it is recorded there.
-    key: Option<Key>,
+    /// The offset of the hold's key in this thread's registry (`scope.key(offset)`), if it is
+    /// recorded there. (Only the offset: a hold is moved around, and the smaller it is, the
+    /// cheaper that is.)
+    key: Option<u64>,
     /// How the registry counts this hold.
     exclusive: bool,
     release: Release<'a>,
@@ -262,8 +264,9 @@ impl<'a> Held<'a> {
     /// Records, in this thread's registry, the hold `key` just acquired (`exclusive` or shared) in
     /// `scope`, and returns it; dropping it undoes `release`.
     pub(crate) fn new(scope: &'a LockScope, key: Key, exclusive: bool, release: Release<'a>) -> Held<'a> {
+        debug_assert_eq!(key, scope.key(key.offset), "a key of the hold's own scope");
         add_hold(key, exclusive);
-        Held { scope, key: Some(key), exclusive, release, _this_thread: PhantomData }
+        Held { scope, key: Some(key.offset), exclusive, release, _this_thread: PhantomData }
     }
 
     /// An exclusive hold that the lock itself records (a robust mutex of the ERRORCHECK type
@@ -300,8 +303,8 @@ impl Drop for Held<'_> {
             // unlocked here. Touch none of them.
             return;
         }
-        if let Some(key) = self.key {
-            remove_hold(key, self.exclusive);
+        if let Some(offset) = self.key {
+            remove_hold(self.scope.key(offset), self.exclusive);
         }
         match &self.release {
             Release::Ofd { lock, file } => lock.unlock(file, self.exclusive),
