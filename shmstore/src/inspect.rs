@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use crate::entry::guard as view;
+use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
 use crate::format::entry::Entry;
@@ -156,7 +156,7 @@ impl Store {
         // SAFETY: `ptr` checked that `len` bytes from `src` lie in `map`, which stays mapped while
         // `self` is borrowed; they are `end - start` values of the entry, whose stored schema is
         // `schema`; and `_held` is the entry's shared lock, held until we return.
-        unsafe { view::copy_shared(&schema, src, &mut bytes) };
+        unsafe { staging::copy_shared(&schema, src, &mut bytes) };
         Ok(bytes)
     }
 }

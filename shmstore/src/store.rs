@@ -374,7 +374,7 @@ impl Store {
     /// runs, that entry is opened and the value `init` returned is dropped.
     pub fn object_or_init<T: SharedLayout>(&self, name: &str, init: impl FnOnce() -> T) -> Result<Shared<T>> {
         let found = self.inner.find_or_create(name, EntryKind::Object, &T::LAYOUT, 1, || {
-            crate::entry::guard::owned_bytes(&mut init()).to_vec()
+            crate::entry::staging::owned_bytes(&mut init()).to_vec()
         })?;
         self.typed::<T>(found, EntryKind::Object).map(Shared::new)
     }
@@ -401,7 +401,7 @@ impl Store {
             });
         }
         let found = self.inner.find_or_create(name, EntryKind::Array, &T::LAYOUT, len as u64, || {
-            crate::entry::guard::value_bytes(&value).to_vec()
+            crate::entry::staging::value_bytes(&value).to_vec()
         })?;
         self.typed::<T>(found, EntryKind::Array).map(SharedArray::new)
     }

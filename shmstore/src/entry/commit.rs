@@ -47,9 +47,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::entry::guard::Staging;
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
+use crate::entry::staging::Staging;
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::Wait;
 use crate::layout::SharedLayout;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::entry::commit::Durability;
-use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::guard::{ReadGuard, WriteGuard};
+use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::catalog::Found;
 use crate::file::lock::{EntryLock, Wait};
@@ -95,7 +96,7 @@ impl EntryHandle {
             return Err(store.corrupt(format!("the stored schema of entry `{}` does not match its record", entry.name)));
         }
         let validate = crate::format::value::needs_validation(&schema);
-        let atomics = view::Shape::holds_atomics(&*schema);
+        let atomics = staging::Shape::holds_atomics(&*schema);
         EntryHandle::located(store, found, Expected::Stored(schema), validate, atomics)
     }
 
@@ -226,7 +227,7 @@ impl EntryHandle {
             // `SharedBytes` holding a handle that `EntryHandle::new::<T>` made for this same `T`;
             // untyped handles never call them), and the caller holds this entry's lock (`_hold`), which is what
             // `validate_shared` needs to read it without racing (atomics are read atomically).
-            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { staging::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
@@ -277,7 +278,7 @@ impl EntryHandle {
             let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
             // SAFETY: `ptr` is this process's private copy of `count` values of `T::LAYOUT`,
             // which nobody else can reach.
-            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { staging::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
@@ -311,8 +312,8 @@ impl EntryHandle {
     /// old value, and this way bytes that are not a valid `T` (left by a foreign writer) can be
     /// repaired.
     ///
-    /// The caller makes `bytes` with [`view::slice_bytes`] (which needs `T: Copy`) or
-    /// [`view::owned_bytes`] (which needs `&mut T`), so that no other thread can change them while
+    /// The caller makes `bytes` with [`staging::slice_bytes`] (which needs `T: Copy`) or
+    /// [`staging::owned_bytes`] (which needs `&mut T`), so that no other thread can change them while
     /// they are copied: values holding atomics can only come through the second.
     pub(crate) fn overwrite(&self, start: usize, bytes: &[u8]) -> Result<()> {
         let hold = self.hold(true, Wait::Forever, None)?;
@@ -434,7 +435,7 @@ impl EntryHandle {
         let hold = self.hold(true, Wait::Forever, None)?;
         let (mut value, _) = self.read_slot::<T>(&hold)?;
         let result = f(&mut value);
-        self.publish(&hold, view::owned_bytes(&mut value), self.durability)?;
+        self.publish(&hold, staging::owned_bytes(&mut value), self.durability)?;
         Ok(result)
     }
 

@@ -143,7 +143,7 @@ impl StoreInner {
     /// writer that died leaves its `writer` word set until a read-write process recovers the
     /// entry's lock; until then this waits (or times out).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn copy_unlocked<S: crate::entry::guard::Shape>(
+    pub(crate) fn copy_unlocked<S: crate::entry::staging::Shape>(
         &self,
         name: &str,
         at: u64,
@@ -191,7 +191,7 @@ impl StoreInner {
             // mapped while `self` lives, and holds values of shape `shape` (the caller's word):
             // their atomics are read at their own width, their plain bytes, which writers change
             // by plain stores, as `copy_racy` reads them.
-            unsafe { crate::entry::guard::copy_racy_shaped(shape, src, out) };
+            unsafe { crate::entry::staging::copy_racy_shaped(shape, src, out) };
             fence(Ordering::Acquire);
             let writer_in = writer.load(Ordering::Acquire) != 0 && !self.stale_writer(at)?;
             if !writer_in && seq.load(Ordering::Relaxed) == before {
@@ -243,7 +243,7 @@ impl StoreInner {
             // SAFETY: `src..src + out.len()` lies in the mapping (checked just above), which stays
             // mapped while `self` lives. Committers store the slot's words as `AtomicU64`s, which
             // `copy_racy` reads as such where they are whole (slots are 64-aligned).
-            unsafe { crate::entry::guard::copy_racy(src, out) };
+            unsafe { crate::entry::staging::copy_racy(src, out) };
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) == before {
                 return Ok(());
