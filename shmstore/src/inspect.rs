@@ -9,11 +9,12 @@ use std::sync::atomic::Ordering;
 use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
+use crate::file::state::{Format, StoreInner};
 use crate::format::entry::Entry;
 use crate::format::header;
 use crate::format::schema::Schema;
 use crate::format::v2::header as v2h;
-use crate::store::{EntryInfo, Format, Store, StoreInner};
+use crate::store::{EntryInfo, Store};
 
 /// Facts about a store as a whole; see [`Store::info`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,6 +86,7 @@ extern crate self as shmstore;
 // `Store`'s methods are spread over several modules, and rustdoc lists them in the order the
 // modules are declared: these come first so that the `Store` page opens with the constructors
 // (files, then temporary stores), then byte regions, inspection and migration.
+mod options;
 mod store;
 mod temp;
 
@@ -126,7 +127,8 @@ pub use layout::{AllAtomic, Field, InvalidValue, Layout, Primitive, SharedLayout
 pub use migrate::Migration;
 pub use object::Shared;
 pub use offline::{compact, upgrade, RewriteReport};
-pub use store::{EntryInfo, OpenOptions, Store, DEFAULT_MAX_ENTRIES};
+pub use options::{OpenOptions, DEFAULT_MAX_ENTRIES};
+pub use store::{EntryInfo, Store};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
 pub use untyped::{UntypedArray, UntypedObject};

@@ -72,7 +72,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::store::{self, OpenOptions, Store, StoreInner};
+use crate::file::state::{self, StoreInner};
+use crate::options::OpenOptions;
+use crate::store::Store;
 use crate::sys;
 
 /// The environment variable naming the directory temporary stores live in (default:
@@ -478,8 +480,8 @@ fn create_region(
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
         // A temporary store is not meant to outlive a reboot: its creation syncs nothing.
-        let how = store::Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
-        store::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
+        let how = state::Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
+        state::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;

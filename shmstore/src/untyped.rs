@@ -25,11 +25,12 @@ use crate::entry::seqlock;
 use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
+use crate::file::state::StoreInner;
 use crate::format::diff;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::format::value;
-use crate::store::{EntryInfo, Store, StoreInner};
+use crate::store::{EntryInfo, Store};
 
 impl From<u64> for Version {
     /// The version whose sequence number is `seq` (as [`Version::get`] returned it), for callers

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::file::catalog::Found;
 use crate::file::lock::{EntryLock, Wait};
 use crate::file::map::Located;
+use crate::file::state::StoreInner;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
-use crate::store::StoreInner;
 
 /// A held lock on one entry.
 pub(crate) type Hold<'a> = crate::file::lock::Held<'a>;
@@ -354,7 +354,7 @@ impl EntryHandle {
 
     /// The entry's `interrupted` word (format v2), or `None` for a format-v1 store.
     fn interrupted_word(&self) -> Result<Option<&AtomicU32>> {
-        if !matches!(self.store.format, crate::store::Format::V2(_)) {
+        if !matches!(self.store.format, crate::file::state::Format::V2(_)) {
             return Ok(None);
         }
         let at = self.at + crate::format::v2::block::INTERRUPTED;
@@ -464,12 +464,12 @@ impl EntryHandle {
         let hold = self.hold(true, Wait::Forever, None)?;
         let size = T::LAYOUT.size as u64;
         let keep = self.entry.count.min(new_len);
-        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::store::MAX_CAPACITY) {
+        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::file::state::MAX_CAPACITY) {
             return Err(Error::EntryTooLarge {
                 name: self.entry.name.clone(),
                 len: new_len,
                 elem_size: size,
-                maximum: crate::store::MAX_CAPACITY,
+                maximum: crate::file::state::MAX_CAPACITY,
             });
         }
         let found = Found { at: self.at, serial: self.serial, entry: self.entry.clone() };

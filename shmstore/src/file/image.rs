@@ -12,10 +12,11 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::file::catalog::Found;
 use crate::file::catalog_v2::{NewBlock, Shape};
+use crate::file::state::{Format, StoreInner};
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryKind, STATE_LIVE, STATE_SHADOW};
 use crate::format::v2::{block as blk, header as v2h};
-use crate::store::{Format, Store, StoreInner};
+use crate::store::Store;
 
 /// One entry of a store, as raw parts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::reset::{self, Mismatch};
 use crate::file::lock::Wait;
+use crate::file::state::StoreInner;
 use crate::format::v2::header::{self as v2h, LockMode, OpenState, LOCK_ABI_LEN};
-use crate::store::StoreInner;
 use crate::sys;
 
 /// The open state a new store is created with: OFD mode, epoch 0 (the first opener resets it).

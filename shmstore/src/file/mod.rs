@@ -7,3 +7,4 @@ pub(crate) mod image;
 pub(crate) mod lock;
 pub(crate) mod lock_mode;
 pub(crate) mod map;
+pub(crate) mod state;
