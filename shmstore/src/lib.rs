@@ -98,7 +98,6 @@ mod migrate;
 #[path = "private.rs"]
 pub mod __private;
 mod array;
-mod array_view;
 mod entry;
 mod error;
 mod file;
@@ -111,9 +110,9 @@ mod offline;
 mod stream;
 mod sys;
 mod untyped;
+mod view;
 
 pub use array::SharedArray;
-pub use array_view::ArrayView;
 pub use bytes::SharedBytes;
 pub use entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
 pub use entry::guard::{ReadGuard, WriteGuard};
@@ -132,6 +131,7 @@ pub use store::{EntryInfo, Store};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};
 pub use untyped::{UntypedArray, UntypedObject};
+pub use view::ArrayView;
 
 /// Derives [`SharedLayout`](trait@SharedLayout) for a `#[repr(C)]` (or `#[repr(transparent)]`)
 /// struct, or for a fieldless enum with an explicit unsigned `#[repr(u8|u16|u32|u64)]` (signed
