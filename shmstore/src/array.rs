@@ -4,13 +4,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version};
+use crate::entry::commit::Version;
 use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
 use crate::entry::staging;
 use crate::error::Result;
 use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 
 /// A typed handle to a named array in a [`Store`](crate::Store): the type-safe
 /// `CreateViewAccessor(...).ReadArray/WriteArray`.

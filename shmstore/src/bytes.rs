@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::RangeBounds;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version};
+use crate::entry::commit::Version;
 use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
 use crate::error::{Error, Result};
@@ -17,6 +17,7 @@ use crate::file::catalog::Found;
 use crate::file::lock::Wait;
 use crate::format::entry::EntryKind;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 use crate::store::Store;
 use crate::stream::ByteStream;
 use crate::view::{self, ArrayView};

@@ -21,7 +21,6 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::entry::commit::Durability;
 use crate::entry::guard::WriteGuard;
 use crate::entry::handle::{EntryHandle, Expected, Hold};
 use crate::entry::staging::{self, Staging};
@@ -31,6 +30,7 @@ use crate::file::map::Located;
 use crate::format::entry::EntryKind;
 use crate::format::v2::block;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 
 /// Where `get()` finds an all-atomic object's value and the words that say whether the entry is
 /// still the handle's (v1's forwarding word or v2's state, and v2's serial), located once when the

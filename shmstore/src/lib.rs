@@ -114,7 +114,7 @@ mod view;
 
 pub use array::SharedArray;
 pub use bytes::SharedBytes;
-pub use entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+pub use entry::commit::{Version, OPTIMISTIC_TRIES};
 pub use entry::guard::{ReadGuard, WriteGuard};
 pub use error::{Error, Fingerprint, Result, WaitedFor};
 pub use fixed_str::{FixedStr, FixedStrError};
@@ -126,7 +126,7 @@ pub use layout::{AllAtomic, Field, InvalidValue, Layout, Primitive, SharedLayout
 pub use migrate::Migration;
 pub use object::Shared;
 pub use offline::{compact, upgrade, RewriteReport};
-pub use options::{OpenOptions, DEFAULT_MAX_ENTRIES};
+pub use options::{Durability, OpenOptions, DEFAULT_MAX_ENTRIES};
 pub use store::{EntryInfo, Store};
 pub use stream::ByteStream;
 pub use temp::{DEFAULT_TEMP_DIR, MAX_TEMP_NAME_LEN, TEMP_DIR_VAR};

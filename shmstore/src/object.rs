@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::commit::{Version, OPTIMISTIC_TRIES};
 use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
 use crate::entry::staging;
@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::file::lock::Wait;
 use crate::guard_free::AtomicValue;
 use crate::layout::{AllAtomic, SharedLayout};
+use crate::options::Durability;
 
 /// A typed handle to a named object in a [`Store`](crate::Store).
 ///

@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
+use crate::entry::commit::{Version, OPTIMISTIC_TRIES};
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
 use crate::entry::staging;
@@ -30,6 +30,7 @@ use crate::format::diff;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::format::value;
+use crate::options::Durability;
 use crate::store::{EntryInfo, Store};
 
 impl From<u64> for Version {

@@ -9,11 +9,11 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use crate::entry::commit::Durability;
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::staging::owned_bytes;
 use crate::error::{Error, Result};
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 
 /// A shared lock on an entry, giving `&T` (or `&[T]` for arrays) for as long as it lives.
 ///

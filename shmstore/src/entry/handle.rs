@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::commit::Durability;
 use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::staging;
 use crate::error::{Error, Result};
@@ -19,6 +18,7 @@ use crate::file::state::StoreInner;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
+use crate::options::Durability;
 
 /// A held lock on one entry.
 pub(crate) type Hold<'a> = crate::file::lock::Held<'a>;

@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::entry::commit::Durability;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
 use crate::file::state::StoreInner;
@@ -36,6 +35,7 @@ use crate::format::v2::free::FreeExtent;
 use crate::format::v2::header as v2h;
 use crate::format::v2::index as idx;
 use crate::layout::Layout;
+use crate::options::Durability;
 
 use super::catalog::Found;
 

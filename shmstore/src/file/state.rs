@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::entry::commit::Durability;
 use crate::error::{Error, Result};
 use crate::file::lock::robust::Robust;
 use crate::file::lock::{EntryLock, Held, LockError, LockScope, Locks, RangeLock, Wait};
@@ -17,6 +16,7 @@ use crate::file::map::{Mapping, Mappings};
 use crate::format::entry::{Entry, ENTRY_SIZE};
 use crate::format::header::{self, Header, HeaderError, LiveError, LOCK_BASE};
 use crate::format::v2::{block as v2block, header as v2h, index as v2index};
+use crate::options::Durability;
 use crate::options::OpenOptions;
 use crate::sys::file::{Link, OpenError};
 use crate::sys::{self, sync};
