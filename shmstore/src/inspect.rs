@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use crate::entry::staging;
 use crate::error::{Error, Result};
+use crate::file::copy;
 use crate::file::lock::Wait;
 use crate::file::state::{Format, StoreInner};
 use crate::format::entry::Entry;
@@ -157,7 +157,7 @@ impl Store {
         // SAFETY: `ptr` checked that `len` bytes from `src` lie in `map`, which stays mapped while
         // `self` is borrowed; they are `end - start` values of the entry, whose stored schema is
         // `schema`; and `_held` is the entry's shared lock, held until we return.
-        unsafe { staging::copy_shared(&schema, src, &mut bytes) };
+        unsafe { copy::copy_shared(&schema, src, &mut bytes) };
         Ok(bytes)
     }
 }

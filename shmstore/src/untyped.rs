@@ -22,8 +22,8 @@ use std::time::Duration;
 use crate::entry::commit::{Version, OPTIMISTIC_TRIES};
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
-use crate::entry::staging;
 use crate::error::{Error, Result};
+use crate::file::copy;
 use crate::file::lock::Wait;
 use crate::file::state::StoreInner;
 use crate::format::diff;
@@ -162,7 +162,7 @@ impl Untyped {
         // (the entry's stored layout, checked against its record when the handle was made; the
         // callers pass whole elements from an element boundary), and `_hold` is this entry's lock,
         // held by the caller for the whole call.
-        unsafe { staging::copy_shared(&*self.schema, ptr, out) };
+        unsafe { copy::copy_shared(&*self.schema, ptr, out) };
         Ok(())
     }
 
@@ -196,7 +196,7 @@ impl Untyped {
     fn write_locked(&self, hold: &Hold<'_>, start: u64, bytes: &[u8]) -> Result<Version> {
         let store = &self.handle.store;
         let offset = self.handle.entry.data_offset + start;
-        if staging::Shape::is_all_atomic(&*self.schema) {
+        if copy::Shape::is_all_atomic(&*self.schema) {
             // Holders of `Shared::get` use an all-atomic value's atomics without any lock, so
             // every other write to those bytes must be atomic too.
             let map = store.map();
@@ -207,7 +207,7 @@ impl Untyped {
             // `self.handle.store` keeps mapped for this borrow; they hold whole values of
             // `self.schema` (the callers pass whole values from a value boundary), all atomics,
             // which every cooperating access uses through atomics of these widths.
-            if !unsafe { staging::store_atomics(&*self.schema, ptr, bytes) } {
+            if !unsafe { copy::store_atomics(&*self.schema, ptr, bytes) } {
                 return Err(self.outside());
             }
         } else if !store.map().write(offset, bytes) {
@@ -589,6 +589,7 @@ impl UntypedArray {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::staging;
     use crate::{FixedStr, SharedLayout};
     use std::sync::atomic::Ordering;
 

@@ -52,12 +52,10 @@ use crate::entry::seqlock;
 use crate::entry::staging::Staging;
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::Wait;
+use crate::file::lock_mode::READ_ONLY_POLL;
 use crate::layout::SharedLayout;
 use crate::options::Durability;
 use crate::sys;
-
-/// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
-pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// How many times an optimistic read retries before it takes the shared lock.
 pub const OPTIMISTIC_TRIES: u32 = 64;

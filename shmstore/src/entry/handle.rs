@@ -12,6 +12,7 @@ use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::catalog::Found;
+use crate::file::copy;
 use crate::file::lock::{EntryLock, Wait};
 use crate::file::map::Located;
 use crate::file::state::StoreInner;
@@ -96,7 +97,7 @@ impl EntryHandle {
             return Err(store.corrupt(format!("the stored schema of entry `{}` does not match its record", entry.name)));
         }
         let validate = crate::format::value::needs_validation(&schema);
-        let atomics = staging::Shape::holds_atomics(&*schema);
+        let atomics = copy::Shape::holds_atomics(&*schema);
         EntryHandle::located(store, found, Expected::Stored(schema), validate, atomics)
     }
 
@@ -227,7 +228,7 @@ impl EntryHandle {
             // `SharedBytes` holding a handle that `EntryHandle::new::<T>` made for this same `T`;
             // untyped handles never call them), and the caller holds this entry's lock (`_hold`), which is what
             // `validate_shared` needs to read it without racing (atomics are read atomically).
-            let checked = unsafe { staging::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
@@ -278,7 +279,7 @@ impl EntryHandle {
             let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
             // SAFETY: `ptr` is this process's private copy of `count` values of `T::LAYOUT`,
             // which nobody else can reach.
-            let checked = unsafe { staging::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);

@@ -3,6 +3,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod catalog_v2;
+pub(crate) mod copy;
 pub(crate) mod image;
 pub(crate) mod lock;
 pub(crate) mod lock_mode;
