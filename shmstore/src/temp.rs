@@ -72,7 +72,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::file::state::{self, StoreInner};
+use crate::file::state::{self, Release, StoreInner};
 use crate::options::OpenOptions;
 use crate::store::Store;
 use crate::sys;
@@ -109,11 +109,11 @@ pub(crate) struct TempRegion {
     name: String,
 }
 
-impl TempRegion {
+impl Release for TempRegion {
     /// The last step of closing the temporary store `file`, found at `path`: if no other process
     /// holds it, remove it. Called when the store's [`StoreInner`] is dropped, before the file is
     /// closed. Never fails: a store that cannot be removed now is a leftover for the next opener.
-    pub(crate) fn release(&self, path: &Path, file: &File) {
+    fn release(&self, path: &Path, file: &File) {
         release(path, file);
     }
 }
@@ -359,7 +359,7 @@ fn attach(path: &Path, name: &str, file: File, opts: &OpenOptions) -> Result<Sto
     opts.create = false;
     match StoreInner::from_file(path, file, &opts) {
         Ok(mut inner) => {
-            inner.temp = Some(TempRegion { name: name.to_owned() });
+            inner.temp = Some(Box::new(TempRegion { name: name.to_owned() }));
             Ok(Store { inner: Arc::new(inner) })
         }
         Err(e) => {

@@ -36,6 +36,13 @@ pub(crate) const MAX_CAPACITY: u64 = isize::MAX as u64;
 /// against an endless fight.
 const MAX_OPEN_ATTEMPTS: u32 = 10_000;
 
+/// What closes a temporary store when its [`StoreInner`] is dropped: implemented by `temp.rs`
+/// (above this module), which sets [`StoreInner::temp`] when it opens one.
+pub(crate) trait Release: std::fmt::Debug + Send + Sync {
+    /// Closes the temporary store `file`, found at `path`, before the file is closed.
+    fn release(&self, path: &Path, file: &File);
+}
+
 /// The state behind a [`Store`] and all its handles.
 #[derive(Debug)]
 pub(crate) struct StoreInner {
@@ -72,7 +79,7 @@ pub(crate) struct StoreInner {
     /// Entries this process has seen in a v1 store, by name. Records never change once published.
     pub(crate) names: Mutex<HashMap<String, (u32, Arc<Entry>)>>,
     /// Set for a temporary store (see `temp.rs`): removed on drop if no other process holds it.
-    pub(crate) temp: Option<crate::temp::TempRegion>,
+    pub(crate) temp: Option<Box<dyn Release>>,
 }
 
 impl Drop for StoreInner {
