@@ -72,7 +72,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::file::state::{self, Release, StoreInner};
+use crate::file::create::{self, Creation};
+use crate::file::state::{Release, StoreInner};
 use crate::options::OpenOptions;
 use crate::store::Store;
 use crate::sys;
@@ -480,8 +481,8 @@ fn create_region(
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
         // A temporary store is not meant to outlive a reboot: its creation syncs nothing.
-        let how = state::Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
-        state::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
+        let how = Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
+        create::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;

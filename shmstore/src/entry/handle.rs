@@ -465,12 +465,12 @@ impl EntryHandle {
         let hold = self.hold(true, Wait::Forever, None)?;
         let size = T::LAYOUT.size as u64;
         let keep = self.entry.count.min(new_len);
-        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::file::state::MAX_CAPACITY) {
+        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::file::create::MAX_CAPACITY) {
             return Err(Error::EntryTooLarge {
                 name: self.entry.name.clone(),
                 len: new_len,
                 elem_size: size,
-                maximum: crate::file::state::MAX_CAPACITY,
+                maximum: crate::file::create::MAX_CAPACITY,
             });
         }
         let found = Found { at: self.at, serial: self.serial, entry: self.entry.clone() };

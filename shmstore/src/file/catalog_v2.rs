@@ -606,13 +606,13 @@ impl StoreInner {
         let extent = schema_at
             .and_then(|s| s.checked_add(schema_bytes.len() as u64))
             .and_then(|end| align_up(end, 64))
-            .filter(|&len| len <= crate::file::state::MAX_CAPACITY);
+            .filter(|&len| len <= crate::file::create::MAX_CAPACITY);
         let Some(extent) = extent else {
             return Err(Error::EntryTooLarge {
                 name: name.to_owned(),
                 len: count,
                 elem_size,
-                maximum: crate::file::state::MAX_CAPACITY,
+                maximum: crate::file::create::MAX_CAPACITY,
             });
         };
         let schema_at = schema_at.expect("checked with the extent");
