@@ -3,13 +3,17 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use crate::error::Error;
+
 use crate::format::v2::header as v2h;
 
 /// The number of slots of a new store's first index table. The catalog grows past it (a table is
 /// replaced by a larger one when half full); only [`OpenOptions::max_entries`] caps it.
 pub const DEFAULT_MAX_ENTRIES: u32 = 64;
 
-/// How to open or create a [`Store`]; made by [`Store::options`].
+/// How to open or create a [`Store`](crate::Store); made by
+/// [`Store::options`](crate::Store::options).
 ///
 /// The capacity rules follow .NET's `MemoryMappedFile.CreateFromFile`:
 /// - a new file needs a capacity ([`capacity`](Self::capacity) or
@@ -241,7 +245,7 @@ impl OpenOptions {
 ///   when the write guard is committed or dropped; only [`WriteGuard::commit`](crate::WriteGuard::commit)
 ///   reports a failed sync). A write in progress may be partly on disk, page by page. Changes made
 ///   through the atomics of a *read* guard are not synced (use `Store::flush`), and an in-place
-///   entry's [`Version`] is not either: it may be lower after a power loss.
+///   entry's [`Version`](crate::Version) is not either: it may be lower after a power loss.
 /// - **Entry creation** (`object_or_init`, `array_or_init`, `bytes_or_init`): the initial value,
 ///   the schema, the header's allocation end and the record are synced before the record's state
 ///   word publishes it, and that word after. A created entry survives with its initial value; one

@@ -14,6 +14,8 @@ use crate::format::header;
 use crate::format::v2::header as v2h;
 use crate::layout::SharedLayout;
 use crate::object::Shared;
+#[cfg(doc)]
+use crate::options::Durability;
 use crate::options::OpenOptions;
 use crate::sys::sync;
 
