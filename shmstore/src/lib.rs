@@ -348,6 +348,36 @@ mod tests {
         }
     }
 
+    /// The floor check sees the paths code names, and only those: through `crate::` (plain, in a
+    /// group, or a name lib.rs re-exports) and through `super::` from a folder's root, but not in
+    /// comments, strings or `#[cfg(test)]` items.
+    #[test]
+    fn the_floor_check_reads_paths_from_code_only() {
+        let source = r#"
+            //! Links to [`crate::store`] and prose about crate::entry are not imports.
+            use crate::file::state::StoreInner;
+            use crate::{error::Error, Store};
+            const WORDS: &str = "crate::temp";
+            fn f() -> char { let _ = super::view::resolve; '"' }
+            #[cfg(test)]
+            mod tests {
+                use crate::object::Shared;
+            }
+            /* crate::untyped */
+            use crate::format::{self, v2::header};
+        "#;
+        let reexports = [("Store".to_owned(), "store".to_owned())];
+        let found = |module_path: &[&str]| {
+            let module_path: Vec<String> = module_path.iter().map(|m| m.to_string()).collect();
+            let mut modules: Vec<String> =
+                imports(&code_only(source), &module_path, &reexports).into_iter().map(|(m, _)| m).collect();
+            modules.sort();
+            modules
+        };
+        assert_eq!(found(&["file", "map"]), ["error", "file", "format", "store"]);
+        assert_eq!(found(&["entry"]), ["error", "file", "format", "store", "view"], "super:: from entry/mod.rs");
+    }
+
     /// Imports run one way, down the floors of [`FLOORS`]: the facade and handles use the entry
     /// machinery, which uses the file's state, which uses the format and platform code. A lower
     /// floor that names a higher one fails here, naming the file and the import.
