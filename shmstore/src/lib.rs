@@ -85,7 +85,13 @@ extern crate self as shmstore;
 
 // `Store`'s methods are spread over several modules, and rustdoc lists them in the order the
 // modules are declared: these come first so that the `Store` page opens with the constructors
-// (files, then temporary stores), then byte regions, inspection and migration.
+// (files, then temporary stores), then byte regions, inspection and migration. `options` comes
+// before them so that the `OpenOptions` page lists its settings before `open` (in `store`) and the
+// temporary-store settings (in `temp`).
+//
+// The modules sit on floors (the facade and handles; `entry/`; `file/`; `error` and `options`;
+// `format/` and `sys/`; `layout` and `fixed_str`), and imports only run down them: see
+// `tests::imports_run_down_the_floors`.
 mod options;
 mod store;
 mod temp;
