@@ -4,12 +4,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version};
-use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::commit::Version;
+use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
+use crate::entry::staging;
 use crate::error::Result;
 use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 
 /// A typed handle to a named array in a [`Store`](crate::Store): the type-safe
 /// `CreateViewAccessor(...).ReadArray/WriteArray`.
@@ -92,7 +94,7 @@ impl<T: SharedLayout> SharedArray<T> {
     where
         T: Copy,
     {
-        self.handle = self.handle.resize::<T>(new_len as u64, view::value_bytes(&fill))?;
+        self.handle = self.handle.resize::<T>(new_len as u64, staging::value_bytes(&fill))?;
         Ok(())
     }
 
@@ -155,7 +157,7 @@ impl<T: SharedLayout> SharedArray<T> {
         T: Copy,
     {
         self.handle.check_range("write_at", index, values.len())?;
-        self.handle.overwrite(index, view::slice_bytes(values))
+        self.handle.overwrite(index, staging::slice_bytes(values))
     }
 
     /// A copy of element `index`.
@@ -171,7 +173,7 @@ impl<T: SharedLayout> SharedArray<T> {
     /// Sets element `index` to `value`.
     pub fn set(&self, index: usize, mut value: T) -> Result<()> {
         self.handle.check_range("index", index, 1)?;
-        self.handle.overwrite(index, view::owned_bytes(&mut value))
+        self.handle.overwrite(index, staging::owned_bytes(&mut value))
     }
 
     /// Runs `f` on elements `index..index + len` under the write lock and returns its result.

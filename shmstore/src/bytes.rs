@@ -9,8 +9,7 @@ use std::fmt;
 use std::ops::RangeBounds;
 use std::time::Duration;
 
-use crate::array_view::{self, ArrayView};
-use crate::entry::commit::{Durability, Version};
+use crate::entry::commit::Version;
 use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
 use crate::error::{Error, Result};
@@ -18,8 +17,10 @@ use crate::file::catalog::Found;
 use crate::file::lock::Wait;
 use crate::format::entry::EntryKind;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 use crate::store::Store;
 use crate::stream::ByteStream;
+use crate::view::{self, ArrayView};
 
 /// A handle to a named, fixed-length region of bytes in a [`Store`]: the checked answer to .NET's
 /// `CreateViewAccessor(offset, length)` over raw bytes, with [`stream`](Self::stream) for
@@ -171,7 +172,7 @@ impl SharedBytes {
     /// that is reversed or reaches past the region's end is [`Error::OutOfBounds`]. Views index
     /// with `usize`, like every [`ArrayView`].
     pub fn view(&self, range: impl RangeBounds<u64>) -> Result<ArrayView<'_, u8>> {
-        let (start, end) = array_view::resolve(range.start_bound().cloned(), range.end_bound().cloned(), self.len());
+        let (start, end) = view::resolve(range.start_bound().cloned(), range.end_bound().cloned(), self.len());
         ArrayView::new(&self.handle, self.name(), start, end, self.len())
     }
 
@@ -217,7 +218,7 @@ impl SharedBytes {
     /// ```
     pub fn stream_range(&self, range: impl RangeBounds<u64>) -> Result<ByteStream> {
         let len = self.len();
-        let (start, end) = array_view::resolve(range.start_bound().cloned(), range.end_bound().cloned(), len);
+        let (start, end) = view::resolve(range.start_bound().cloned(), range.end_bound().cloned(), len);
         if start > end || end > len {
             return Err(Error::OutOfBounds { name: self.name().to_owned(), what: "stream_range", start, end, len });
         }

@@ -7,7 +7,7 @@
 //! every other access to those bytes, in every process, is atomic too, and if no `&mut T` to
 //! them is ever made. So for such an object:
 //! - a write guard works on a private copy, read with one atomic load per atomic, and its commit
-//!   stores the copy back with one atomic store per atomic ([`view::store_atomics`]);
+//!   stores the copy back with one atomic store per atomic ([`copy::store_atomics`]);
 //!   [`Shared::store`](crate::Shared::store) stores the same way; writers still exclude each other
 //!   and read guards with the entry's lock, but not `get()` users, whose operations between a
 //!   guard's copy and its commit are overwritten by the commit;
@@ -21,15 +21,17 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::entry::commit::Durability;
-use crate::entry::guard::{self as view, Staging, WriteGuard};
+use crate::entry::guard::WriteGuard;
 use crate::entry::handle::{EntryHandle, Expected, Hold};
+use crate::entry::staging::{self, Staging};
 use crate::error::{Error, Result};
+use crate::file::copy;
 use crate::file::lock::Wait;
 use crate::file::map::Located;
 use crate::format::entry::EntryKind;
 use crate::format::v2::block;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 
 /// Where `get()` finds an all-atomic object's value and the words that say whether the entry is
 /// still the handle's (v1's forwarding word or v2's state, and v2's serial), located once when the
@@ -103,7 +105,7 @@ impl EntryHandle {
         // with `T`'s size and alignment, and every byte there belongs to an atomic of `T`'s
         // layout (it is all atomics), which every cooperating access uses at that atomic's width:
         // `copy_shared` reads each with an atomic load of that width, so no lock is needed.
-        unsafe { view::copy_shared(&T::LAYOUT, value.ptr(), staging.bytes_mut()) };
+        unsafe { copy::copy_shared(&T::LAYOUT, value.ptr(), staging.bytes_mut()) };
         staging.into_value().map(|_| ()).map_err(|invalid| Error::InvalidValue {
             name: self.entry.name.clone(),
             type_name: T::LAYOUT.display_name(),
@@ -117,7 +119,7 @@ impl EntryHandle {
         let located = self.locate_value::<T>()?;
         let mut staging = Staging::<T>::zeroed();
         // SAFETY: as in `validate_all_atomic`.
-        unsafe { view::copy_shared(&T::LAYOUT, located.ptr(), staging.bytes_mut()) };
+        unsafe { copy::copy_shared(&T::LAYOUT, located.ptr(), staging.bytes_mut()) };
         staging.into_value().map_err(|invalid| Error::InvalidValue {
             name: self.entry.name.clone(),
             type_name: T::LAYOUT.display_name(),
@@ -142,8 +144,8 @@ impl EntryHandle {
         // there other than an atomic's, which `copy_shared` reads atomically.
         unsafe {
             match self.expected() {
-                Expected::Type(layout) => view::copy_shared(*layout, ptr, out),
-                Expected::Stored(schema) => view::copy_shared(&**schema, ptr, out),
+                Expected::Type(layout) => copy::copy_shared(*layout, ptr, out),
+                Expected::Stored(schema) => copy::copy_shared(&**schema, ptr, out),
             }
         };
         true
@@ -164,7 +166,7 @@ impl EntryHandle {
         // `hold` is refused on read-only stores) and stays mapped while `self.store` lives, and it
         // is aligned for `T`; its bytes are a value of `T`'s all-atomic layout, which every
         // cooperating access uses through its atomics only (this function is how writers write).
-        let stored = unsafe { view::store_atomics(&T::LAYOUT, located.ptr(), bytes) };
+        let stored = unsafe { copy::store_atomics(&T::LAYOUT, located.ptr(), bytes) };
         if !stored {
             return Err(self.store.corrupt(format!("entry `{}`: a value of the wrong size", self.entry.name)));
         }
@@ -187,7 +189,7 @@ impl EntryHandle {
         let hold = self.hold(true, wait, timeout)?;
         let value = self.snapshot_all_atomic::<T>(&hold)?;
         Ok(WriteGuard::staged_with(value, self, hold, |handle, hold, value, durability| {
-            handle.store_all_atomic::<T>(hold, view::owned_bytes(value), durability)
+            handle.store_all_atomic::<T>(hold, staging::owned_bytes(value), durability)
         }))
     }
 }

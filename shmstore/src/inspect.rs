@@ -6,14 +6,15 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use crate::entry::guard as view;
 use crate::error::{Error, Result};
+use crate::file::copy;
 use crate::file::lock::Wait;
+use crate::file::state::{Format, StoreInner};
 use crate::format::entry::Entry;
 use crate::format::header;
 use crate::format::schema::Schema;
 use crate::format::v2::header as v2h;
-use crate::store::{EntryInfo, Format, Store, StoreInner};
+use crate::store::{EntryInfo, Store};
 
 /// Facts about a store as a whole; see [`Store::info`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl Store {
         // SAFETY: `ptr` checked that `len` bytes from `src` lie in `map`, which stays mapped while
         // `self` is borrowed; they are `end - start` values of the entry, whose stored schema is
         // `schema`; and `_held` is the entry's shared lock, held until we return.
-        unsafe { view::copy_shared(&schema, src, &mut bytes) };
+        unsafe { copy::copy_shared(&schema, src, &mut bytes) };
         Ok(bytes)
     }
 }

@@ -14,8 +14,8 @@
 //! lock-free load that raced with the reuse sees the old block's sequence word move and retries
 //! into the error.
 
-use crate::entry::guard::{self as view, Staging};
 use crate::entry::handle::{EntryHandle, Expected};
+use crate::entry::staging::{self, Staging};
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
 use crate::format::entry::Entry;
@@ -111,7 +111,7 @@ impl Store {
                     type_name: Old::LAYOUT.display_name(),
                     invalid,
                 })?;
-                converted.extend_from_slice(view::owned_bytes(&mut convert(value)));
+                converted.extend_from_slice(staging::owned_bytes(&mut convert(value)));
             }
             // The converted values go to slot 0, so the new entry's `seq` continues even.
             let seq = old.version().get() & !1;

@@ -4,13 +4,15 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
-use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::commit::{Version, OPTIMISTIC_TRIES};
+use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
+use crate::entry::staging;
 use crate::error::Result;
 use crate::file::lock::Wait;
 use crate::guard_free::AtomicValue;
 use crate::layout::{AllAtomic, SharedLayout};
+use crate::options::Durability;
 
 /// A typed handle to a named object in a [`Store`](crate::Store).
 ///
@@ -291,12 +293,12 @@ impl<T: SharedLayout> Shared<T> {
     pub fn store(&self, mut value: T) -> Result<()> {
         if const { T::LAYOUT.is_all_atomic() } {
             // `get()` users may use the atomics meanwhile: store them atomically.
-            return self.handle.overwrite_all_atomic::<T>(view::owned_bytes(&mut value));
+            return self.handle.overwrite_all_atomic::<T>(staging::owned_bytes(&mut value));
         }
         if self.handle.entry.slot_count == 2 {
             return self.handle.store_object(&mut value);
         }
-        self.handle.overwrite(0, view::owned_bytes(&mut value))
+        self.handle.overwrite(0, staging::owned_bytes(&mut value))
     }
 
     /// Runs `f` on the value under the write lock and commits the result, returning what `f`

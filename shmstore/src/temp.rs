@@ -72,7 +72,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::store::{self, OpenOptions, Store, StoreInner};
+use crate::file::create::{self, Creation};
+use crate::file::state::{Release, StoreInner};
+use crate::options::OpenOptions;
+use crate::store::Store;
 use crate::sys;
 
 /// The environment variable naming the directory temporary stores live in (default:
@@ -107,11 +110,11 @@ pub(crate) struct TempRegion {
     name: String,
 }
 
-impl TempRegion {
+impl Release for TempRegion {
     /// The last step of closing the temporary store `file`, found at `path`: if no other process
     /// holds it, remove it. Called when the store's [`StoreInner`] is dropped, before the file is
     /// closed. Never fails: a store that cannot be removed now is a leftover for the next opener.
-    pub(crate) fn release(&self, path: &Path, file: &File) {
+    fn release(&self, path: &Path, file: &File) {
         release(path, file);
     }
 }
@@ -357,7 +360,7 @@ fn attach(path: &Path, name: &str, file: File, opts: &OpenOptions) -> Result<Sto
     opts.create = false;
     match StoreInner::from_file(path, file, &opts) {
         Ok(mut inner) => {
-            inner.temp = Some(TempRegion { name: name.to_owned() });
+            inner.temp = Some(Box::new(TempRegion { name: name.to_owned() }));
             Ok(Store { inner: Arc::new(inner) })
         }
         Err(e) => {
@@ -478,8 +481,8 @@ fn create_region(
         fs::set_permissions(&staging, fs::Permissions::from_mode(0o700)).map_err(|e| io("create", e))?;
         let staged = staging.join("store");
         // A temporary store is not meant to outlive a reboot: its creation syncs nothing.
-        let how = store::Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
-        store::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
+        let how = Creation { max_entries, durability: crate::Durability::Process, allocate, exclusive: true };
+        create::create(&staged, capacity, &how).map_err(|e| at_path(e, path))?;
         let file = open_region(&staged).map_err(|e| io("open", e))?;
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| io("chmod", e))?;
         file.lock_shared().map_err(|e| io("lock", e))?;

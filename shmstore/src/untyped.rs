@@ -19,17 +19,19 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::commit::{Durability, Version, OPTIMISTIC_TRIES};
-use crate::entry::guard as view;
+use crate::entry::commit::{Version, OPTIMISTIC_TRIES};
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
 use crate::error::{Error, Result};
+use crate::file::copy;
 use crate::file::lock::Wait;
+use crate::file::state::StoreInner;
 use crate::format::diff;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::format::value;
-use crate::store::{EntryInfo, Store, StoreInner};
+use crate::options::Durability;
+use crate::store::{EntryInfo, Store};
 
 impl From<u64> for Version {
     /// The version whose sequence number is `seq` (as [`Version::get`] returned it), for callers
@@ -160,7 +162,7 @@ impl Untyped {
         // (the entry's stored layout, checked against its record when the handle was made; the
         // callers pass whole elements from an element boundary), and `_hold` is this entry's lock,
         // held by the caller for the whole call.
-        unsafe { view::copy_shared(&*self.schema, ptr, out) };
+        unsafe { copy::copy_shared(&*self.schema, ptr, out) };
         Ok(())
     }
 
@@ -194,7 +196,7 @@ impl Untyped {
     fn write_locked(&self, hold: &Hold<'_>, start: u64, bytes: &[u8]) -> Result<Version> {
         let store = &self.handle.store;
         let offset = self.handle.entry.data_offset + start;
-        if view::Shape::is_all_atomic(&*self.schema) {
+        if copy::Shape::is_all_atomic(&*self.schema) {
             // Holders of `Shared::get` use an all-atomic value's atomics without any lock, so
             // every other write to those bytes must be atomic too.
             let map = store.map();
@@ -205,7 +207,7 @@ impl Untyped {
             // `self.handle.store` keeps mapped for this borrow; they hold whole values of
             // `self.schema` (the callers pass whole values from a value boundary), all atomics,
             // which every cooperating access uses through atomics of these widths.
-            if !unsafe { view::store_atomics(&*self.schema, ptr, bytes) } {
+            if !unsafe { copy::store_atomics(&*self.schema, ptr, bytes) } {
                 return Err(self.outside());
             }
         } else if !store.map().write(offset, bytes) {
@@ -587,6 +589,7 @@ impl UntypedArray {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entry::staging;
     use crate::{FixedStr, SharedLayout};
     use std::sync::atomic::Ordering;
 
@@ -622,7 +625,7 @@ mod tests {
     }
 
     fn bytes_of(mut c: Config) -> Vec<u8> {
-        view::owned_bytes(&mut c).to_vec()
+        staging::owned_bytes(&mut c).to_vec()
     }
 
     fn store() -> (tempfile::TempDir, Store) {

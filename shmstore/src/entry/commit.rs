@@ -47,126 +47,19 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::entry::guard::{owned_bytes, StagedCopy, Staging, WriteGuard};
+use crate::entry::guard::WriteGuard;
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
+use crate::entry::staging::{owned_bytes, StagedCopy, Staging};
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::{LockError, Wait};
+use crate::file::lock_mode::READ_ONLY_POLL;
 use crate::layout::SharedLayout;
+use crate::options::Durability;
 use crate::sys;
-
-/// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
-pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// How many times an optimistic read retries before it takes the shared lock.
 pub const OPTIMISTIC_TRIES: u32 = 64;
-
-/// How far a change goes before the call that makes it returns: into the kernel's page cache,
-/// which every process shares ([`Process`](Self::Process), the default), or onto the disk
-/// ([`PowerLoss`](Self::PowerLoss)).
-///
-/// A store's level ([`OpenOptions::durability`](crate::OpenOptions::durability)) governs its
-/// commits and in-place writes, and also the creation of the store and of entries, growth and
-/// migration. A handle can change it for its own commits and writes (`with_durability` on
-/// [`Shared`](crate::Shared::with_durability), [`SharedArray`](crate::SharedArray::with_durability)
-/// and [`SharedBytes`](crate::SharedBytes::with_durability)); an entry created through a
-/// `Process` store is only on disk after [`Store::flush`](crate::Store::flush), even if its
-/// handle commits with `PowerLoss`.
-///
-/// # After a process crash
-///
-/// At both levels, nothing that returned is lost when any process dies, the writer included, at
-/// any instant (even by `SIGKILL`): the file's pages live in the page cache, which outlives every
-/// process.
-/// - A double-buffered object shows its last published value: a commit in progress is there
-///   entirely or not at all.
-/// - An array, a byte region or an object holding atomics (changed in place) shows every write
-///   that returned; a write in progress may be partly done (in-place changes have no rollback).
-/// - An entry being created is absent (its space is leaked) or complete; a growth in progress
-///   leaves the old or the new capacity; an entry being migrated holds its old layout or its new
-///   one.
-///
-/// # After an OS crash or a power loss
-///
-/// Both lose the page cache; what the disk holds then depends on the level.
-///
-/// With **`Process`**, nothing is synced: the kernel writes pages back when it likes, in any order.
-/// Anything changed since the last [`Store::flush`](crate::Store::flush) returned may be lost, in
-/// part or entirely, in any combination of pages: an object may show an older value, a value of
-/// two commits ago or zeros (its sequence word reached the disk and its slot did not), or, if it
-/// is larger than a page, a mix of two values; an entry created, a growth or a migration since
-/// the last flush may leave a store that refuses to open (for example with
-/// [`Error::Truncated`](crate::Error::Truncated), a capacity beyond a file length that did not reach
-/// the disk) or entries without their data. A returned flush makes everything before it durable; a
-/// power loss *during* the flush leaves any mix.
-///
-/// With **`PowerLoss`**, every operation that returned is on disk, and one in progress is on disk
-/// in the same all-or-nothing state that a process crash leaves (partial only for in-place writes):
-/// - **Commit** to a double-buffered object: the new slot, every page of it, is synced (`msync`)
-///   before the 8-byte sequence word that selects it changes, and the record holding that word is
-///   synced after. A returned commit survives; one in progress leaves the old value or the new
-///   one, never a mix, *including for an object larger than a page*.
-/// - **In-place write** (an array, a byte region or an object holding atomics, through a write
-///   guard, `write_at`, `set`, `update`, an [`ArrayView`](crate::ArrayView) or a
-///   [`ByteStream`](crate::ByteStream)): the entry's data is synced before the call returns (or
-///   when the write guard is committed or dropped; only [`WriteGuard::commit`](crate::WriteGuard::commit)
-///   reports a failed sync). A write in progress may be partly on disk, page by page. Changes made
-///   through the atomics of a *read* guard are not synced (use `Store::flush`), and an in-place
-///   entry's [`Version`] is not either: it may be lower after a power loss.
-/// - **Entry creation** (`object_or_init`, `array_or_init`, `bytes_or_init`): the initial value,
-///   the schema, the header's allocation end and the record are synced before the record's state
-///   word publishes it, and that word after. A created entry survives with its initial value; one
-///   in progress is absent, and its space is leaked.
-/// - **Growth**: the file's new length is synced (`fdatasync`) before the header's capacity word
-///   rises, and the header after. Once the call that grew the store returns, the new capacity
-///   survives; during it, the old or the new one, never one beyond the file's length.
-/// - **Migration**: the converted entry is created as above, under a shadow record, and then the
-///   old record's forwarding word is set and synced. Once [`Store::migrate`](crate::Store::migrate)
-///   returns the new layout survives; during it, the entry holds its old layout or the new one.
-/// - **Store creation**: the new file is synced (`fsync`) before it is linked under its name, and
-///   its directory after: once the open that created it returns, the store survives.
-///
-/// These hold if the disk honours `fsync` and `msync` (no volatile write cache that acknowledges
-/// writes it has not made) and writes an aligned word of up to 8 bytes atomically. A temporary store
-/// ([`Store::create_temp`](crate::Store::create_temp)) lives on a tmpfs, which a power loss
-/// empties, whatever the level. `tests/power_loss.rs` checks every claim in this list by
-/// rebuilding, at each sync, every disk image a power loss could leave.
-///
-/// `PowerLoss` costs two `msync`s per commit, one per in-place write, four per entry created, an
-/// `fdatasync` and an `msync` per growth, and an `fsync` of the file and of its directory when a
-/// store is created. `Process` makes no sync call at all.
-///
-/// ```
-/// use shmstore::{Durability, Store};
-///
-/// # let dir = tempfile::tempdir().unwrap();
-/// // Every commit of this store reaches the disk before it returns:
-/// let store = Store::options().create(true).capacity(1 << 20).durability(Durability::PowerLoss).open(dir.path().join("d.shm"))?;
-/// let counter = store.object_or_init("counter", || 0u64)?;
-/// counter.store(1)?;
-///
-/// // Or per handle: this one commits to the page cache only.
-/// let fast = counter.clone().with_durability(Durability::Process);
-/// fast.store(2)?;
-/// # Ok::<(), shmstore::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Durability {
-    /// A change is immediately visible to every process (a commit all at once), and survives the
-    /// death of any process, including the writer, at any instant. It lives in the kernel's page
-    /// cache and reaches the disk when the kernel writes it back, in any order (or at
-    /// [`Store::flush`](crate::Store::flush)), so an OS crash or a power loss can lose recent
-    /// changes, or mix them, and may leave a store that does not open. Makes no sync call of its
-    /// own. The default.
-    #[default]
-    Process,
-    /// Additionally, every change is on disk, in an order that keeps the store consistent, before
-    /// the call that makes it returns: after an OS crash or a power loss, everything that returned
-    /// is there and an operation in progress is all there or not at all (in-place writes aside,
-    /// which may be partly there). Costs two `msync` calls per commit; see above for the rest.
-    PowerLoss,
-}
 
 /// The commit sequence number of an entry: it grows by one with every commit, in every process.
 ///

@@ -8,16 +8,18 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entry::commit::Durability;
-use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::guard::{ReadGuard, WriteGuard};
+use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::catalog::Found;
+use crate::file::copy;
 use crate::file::lock::{EntryLock, Wait};
 use crate::file::map::Located;
+use crate::file::state::StoreInner;
 use crate::format::entry::{Entry, EntryKind};
 use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
-use crate::store::StoreInner;
+use crate::options::Durability;
 
 /// A held lock on one entry.
 pub(crate) type Hold<'a> = crate::file::lock::Held<'a>;
@@ -98,7 +100,7 @@ impl EntryHandle {
             return Err(store.corrupt(format!("the stored schema of entry `{}` does not match its record", entry.name)));
         }
         let validate = crate::format::value::needs_validation(&schema);
-        let atomics = view::Shape::holds_atomics(&*schema);
+        let atomics = copy::Shape::holds_atomics(&*schema);
         EntryHandle::located(store, found, Expected::Stored(schema), validate, atomics)
     }
 
@@ -246,7 +248,7 @@ impl EntryHandle {
             // `SharedBytes` holding a handle that `EntryHandle::new::<T>` made for this same `T`;
             // untyped handles never call them), and the caller holds this entry's lock (`_hold`), which is what
             // `validate_shared` needs to read it without racing (atomics are read atomically).
-            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
@@ -297,7 +299,7 @@ impl EntryHandle {
             let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
             // SAFETY: `ptr` is this process's private copy of `count` values of `T::LAYOUT`,
             // which nobody else can reach.
-            let checked = unsafe { view::validate_shared(layout, ptr, count as usize) };
+            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
             checked.map_err(|(i, mut invalid)| {
                 if self.entry.kind == crate::format::entry::EntryKind::Array {
                     invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
@@ -331,8 +333,8 @@ impl EntryHandle {
     /// old value, and this way bytes that are not a valid `T` (left by a foreign writer) can be
     /// repaired.
     ///
-    /// The caller makes `bytes` with [`view::slice_bytes`] (which needs `T: Copy`) or
-    /// [`view::owned_bytes`] (which needs `&mut T`), so that no other thread can change them while
+    /// The caller makes `bytes` with [`staging::slice_bytes`] (which needs `T: Copy`) or
+    /// [`staging::owned_bytes`] (which needs `&mut T`), so that no other thread can change them while
     /// they are copied: values holding atomics can only come through the second.
     pub(crate) fn overwrite(&self, start: usize, bytes: &[u8]) -> Result<()> {
         let hold = self.hold(true, Wait::Forever, None)?;
@@ -373,7 +375,7 @@ impl EntryHandle {
 
     /// The entry's `interrupted` word (format v2), or `None` for a format-v1 store.
     fn interrupted_word(&self) -> Result<Option<&AtomicU32>> {
-        if !matches!(self.store.format, crate::store::Format::V2(_)) {
+        if !matches!(self.store.format, crate::file::state::Format::V2(_)) {
             return Ok(None);
         }
         let at = self.at + crate::format::v2::block::INTERRUPTED;
@@ -454,7 +456,7 @@ impl EntryHandle {
         self.with_exclusive(|hold| {
             let (mut value, _) = self.read_slot::<T>(hold)?;
             let result = f(&mut value);
-            self.publish_inline(hold, view::owned_bytes(&mut value), self.durability)?;
+            self.publish_inline(hold, staging::owned_bytes(&mut value), self.durability)?;
             Ok(result)
         })
     }
@@ -483,12 +485,12 @@ impl EntryHandle {
         let hold = self.hold(true, Wait::Forever, None)?;
         let size = T::LAYOUT.size as u64;
         let keep = self.entry.count.min(new_len);
-        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::store::MAX_CAPACITY) {
+        if new_len.checked_mul(size).is_none_or(|bytes| bytes > crate::file::create::MAX_CAPACITY) {
             return Err(Error::EntryTooLarge {
                 name: self.entry.name.clone(),
                 len: new_len,
                 elem_size: size,
-                maximum: crate::store::MAX_CAPACITY,
+                maximum: crate::file::create::MAX_CAPACITY,
             });
         }
         let found = Found { at: self.at, serial: self.serial, entry: self.entry.clone() };

@@ -5,3 +5,4 @@ pub(crate) mod commit;
 pub(crate) mod guard;
 pub(crate) mod handle;
 pub(crate) mod seqlock;
+pub(crate) mod staging;

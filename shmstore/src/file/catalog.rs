@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::file::state::{Format, StoreInner};
 use crate::format::catalog_check::{check_catalog, CatalogError, CatalogSummary, Record};
 use crate::format::entry::MAX_NAME_LEN;
 use crate::format::entry::{self, check_name, home_slot, Entry, EntryKind, NameError, STATE_EMPTY, STATE_LIVE};
 use crate::format::header::Header;
 use crate::format::schema::{self, Schema};
 use crate::layout::Layout;
-use crate::store::{Format, StoreInner};
 
 pub(crate) use crate::file::catalog_v2::V2Cache;
 

@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::entry::commit::Durability;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
+use crate::file::state::StoreInner;
 use crate::format::align_up;
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryError, EntryKind};
@@ -35,7 +35,7 @@ use crate::format::v2::free::FreeExtent;
 use crate::format::v2::header as v2h;
 use crate::format::v2::index as idx;
 use crate::layout::Layout;
-use crate::store::StoreInner;
+use crate::options::Durability;
 
 use super::catalog::Found;
 
@@ -773,13 +773,13 @@ impl StoreInner {
         let extent = schema_at
             .and_then(|s| s.checked_add(schema_bytes.len() as u64))
             .and_then(|end| align_up(end, 64))
-            .filter(|&len| len <= crate::store::MAX_CAPACITY);
+            .filter(|&len| len <= crate::file::create::MAX_CAPACITY);
         let Some(extent) = extent else {
             return Err(Error::EntryTooLarge {
                 name: name.to_owned(),
                 len: count,
                 elem_size,
-                maximum: crate::store::MAX_CAPACITY,
+                maximum: crate::file::create::MAX_CAPACITY,
             });
         };
         let schema_at = schema_at.expect("checked with the extent");

@@ -12,10 +12,10 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::file::catalog::Found;
 use crate::file::catalog_v2::{NewBlock, Shape};
+use crate::file::state::{Format, StoreInner};
 use crate::format::checksum::hash64;
 use crate::format::entry::{Entry, EntryKind, STATE_LIVE, STATE_SHADOW};
 use crate::format::v2::{block as blk, header as v2h};
-use crate::store::{Format, Store, StoreInner};
 
 /// One entry of a store, as raw parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,18 +70,18 @@ impl StoreInner {
     }
 }
 
-impl Store {
+impl StoreInner {
     /// Every entry that a lookup by name finds (the newest layout of a migrated entry), as raw
     /// parts, in catalog order.
     pub(crate) fn raw_entries(&self) -> Result<Vec<RawEntry>> {
-        let inner = self.inner();
+        let inner = self;
         inner.scan()?.iter().map(|f| inner.raw_entry(f.at, &f.entry)).collect()
     }
 
     /// Every record of a format-v1 store, live and shadow, as raw parts with its forwarding.
     /// [`Error::Corrupt`] for a v2 store.
     pub(crate) fn v1_records(&self) -> Result<Vec<V1Record>> {
-        let inner = self.inner();
+        let inner = self;
         if !matches!(inner.format, Format::V1(_)) {
             return Err(inner.corrupt("v1_records reads format-v1 stores only".into()));
         }
@@ -107,7 +107,7 @@ impl Store {
     /// both slots, so either parity reads it). Returns the offset where the values were placed
     /// (for a double-buffered object: its active slot). [`Error::NameTaken`] if the name exists.
     pub(crate) fn insert_raw(&self, entry: &RawEntry, values: Option<&[u8]>) -> Result<u64> {
-        let inner = self.inner();
+        let inner = self;
         crate::file::catalog::valid_name(&entry.name)?;
         if inner.read_only || !matches!(inner.format, Format::V2(_)) {
             return Err(inner.read_only_error("creating an entry from raw parts"));
@@ -153,6 +153,7 @@ impl StoreInner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
 
     #[test]
     fn entries_copy_through_raw_parts() {
@@ -163,11 +164,11 @@ mod tests {
         from.array_or_init::<u16>("ids", 5, 9).unwrap();
         from.bytes_or_init("blob", 3).unwrap().write_at(0, b"xyz").unwrap();
         let to = Store::open_or_create(dir.path().join("b.shm"), 1 << 20).unwrap();
-        for raw in from.raw_entries().unwrap() {
+        for raw in from.inner().raw_entries().unwrap() {
             let mut values = vec![0u8; raw.data_len as usize];
             assert!(from.inner().map().read(raw.data_offset, &mut values));
-            to.insert_raw(&raw, Some(&values)).unwrap();
-            assert!(matches!(to.insert_raw(&raw, Some(&values)), Err(Error::NameTaken { .. })));
+            to.inner().insert_raw(&raw, Some(&values)).unwrap();
+            assert!(matches!(to.inner().insert_raw(&raw, Some(&values)), Err(Error::NameTaken { .. })));
         }
         assert_eq!(to.object::<[u64; 2]>("pair").unwrap().load().unwrap(), [3, 4]);
         assert_eq!(to.object::<[u64; 2]>("pair").unwrap().version(), pair.version());
@@ -175,7 +176,7 @@ mod tests {
         let mut blob = [0u8; 3];
         to.bytes("blob").unwrap().read_at(0, &mut blob).unwrap();
         assert_eq!(&blob, b"xyz");
-        assert!(to.v1_records().is_err());
+        assert!(to.inner().v1_records().is_err());
     }
 
     #[test]
@@ -184,11 +185,11 @@ mod tests {
         let path = dir.path().join("v1.shm");
         std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/v1.shm"), &path).unwrap();
         let store = Store::options().read_only(true).open(&path).unwrap();
-        let records = store.v1_records().unwrap();
+        let records = store.inner().v1_records().unwrap();
         let shadows: Vec<_> = records.iter().filter(|r| !r.live).collect();
         assert_eq!(shadows.len(), 1, "the golden file holds one migrated entry");
         let old = records.iter().find(|r| r.moved_to == Some(shadows[0].slot)).unwrap();
         assert_eq!(old.entry.name, shadows[0].entry.name);
-        assert_eq!(store.raw_entries().unwrap().len(), 6);
+        assert_eq!(store.inner().raw_entries().unwrap().len(), 6);
     }
 }

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::reset::{self, Mismatch};
 use crate::file::lock::Wait;
+use crate::file::state::StoreInner;
 use crate::format::v2::header::{self as v2h, LockMode, OpenState, LOCK_ABI_LEN};
-use crate::store::StoreInner;
 use crate::sys;
 
 /// The open state a new store is created with: OFD mode, epoch 0 (the first opener resets it).
@@ -31,6 +31,9 @@ pub(crate) fn initial_state() -> OpenState {
         reset_unix_nanos: 0,
     }
 }
+
+/// How often a waiter on a read-only store, which cannot ask writers to wake it, re-checks.
+pub(crate) const READ_ONLY_POLL: Duration = Duration::from_millis(2);
 
 /// The byte a read-only opener holds shared, for as long as it has the store mapped, instead of
 /// the open byte: it pins the session's lock mode without holding off a reset.
@@ -143,7 +146,7 @@ impl StoreInner {
     /// writer that died leaves its `writer` word set until a read-write process recovers the
     /// entry's lock; until then this waits (or times out).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn copy_unlocked<S: crate::entry::guard::Shape>(
+    pub(crate) fn copy_unlocked<S: crate::file::copy::Shape>(
         &self,
         name: &str,
         at: u64,
@@ -172,9 +175,9 @@ impl StoreInner {
             if writer.load(Ordering::SeqCst) != 0 && !self.stale_writer(at)? {
                 let nap = match wait {
                     Wait::Never => return Err(Error::WouldBlock { name: name.to_owned() }),
-                    Wait::Forever => crate::entry::commit::READ_ONLY_POLL,
+                    Wait::Forever => READ_ONLY_POLL,
                     Wait::Until(deadline) => match deadline.checked_duration_since(std::time::Instant::now()) {
-                        Some(left) if !left.is_zero() => left.min(crate::entry::commit::READ_ONLY_POLL),
+                        Some(left) if !left.is_zero() => left.min(READ_ONLY_POLL),
                         _ => {
                             return Err(Error::Timeout {
                                 name: name.to_owned(),
@@ -191,7 +194,7 @@ impl StoreInner {
             // mapped while `self` lives, and holds values of shape `shape` (the caller's word):
             // their atomics are read at their own width, their plain bytes, which writers change
             // by plain stores, as `copy_racy` reads them.
-            unsafe { crate::entry::guard::copy_racy_shaped(shape, src, out) };
+            unsafe { crate::file::copy::copy_racy_shaped(shape, src, out) };
             fence(Ordering::Acquire);
             let writer_in = writer.load(Ordering::Acquire) != 0 && !self.stale_writer(at)?;
             if !writer_in && seq.load(Ordering::Relaxed) == before {
@@ -243,7 +246,7 @@ impl StoreInner {
             // SAFETY: `src..src + out.len()` lies in the mapping (checked just above), which stays
             // mapped while `self` lives. Committers store the slot's words as `AtomicU64`s, which
             // `copy_racy` reads as such where they are whole (slots are 64-aligned).
-            unsafe { crate::entry::guard::copy_racy(src, out) };
+            unsafe { crate::file::copy::copy_racy(src, out) };
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) == before {
                 return Ok(());

@@ -403,7 +403,7 @@ mod tests {
     }
 
     fn bytes_of<T: SharedLayout>(mut value: T) -> Vec<u8> {
-        crate::entry::guard::owned_bytes(&mut value).to_vec()
+        crate::entry::staging::owned_bytes(&mut value).to_vec()
     }
 
     fn config() -> Config {

@@ -495,7 +495,7 @@ mod tests {
     struct Pair(u8, i8);
 
     fn bytes_of<T: SharedLayout>(mut value: T) -> Vec<u8> {
-        crate::entry::guard::owned_bytes(&mut value).to_vec()
+        crate::entry::staging::owned_bytes(&mut value).to_vec()
     }
 
     fn config() -> Config {

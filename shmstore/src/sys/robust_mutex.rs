@@ -73,7 +73,7 @@ pub(crate) struct RobustMutex<'a> {
 ///
 /// No thread of any process may use the mutex in `words` (lock, unlock, or be blocked in either)
 /// during the call, and every later user must learn of the initialisation through an
-/// acquire/release pair (the lock epochs of `lock/robust.rs` give both).
+/// acquire/release pair (the lock epochs of `file/lock/robust.rs` give both).
 pub(crate) unsafe fn init(words: &MutexWords) -> io::Result<()> {
     let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
     // SAFETY: `pthread_mutexattr_init` initialises the attribute object it is given, a live local.

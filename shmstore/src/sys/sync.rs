@@ -1,7 +1,7 @@
 //! Making store files durable: `fsync`, `fdatasync`, directory `fsync` and file extension, each
 //! reported to an optional test hook before and after the call.
 //!
-//! Mapping flushes (`msync`) live in `map.rs` and report to the same hook through [`around`].
+//! Mapping flushes (`msync`) live in `file/map.rs` and report to the same hook through [`around`].
 //!
 //! The hook exists for the power-loss simulator (`tests/power_loss.rs`), which rebuilds, at every
 //! point where the library makes something durable, every disk image a power loss could leave. It

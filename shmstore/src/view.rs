@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::array::SharedArray;
 use crate::entry::commit::Version;
-use crate::entry::guard::{self as view, ReadGuard, WriteGuard};
+use crate::entry::guard::{ReadGuard, WriteGuard};
 use crate::entry::handle::EntryHandle;
+use crate::entry::staging;
 use crate::error::{Error, Result};
 use crate::file::lock::Wait;
 use crate::layout::SharedLayout;
@@ -194,7 +195,7 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
         T: Copy,
     {
         let at = self.check("write_at", index, values.len())?;
-        self.handle.overwrite(at, view::slice_bytes(values))
+        self.handle.overwrite(at, staging::slice_bytes(values))
     }
 
     /// A copy of the view's element `index`.
@@ -210,7 +211,7 @@ impl<'a, T: SharedLayout> ArrayView<'a, T> {
     /// Sets the view's element `index` to `value`.
     pub fn set(&self, index: usize, mut value: T) -> Result<()> {
         let at = self.check("index", index, 1)?;
-        self.handle.overwrite(at, view::owned_bytes(&mut value))
+        self.handle.overwrite(at, staging::owned_bytes(&mut value))
     }
 
     /// Runs `f` on the view's elements `index..index + len` under the write lock and returns its
