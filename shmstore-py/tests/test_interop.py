@@ -6,6 +6,7 @@ process that opens the store, acts, and exits.
 
 import _thread
 import itertools
+import signal
 import threading
 
 import numpy as np
@@ -337,6 +338,10 @@ def test_wait_for_change_times_out_with_a_typed_error(peer):
 def test_ctrl_c_interrupts_a_long_wait(peer):
     """A wait without the GIL still lets Python handle signals: without that, this wait would
     last its full 60 seconds and end in TimeoutError instead."""
+    # A process started in the background by a shell without job control inherits SIGINT
+    # ignored, and then Python installs no handler, so `interrupt_main` would do nothing: make
+    # sure Ctrl-C is Python's KeyboardInterrupt here, whatever started the tests.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     s = shmstore.open(peer.path)
     about_to_wait = threading.Event()
 
@@ -352,6 +357,7 @@ def test_ctrl_c_interrupts_a_long_wait(peer):
             s.wait_for_change("config", s.version("config"), 60.0)
     finally:
         helper.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_python_reads_are_never_torn_and_updates_lose_nothing_while_rust_writes(peer):
