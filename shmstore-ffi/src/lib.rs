@@ -339,15 +339,7 @@ unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a CStr, Failure> {
 ///
 /// `ptr` is `NULL` or valid for reads of `len` bytes, which nothing writes for `'a`.
 unsafe fn bytes_arg<'a>(ptr: *const c_void, len: usize, what: &str) -> Result<&'a [u8], Failure> {
-    if ptr.is_null() {
-        return Err(null(what));
-    }
-    if isize::try_from(len).is_err() {
-        return Err(Failure::new(
-            ShmstoreStatus::Argument,
-            format!("{what}: {len} bytes is more than any buffer can be"),
-        ));
-    }
+    check_buffer(ptr.is_null(), len, what)?;
     // SAFETY: `ptr` is not NULL and, by the caller's contract, valid for reads of `len` bytes,
     // which are not written meanwhile; `len` fits in `isize`; `u8` needs no alignment.
     Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
@@ -359,7 +351,15 @@ unsafe fn bytes_arg<'a>(ptr: *const c_void, len: usize, what: &str) -> Result<&'
 ///
 /// `ptr` is `NULL` or valid for writes of `len` bytes, which nothing else accesses for `'a`.
 unsafe fn bytes_mut_arg<'a>(ptr: *mut c_void, len: usize, what: &str) -> Result<&'a mut [u8], Failure> {
-    if ptr.is_null() {
+    check_buffer(ptr.is_null(), len, what)?;
+    // SAFETY: as in `bytes_arg`, for writes, and nothing else accesses the bytes meanwhile.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
+}
+
+/// What a caller's buffer must be before it is made a slice: not NULL, and at most `isize::MAX`
+/// bytes long.
+fn check_buffer(is_null: bool, len: usize, what: &str) -> Result<(), Failure> {
+    if is_null {
         return Err(null(what));
     }
     if isize::try_from(len).is_err() {
@@ -368,8 +368,7 @@ unsafe fn bytes_mut_arg<'a>(ptr: *mut c_void, len: usize, what: &str) -> Result<
             format!("{what}: {len} bytes is more than any buffer can be"),
         ));
     }
-    // SAFETY: as in `bytes_arg`, for writes, and nothing else accesses the bytes meanwhile.
-    Ok(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
+    Ok(())
 }
 
 /// The byte length of `count` elements of `elem_size` bytes.

@@ -417,6 +417,24 @@ impl StoreInner {
 
     /// Probes the current index table for `name`, whose `hash64` is `hash`.
     fn v2_probe(&self, name: &str, hash: u64) -> Result<Option<Found>> {
+        self.probe_index(hash, |slot, block| {
+            if block == idx::TOMBSTONE || self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) != hash {
+                return Ok(None);
+            }
+            // The block's live words and its static part, which the checks below read (the
+            // state word first, then the static part): load their lines at once, not one cache
+            // miss after the other.
+            self.map().prefetch(block, 64);
+            self.map().prefetch(block + blk::STATIC_OFFSET, blk::STATIC_SIZE as u64);
+            self.resolve_block(block, Some(name))
+        })
+    }
+
+    /// Walks the probe sequence of `hash` in the current index table, from its home slot to the
+    /// first empty slot (at most once around the table), calling `visit(slot, block)` for each
+    /// slot on the way (tombstones included) until it answers.
+    #[inline]
+    fn probe_index<R>(&self, hash: u64, mut visit: impl FnMut(u64, u64) -> Result<Option<R>>) -> Result<Option<R>> {
         let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
         let table = self.index_table(root)?;
         let slots = table.slots;
@@ -427,15 +445,8 @@ impl StoreInner {
             if block == idx::EMPTY {
                 return Ok(None);
             }
-            if block != idx::TOMBSTONE && self.word64(slot + idx::SLOT_HASH)?.load(Ordering::Acquire) == hash {
-                // The block's live words and its static part, which the checks below read (the
-                // state word first, then the static part): load their lines at once, not one
-                // cache miss after the other.
-                self.map().prefetch(block, 64);
-                self.map().prefetch(block + blk::STATIC_OFFSET, blk::STATIC_SIZE as u64);
-                if let Some(found) = self.resolve_block(block, Some(name))? {
-                    return Ok(Some(found));
-                }
+            if let Some(answer) = visit(slot, block)? {
+                return Ok(Some(answer));
             }
             i = (i + 1) & (slots - 1);
         }
@@ -1071,22 +1082,7 @@ impl StoreInner {
 
     /// The slot of the current index table that holds `block` under `hash`, if any.
     fn index_slot_of(&self, hash: u64, block: u64) -> Result<Option<u64>> {
-        let root = self.live_u64(v2h::INDEX_ROOT).load(Ordering::Acquire);
-        let table = self.index_table(root)?;
-        let slots = table.slots;
-        let mut i = table.home(hash);
-        for _ in 0..slots {
-            let slot = root + idx::slot_offset(i);
-            let current = self.word64(slot + idx::SLOT_BLOCK)?.load(Ordering::Acquire);
-            if current == idx::EMPTY {
-                return Ok(None);
-            }
-            if current == block {
-                return Ok(Some(slot));
-            }
-            i = (i + 1) & (slots - 1);
-        }
-        Ok(None)
+        self.probe_index(hash, |slot, current| Ok((current == block).then_some(slot)))
     }
 
     /// Replaces the index table at `root` (of `slots` slots) by one twice the live count, with

@@ -218,15 +218,9 @@ unsafe fn copy_value_racy<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8])
         unsafe { load_atomic(src, width, out) };
         return;
     }
-    shape.parts(&mut |offset, part| {
-        let range = usize::try_from(offset)
-            .ok()
-            .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
-        let Some(chunk) = range.clone().and_then(|r| out.get_mut(r)) else { return false };
-        let start = range.map_or(0, |r| r.start);
+    for_each_part(shape, out, |part, start, chunk| {
         // SAFETY: `chunk` mirrors the bytes `src + start..` of one value of shape `part`.
-        unsafe { copy_value_racy(part, src.add(start), chunk) };
-        true
+        unsafe { copy_value_racy(part, src.add(start), chunk) }
     });
 }
 
@@ -248,17 +242,25 @@ unsafe fn copy_value<S: Shape>(shape: &S, src: NonNull<u8>, out: &mut [u8]) {
         unsafe { load_atomic(src, width, out) };
         return;
     }
+    for_each_part(shape, out, |part, start, chunk| {
+        // SAFETY: `chunk` is `out[start..start + len]`, so the bytes `src + start..` it mirrors lie
+        // in the range the caller vouches for, and they are one value of shape `part`.
+        unsafe { copy_value(part, src.add(start), chunk) }
+    });
+}
+
+/// Calls `f(part, start, chunk)` for each direct part of `shape`, in order, with `chunk` the part's
+/// bytes `out[start..start + size]`. A part that does not fit in `out` (possible only in a
+/// malformed schema) ends the walk: the bytes beyond are left as they are.
+fn for_each_part<S: Shape>(shape: &S, out: &mut [u8], mut f: impl FnMut(&S, usize, &mut [u8])) {
     shape.parts(&mut |offset, part| {
         let range = usize::try_from(offset)
             .ok()
             .and_then(|start| Some(start..start.checked_add(usize::try_from(part.byte_size()).ok()?)?));
-        // A part that does not fit (possible only in a malformed schema) ends the walk: the
-        // bytes beyond are not copied.
-        let Some(chunk) = range.clone().and_then(|r| out.get_mut(r)) else { return false };
-        let start = range.map_or(0, |r| r.start);
-        // SAFETY: `chunk` is `out[start..start + len]`, so the bytes `src + start..` it mirrors lie
-        // in the range the caller vouches for, and they are one value of shape `part`.
-        unsafe { copy_value(part, src.add(start), chunk) };
+        let Some(range) = range else { return false };
+        let start = range.start;
+        let Some(chunk) = out.get_mut(range) else { return false };
+        f(part, start, chunk);
         true
     });
 }
