@@ -13,7 +13,7 @@
 //! | `object/read_guard_contended`                  | `baseline/mmap_ofd_copy64/load_contended`           |
 //! | `object/{update,store,write_guard}`            | `baseline/mmap_robust_commit64`, `baseline/robust_mutex_pair` |
 //! | `object_ofd/{update,store,write_guard}`        | `baseline/ofd_lock_pair/write`, `baseline/mmap_ofd_commit64` |
-//! | `object/wait_for_change_wake`                  | (none: half a round trip between two processes)     |
+//! | `object/wait_for_change_wake`                  | `baseline/futex_pingpong`                           |
 //! | `array/read_at_1MiB/*`                         | `baseline/memcpy_1MiB/{vec,from_mmap}`              |
 //! | `array/write_at_1MiB/*`                        | `baseline/memcpy_1MiB/{vec,to_mmap}`                |
 //!
@@ -27,15 +27,19 @@
 //! binary, started with `SHMSTORE_BENCH_WRITER=store` (commits `update(|o| o.a[0] += 1)` to the
 //! store's object in a tight loop) or `SHMSTORE_BENCH_WRITER=raw` (the same commit by hand on the
 //! raw seqlock), and killed (`SIGKILL`) when the case ends. `object/wait_for_change_wake` runs one
-//! too, `SHMSTORE_BENCH_WRITER=echo`, which answers each commit to `ping` with one to `pong`. `benches/README.md` has the targets
-//! and the last results.
+//! too, `SHMSTORE_BENCH_WRITER=echo`, which answers each commit to `ping` with one to `pong`; its
+//! floor `baseline/futex_pingpong` runs `SHMSTORE_BENCH_WRITER=futex_echo`, the same echo over two
+//! raw futex words. Both report half a round trip. Where the two processes of these ping/pong
+//! cases run decides what they measure (a wake-up on the same CPU or across CPUs):
+//! `SHMSTORE_BENCH_WAKE_CPUS=0,1` (or `0,0`) pins the bench and the echo to those CPUs for them.
+//! `benches/README.md` has the targets and the last results.
 
 use std::fs::File;
 use std::hint::black_box;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, Throughput};
@@ -180,6 +184,84 @@ impl<'a> RawSeqlock<'a> {
     }
 }
 
+/// Where the two futex words of `baseline/futex_pingpong` live in the raw mapping: in the
+/// seqlock's "record" page, each on a cache line of its own, as the `futex` words of two entries'
+/// records are.
+const FUTEX_PING_AT: usize = SEQLOCK_AT + 2048;
+const FUTEX_PONG_AT: usize = SEQLOCK_AT + 2048 + 256;
+
+/// `baseline/futex_pingpong`: one process wakes another, written by hand as a C program would:
+/// two raw `u32` words in a shared file mapping, `FUTEX_WAIT` / `FUTEX_WAKE` through
+/// `syscall(SYS_futex, ...)` (not private: the kernel keys them by the file page, as the library's).
+struct RawPingPong<'a> {
+    ping: &'a AtomicU32,
+    pong: &'a AtomicU32,
+}
+
+impl<'a> RawPingPong<'a> {
+    fn new(map: &'a MmapRaw) -> Self {
+        assert!(FUTEX_PONG_AT + 4 <= map.len(), "the raw mapping is too small");
+        let base = map.as_mut_ptr();
+        // SAFETY: both words are inside the mapping (asserted above), which lives as long as
+        // `'a`; they are 4-aligned (page-aligned mapping, offsets multiples of 256); `AtomicU32`
+        // has the layout of `u32` and any bits are valid; both processes of the bench touch these
+        // bytes only through these atomics, and nothing else in the bench uses them.
+        unsafe {
+            RawPingPong {
+                ping: AtomicU32::from_ptr(base.add(FUTEX_PING_AT).cast()),
+                pong: AtomicU32::from_ptr(base.add(FUTEX_PONG_AT).cast()),
+            }
+        }
+    }
+
+    /// One half of a round trip, from the bench's side: publish `value` in `ping`, wake the echo
+    /// process, then sleep on `pong` until the echo has copied `value` there.
+    #[inline(always)]
+    fn send_and_wait(&self, value: u32) {
+        self.ping.store(value, Ordering::Release);
+        raw_futex_wake(self.ping);
+        loop {
+            let now = self.pong.load(Ordering::Acquire);
+            if now == value {
+                return;
+            }
+            raw_futex_wait(self.pong, now, None);
+        }
+    }
+
+    /// The echo process: sleeps on `ping` and copies every new value to `pong`, waking the bench.
+    fn echo(&self) -> ! {
+        let mut seen = self.ping.load(Ordering::Acquire);
+        loop {
+            let now = self.ping.load(Ordering::Acquire);
+            if now == seen {
+                raw_futex_wait(self.ping, now, None);
+                continue;
+            }
+            seen = now;
+            self.pong.store(now, Ordering::Release);
+            raw_futex_wake(self.pong);
+        }
+    }
+}
+
+/// `syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout)`: sleeps while `word` holds
+/// `expected`, until a `FUTEX_WAKE` on it, the timeout, a signal or spuriously. The caller
+/// re-checks the word in every case.
+fn raw_futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|t| libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos().into() });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: FUTEX_WAIT reads the aligned 4-byte word (borrowed for the call) and the timespec
+    // (a live local, or null); it writes no user memory.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, ts_ptr, 0usize, 0u32) };
+}
+
+/// `syscall(SYS_futex, word, FUTEX_WAKE, 1)`: wakes the one process that may sleep on `word`.
+fn raw_futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE uses the word's address only as a key; it reads and writes no user memory.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1, 0usize, 0usize, 0u32) };
+}
+
 /// A writer process (this bench binary in writer mode), committing in a tight loop until it is
 /// dropped, which kills it.
 struct Writer {
@@ -234,6 +316,49 @@ impl Drop for Writer {
     }
 }
 
+/// Optional, `A,B` (two CPU numbers): the ping/pong cases (`baseline/futex_pingpong`,
+/// `object/wait_for_change_wake`) run with the bench on CPU `A` and the echo process on CPU `B`.
+/// `0,1` makes every wake-up cross CPUs, `0,0` keeps both processes on one CPU. Unset, the
+/// scheduler places them, and may change its mind between (or during) the two cases.
+const WAKE_CPUS_ENV: &str = "SHMSTORE_BENCH_WAKE_CPUS";
+
+/// The CPUs [`WAKE_CPUS_ENV`] asks for: (bench, echo).
+fn wake_cpus() -> Option<(usize, usize)> {
+    let value = std::env::var(WAKE_CPUS_ENV).ok()?;
+    let parsed = value.split_once(',').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    Some(parsed.unwrap_or_else(|| panic!("{WAKE_CPUS_ENV} must be two CPU numbers, as `0,1`, not `{value}`")))
+}
+
+/// This thread's CPU affinity.
+fn affinity() -> libc::cpu_set_t {
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`, which `sched_getaffinity` fills; it writes
+    // at most `size_of::<cpu_set_t>()` bytes into the local.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set), 0);
+        set
+    }
+}
+
+/// Sets this thread's CPU affinity.
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `sched_setaffinity` reads `size_of::<cpu_set_t>()` bytes from the live `set`.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+    assert_eq!(rc, 0, "cannot set the CPU affinity: {}", std::io::Error::last_os_error());
+}
+
+/// Pins this thread to `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: all-zero is a valid (empty) `cpu_set_t`; `CPU_SET` sets one bit inside it (it
+    // ignores a `cpu` beyond the set's size, and `set_affinity` then fails with `EINVAL`).
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        set
+    };
+    set_affinity(&set);
+}
+
 /// The body of a writer process: commit to the object in a tight loop until killed.
 fn writer_main(kind: &str) {
     let parent: libc::pid_t = std::env::var(WRITER_PARENT_ENV).unwrap().parse().unwrap();
@@ -245,6 +370,9 @@ fn writer_main(kind: &str) {
         return; // the bench died before `prctl` took effect
     }
     let path = std::env::var_os(WRITER_FILE_ENV).unwrap();
+    if let (Some((_, echo_cpu)), "echo" | "futex_echo") = (wake_cpus(), kind) {
+        pin_to_cpu(echo_cpu);
+    }
     match kind {
         "store" => {
             let store = Store::open(&path).unwrap();
@@ -265,6 +393,12 @@ fn writer_main(kind: &str) {
                 pong.store(value).unwrap();
             }
         }
+        // The far side of `baseline/futex_pingpong`: the same echo over two raw futex words.
+        "futex_echo" => {
+            let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let map = MmapRaw::map_raw(&file).unwrap();
+            RawPingPong::new(&map).echo();
+        }
         "raw" => {
             let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
             let map = MmapRaw::map_raw(&file).unwrap();
@@ -273,7 +407,7 @@ fn writer_main(kind: &str) {
                 seqlock.locked_increment(&file);
             }
         }
-        _ => panic!("{WRITER_ENV} must be `store`, `echo` or `raw`, not `{kind}`"),
+        _ => panic!("{WRITER_ENV} must be `store`, `echo`, `futex_echo` or `raw`, not `{kind}`"),
     }
 }
 
@@ -656,6 +790,39 @@ fn benches(c: &mut Criterion) {
             obj.store(black_box(value)).unwrap();
         })
     });
+    g.finish();
+
+    // ---- The floor of `object/wait_for_change_wake`, right before it: the same ping/pong with an
+    // echo process, over two raw futex words in the raw mapping (half a round trip reported). ----
+    let unpinned = affinity();
+    if let Some((bench_cpu, _)) = wake_cpus() {
+        pin_to_cpu(bench_cpu);
+    }
+    let mut g = c.benchmark_group("baseline");
+    let pingpong = RawPingPong::new(&raw);
+    let echo = Writer::spawn("futex_echo", &dir.path().join("raw.bin"), || {
+        // Until the echo process answers: ping it (it may not be waiting yet), then look.
+        let next = pingpong.ping.load(Ordering::Relaxed).wrapping_add(1);
+        pingpong.ping.store(next, Ordering::Release);
+        raw_futex_wake(pingpong.ping);
+        raw_futex_wait(pingpong.pong, pingpong.pong.load(Ordering::Acquire), Some(Duration::from_millis(10)));
+        u64::from(pingpong.pong.load(Ordering::Acquire))
+    });
+    let mut sent = pingpong.ping.load(Ordering::Relaxed);
+    g.bench_function("futex_pingpong", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                sent = sent.wrapping_add(1);
+                pingpong.send_and_wait(sent);
+            }
+            start.elapsed() / 2
+        })
+    });
+    echo.finish(u64::from(pingpong.pong.load(Ordering::Acquire)));
+    g.finish();
+
+    let mut g = c.benchmark_group("object");
     // How long a commit takes to wake a process sleeping in `wait_for_change`: this process
     // stores to `ping`, an echo process (asleep in `wait_for_change` on `ping`) stores the value
     // to `pong`, on which this process sleeps in turn. The time reported is half of that round
@@ -688,6 +855,7 @@ fn benches(c: &mut Criterion) {
     });
     echo.finish(pong.version().get());
     g.finish();
+    set_affinity(&unpinned);
 
     // ---- The same object cases in OFD lock mode: a kernel lock pair per guard and commit. ----
     let mut g = c.benchmark_group("object_ofd");
