@@ -170,13 +170,18 @@ struct Staged {
 }
 
 impl Staged {
-    fn keep(self) {
-        std::mem::forget(self);
+    fn keep(mut self) {
+        // An empty path tells `drop` to leave the file. (Not `mem::forget`, which leaked the
+        // path's buffer: AddressSanitizer's leak check found it.)
+        self.path = PathBuf::new();
     }
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
         let _ = fs::remove_file(&self.path);
     }
 }
