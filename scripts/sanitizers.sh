@@ -5,7 +5,8 @@
 #   scripts/sanitizers.sh thread     # one of them: thread | address
 #
 # What runs, under each sanitizer: the library's unit tests (`-p shmstore --lib`, which include the
-# lock and commit unit tests), tests/threads.rs, tests/multiprocess.rs and tests/commit.rs. The
+# lock and commit unit tests), tests/threads.rs, tests/multiprocess.rs, tests/commit.rs and
+# tests/write_guards.rs (the rooms write guards keep their state and copies in). The
 # multi-process tests re-execute the (instrumented) test binary as child processes, so every child
 # is checked too. Each sanitizer builds into its own target directory (target/san-NAME), with the
 # nightly toolchain and without -Zbuild-std:
@@ -65,7 +66,7 @@ for san in "${sanitizers[@]}"; do
   export CARGO_TARGET_DIR="target/san-$san"
   echo "== $san sanitizer: shmstore unit tests"
   cargo +nightly test --target "$target" -p shmstore --lib || status=1
-  echo "== $san sanitizer: tests/threads.rs, tests/multiprocess.rs, tests/commit.rs"
-  cargo +nightly test --target "$target" --no-fail-fast --test threads --test multiprocess --test commit || status=1
+  echo "== $san sanitizer: tests/threads.rs, tests/multiprocess.rs, tests/commit.rs, tests/write_guards.rs"
+  cargo +nightly test --target "$target" --no-fail-fast --test threads --test multiprocess --test commit --test write_guards || status=1
 done
 exit $status

@@ -81,8 +81,10 @@ fn commits_and_loads_make_no_allocation_after_the_first_guard() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_or_create(dir.path().join("alloc.shm"), 1 << 20).unwrap();
     let obj = store.object_or_init("obj", Obj64::default).unwrap();
-    // The thread's first guard makes its spare buffer.
+    let arr = store.array_or_init("arr", 16, 0u64).unwrap();
+    // The thread's first guard makes its spare buffer (and each entry's first lock, its lock).
     obj.write().unwrap().a[0] = 1;
+    arr.write().unwrap()[0] = 1;
 
     let before = allocations();
     for i in 1..=100u64 {
@@ -95,11 +97,14 @@ fn commits_and_loads_make_no_allocation_after_the_first_guard() {
         obj.write_timeout(std::time::Duration::from_secs(60)).unwrap().a[3] = i;
         obj.store(Obj64 { a: [i, i, i, i, i, 0, 0, 0] }).unwrap();
         obj.update(|o| o.a[5] = i).unwrap();
+        // A guard in place (an array's) keeps its state in the same spare buffer.
+        arr.write().unwrap()[3] = i;
         assert_eq!(obj.load().unwrap().a[..6], [i; 6]);
         assert_eq!(obj.load_versioned().unwrap().0.a[5], i);
     }
     let made = allocations() - before;
     assert_eq!(made, 0, "100 rounds of write guards, store, update and load allocated {made} times");
+    assert_eq!(arr.read().unwrap()[3], 100);
     assert_eq!(obj.load().unwrap().a[..6], [100; 6]);
 }
 

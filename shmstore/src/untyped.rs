@@ -326,10 +326,10 @@ impl UntypedObject {
         self.check_len("load_into", out.len())?;
         let u = &self.inner;
         let version = match u.handle.hot() {
-            Some((seq, moved, slots)) => {
+            Some((seq, slots, still)) => {
                 // As `Shared::load`: a migration, removal or rename marks the entry before it
                 // bumps `seq`, so a read that sees the bump sees the mark, and reports it.
-                let check = || if u.handle.moved_away(moved) { u.handle.check_current() } else { Ok(()) };
+                let check = || if still.moved_away() { u.handle.check_current() } else { Ok(()) };
                 let copied = loop {
                     let copied =
                         seqlock::read(seq, slots, OPTIMISTIC_TRIES, check, |words| seqlock::copy_out(words, out))?;

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use crate::entry::guard::WriteGuard;
 use crate::entry::handle::{EntryHandle, Hold};
 use crate::entry::seqlock;
-use crate::entry::staging::{owned_bytes, StagedCopy, Staging};
+use crate::entry::staging::{owned_bytes, Staging};
 use crate::error::{Error, Result, WaitedFor};
 use crate::file::lock::{LockError, Wait};
 use crate::file::lock_mode::READ_ONLY_POLL;
@@ -161,7 +161,7 @@ impl EntryHandle {
     /// says why or retries.
     #[inline(always)]
     pub(crate) fn load_fast<T: SharedLayout>(&self) -> Option<T> {
-        let (seq, moved, slots) = self.hot()?;
+        let (seq, slots, still) = self.hot()?;
         // Both slots cover a `T` (they were located for its layout): checked here, before the
         // read, the check does not depend on which slot is active, so the compiler can drop the
         // one `fill` makes (and hoist this one out of a caller's loop).
@@ -171,7 +171,7 @@ impl EntryHandle {
         }
         // As in `load_optimistic`: a reader that sees the `seq` bump of a migration, removal or
         // rename sees the entry marked, and leaves the answer to the slow path.
-        let check = || if self.moved_away(moved) { Err(()) } else { Ok(()) };
+        let check = || if still.moved_away() { Err(()) } else { Ok(()) };
         // Filled in place, so that the words go from the loads to the caller's value with no
         // staging copy in between (one made with wider moves stalls on store forwarding).
         let mut buf = std::mem::MaybeUninit::<T>::uninit();
@@ -195,12 +195,12 @@ impl EntryHandle {
         // Everything the loop touches was located when the handle was made: the sequence and
         // forwarding words, and both slots. (Mappings are never unmapped while the store lives,
         // so these stay valid even if the store grows meanwhile.)
-        let Some((seq, moved, slots)) = self.hot() else { return Err(self.outside()) };
+        let Some((seq, slots, still)) = self.hot() else { return Err(self.outside()) };
         // A migration sets `moved_to` before it bumps `seq`: a reader that sees that bump sees
         // the move too, and never reads past the last value of the old type. (A migration never
         // touches the old slots, so a read that races with one returns the value as it was just
         // before it.)
-        let check = || if self.moved_away(moved) { self.check_current() } else { Ok(()) };
+        let check = || if still.moved_away() { self.check_current() } else { Ok(()) };
         loop {
             if let Some((staging, before)) = seqlock::read(seq, slots, tries, check, |words| {
                 let staging = Staging::<T>::from_words(words);
@@ -246,7 +246,7 @@ impl EntryHandle {
         out: &mut std::mem::MaybeUninit<T>,
     ) -> Result<Version> {
         let (before, filled) = match self.hot() {
-            Some((seq, _, slots)) => {
+            Some((seq, slots, _)) => {
                 let before = seq.load(Ordering::Acquire);
                 (before, Staging::<T>::fill(out, if seqlock::active(before) == 0 { slots[0] } else { slots[1] }))
             }
@@ -272,8 +272,8 @@ impl EntryHandle {
     /// `Shared::write` on a double-buffered object: a guard over a private copy of its value,
     /// committed when the guard drops.
     ///
-    /// As [`with_exclusive`](Self::with_exclusive), it leaves the hold where the lock made it
-    /// while the value is copied, and moves it into the guard only then.
+    /// The lock writes its hold straight into the guard's room, where it stays (see
+    /// [`Locks::write_into`](crate::file::lock::Locks::write_into)).
     #[inline(always)]
     pub(crate) fn write_staged<T: SharedLayout>(
         &self,
@@ -284,18 +284,29 @@ impl EntryHandle {
         if store.read_only || self.entry.slot_count != 2 {
             // Refused: `hold` says why.
             let hold = self.hold(true, wait, timeout)?;
-            let copy = StagedCopy::filled(|slot| self.read_slot_into(&hold, slot).map(|_| ()))?;
-            return Ok(WriteGuard::staged_commit(copy, self, hold));
+            return WriteGuard::staged_commit(
+                self,
+                |slot| {
+                    slot.write(hold);
+                    Ok(())
+                },
+                |hold, slot| self.read_slot_into(hold, slot).map(|_| ()),
+            );
         }
-        let locked = store.lock_state.write(self.lock()?, &store.file, &store.scope, wait, false);
-        let hold = match &locked {
-            Ok(hold) => hold,
-            Err(_) => return Err(self.lock_failed(locked.err(), timeout)),
-        };
-        self.check_current_locked()?;
-        let copy = StagedCopy::filled(|slot| self.read_slot_into(hold, slot).map(|_| ()))?;
-        let Ok(hold) = locked else { return Err(self.outside()) };
-        Ok(WriteGuard::staged_commit(copy, self, hold))
+        WriteGuard::staged_commit(
+            self,
+            |slot| {
+                let lock = self.lock()?;
+                store
+                    .lock_state
+                    .write_into(lock, &store.file, &store.scope, wait, false, slot)
+                    .map_err(|e| self.lock_failed(Some(e), timeout))
+            },
+            |hold, slot| {
+                self.check_current_locked()?;
+                self.read_slot_into(hold, slot).map(|_| ())
+            },
+        )
     }
 
     #[inline(always)]
@@ -341,9 +352,10 @@ impl EntryHandle {
     /// lock, so if the entry is current now, it stays so until the lock is released.
     #[inline(always)]
     fn check_current_locked(&self) -> Result<()> {
-        match self.hot() {
-            Some((_, moved, _)) if !self.moved_away(moved) => Ok(()),
-            _ => self.check_current(),
+        if self.moved_away() {
+            self.check_current()
+        } else {
+            Ok(())
         }
     }
 
@@ -369,13 +381,15 @@ impl EntryHandle {
     /// length known at compile time (one `T`), the copy becomes that many word stores.
     #[inline(always)]
     pub(crate) fn publish_inline(&self, _hold: &Hold<'_>, bytes: &[u8], durability: Durability) -> Result<()> {
-        let Some((seq, _, slots)) = self.hot() else { return self.publish_located(bytes, durability) };
+        let Some((seq, slots, _)) = self.hot() else { return self.publish_located(bytes, durability) };
         let words = bytes.len().div_ceil(8);
         if durability != Durability::Process {
             return self.publish_located(bytes, durability);
         }
         // Both slots were located when the handle was made, for the entry's value size.
-        let slot = |next| slots[seqlock::active(next)].get(..words).ok_or(());
+        // A select rather than an index, as in `seqlock::read`: indexing stores both slots to the
+        // stack as an array, and reading a length back out of those 16-byte stores stalled.
+        let slot = |next| if seqlock::active(next) == 0 { slots[0] } else { slots[1] }.get(..words).ok_or(());
         let written = || {
             step(Step::SlotWritten);
             Ok(())
@@ -400,7 +414,7 @@ impl EntryHandle {
             target.set(self.slot_offset(next));
             match hot {
                 // Both slots were located when the handle was made.
-                Some((_, _, slots)) => slots[seqlock::active(next)].get(..bytes.len().div_ceil(8)),
+                Some((_, slots, _)) => slots[seqlock::active(next)].get(..bytes.len().div_ceil(8)),
                 None => self.slot_words(target.get(), bytes.len()),
             }
             .ok_or_else(|| self.outside())

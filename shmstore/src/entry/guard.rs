@@ -6,11 +6,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use crate::entry::handle::{EntryHandle, Hold};
-use crate::entry::staging::{owned_bytes, StagedCopy};
+use crate::entry::staging::{self, owned_bytes, Line, LINE};
 use crate::error::{Error, Result};
 use crate::layout::SharedLayout;
 use crate::options::Durability;
@@ -64,24 +65,45 @@ impl<T: ?Sized> Drop for Pinned<T> {
 /// panic discards it, and a process killed during the commit can leave some atomics stored and
 /// others not).
 pub struct WriteGuard<'a, T: ?Sized> {
-    target: Target<T>,
+    /// The guard's state, in a room of its own ([`Body`]). One pointer, so that returning the
+    /// guard in a `Result` and moving it into the caller's variable copies one word.
+    body: NonNull<Body<'a, T>>,
+    _marker: PhantomData<(&'a mut T, Hold<'a>)>,
+}
+
+/// A write guard's state. It lies at the start of a buffer taken from this thread's spare one
+/// ([`staging::take_room`]), followed there by the guard's private copy of the value, if it has
+/// one.
+///
+/// Why not in the guard itself: a guard is built field by field and then moved (out of the
+/// `Result`, into the caller's variable), and such a move copies 16 bytes at a time. A 16-byte
+/// load of bytes just written by narrower stores cannot be served from the store buffer, and
+/// waits for them to reach the cache: three such stalls cost a guard of about 130 bytes some
+/// 20 ns, half of its time. A guard of one pointer moves with one word-wide load.
+struct Body<'a, T: ?Sized> {
     handle: &'a EntryHandle,
     hold: Hold<'a>,
+    /// The value: in the mapping (in place), or the private copy (staged).
+    target: NonNull<T>,
+    /// For a private copy, how it is published on commit; `None` for a guard in place.
+    publish: Option<Publish<T>>,
+    /// Whether the private copy is in a `Box` of its own (a value aligned beyond a [`Line`])
+    /// instead of in the room after the body.
+    boxed: bool,
     finished: bool,
     /// Whether the thread was already unwinding when the guard was taken (a guard used by a
     /// destructor during a panic): only a panic that starts while the guard is held rolls back.
     panicking_at_start: bool,
-    _marker: PhantomData<&'a mut T>,
+    /// The length, in lines, of the room the body lies at the start of.
+    lines: usize,
 }
 
 /// Publishes a staged value of a double-buffered object.
 type Publish<T> = fn(&EntryHandle, &Hold<'_>, &mut T, Durability) -> Result<()>;
 
-enum Target<T: ?Sized> {
-    /// The bytes in the mapping.
-    InPlace(NonNull<T>),
-    /// A private copy, published on commit.
-    Staged { value: StagedCopy<T>, publish: Publish<T> },
+/// How many [`Line`]s a `Body<T>` takes at the start of its room.
+const fn body_lines<T: ?Sized>() -> usize {
+    std::mem::size_of::<Body<'static, T>>().div_ceil(LINE)
 }
 
 impl<'a, T: ?Sized> ReadGuard<'a, T> {
@@ -140,14 +162,63 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
     /// As for [`ReadGuard::new`], with `hold` the exclusive lock of `handle`'s entry and the
     /// mapping writable, so that nobody else reads or writes the bytes while the guard exists.
     pub(crate) unsafe fn in_place(ptr: NonNull<T>, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
-        WriteGuard {
-            target: Target::InPlace(ptr),
-            handle,
-            hold,
-            finished: false,
-            panicking_at_start: std::thread::panicking(),
-            _marker: PhantomData,
+        let room = staging::take_room(body_lines::<T>());
+        let body = room.cast::<Body<'a, T>>();
+        // SAFETY: a room of at least `body_lines::<T>()` lines, aligned to 64, which no other
+        // guard uses: a body fits at its start and is aligned there (its fields are words and
+        // pointers). The hold is written before the rest of the body, as `finish_body` requires;
+        // `ptr` meets `finish_body`'s contract by this function's.
+        unsafe {
+            (&raw mut (*body.as_ptr()).hold).write(hold);
+            Self::finish_body(room, handle, ptr, None, false)
         }
+    }
+
+    /// Writes the body's fields other than the hold into `room`, and makes the guard of it.
+    ///
+    /// # Safety
+    ///
+    /// `room` came from [`staging::take_room`] and holds at least `body_lines::<T>()` lines,
+    /// the first of which nothing else uses; the body's `hold` there is initialised, and is the
+    /// exclusive lock of `handle`'s entry. `target` is valid for the guard as the callers'
+    /// contracts say (`in_place`'s, or an initialised private copy in the room or in a box, per
+    /// `boxed`, that only the guard reaches).
+    #[inline(always)]
+    unsafe fn finish_body(
+        room: NonNull<[MaybeUninit<Line>]>,
+        handle: &'a EntryHandle,
+        target: NonNull<T>,
+        publish: Option<Publish<T>>,
+        boxed: bool,
+    ) -> Self {
+        let lines = room.len();
+        let body = room.cast::<Body<'a, T>>().as_ptr();
+        let panicking_at_start = std::thread::panicking();
+        // SAFETY: the room starts with room for a `Body`, aligned for it (the caller's
+        // contract), of which only `hold` is initialised: each other field is written once,
+        // through a raw pointer that makes no reference to the partly written body. Then every
+        // field is initialised.
+        unsafe {
+            (&raw mut (*body).handle).write(handle);
+            (&raw mut (*body).target).write(target);
+            (&raw mut (*body).publish).write(publish);
+            (&raw mut (*body).boxed).write(boxed);
+            (&raw mut (*body).finished).write(false);
+            (&raw mut (*body).panicking_at_start).write(panicking_at_start);
+            (&raw mut (*body).lines).write(lines);
+        }
+        WriteGuard { body: room.cast(), _marker: PhantomData }
+    }
+
+    fn body(&self) -> &Body<'a, T> {
+        // SAFETY: the body was written by `with_body` and lives until the guard drops; the
+        // guard is its only owner, and `&self` excludes `&mut` uses of it meanwhile.
+        unsafe { self.body.as_ref() }
+    }
+
+    fn body_mut(&mut self) -> &mut Body<'a, T> {
+        // SAFETY: as in `body`, with `&mut self` making this the only reference.
+        unsafe { self.body.as_mut() }
     }
 
     /// Commits the change now and reports whether it reached the durability the handle asks for.
@@ -163,35 +234,30 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
     /// and other fields), the changes are already visible, so this returns
     /// [`Error::RollbackUnsupported`](crate::Error::RollbackUnsupported) and keeps them.
     pub fn abort(mut self) -> Result<()> {
-        match self.target {
-            Target::Staged { .. } => {
-                self.finished = true;
-                Ok(())
-            }
-            Target::InPlace(_) => {
-                self.finish(true)?;
-                Err(Error::RollbackUnsupported { name: self.handle.name().to_owned() })
-            }
+        if self.body().publish.is_some() {
+            self.body_mut().finished = true;
+            return Ok(());
         }
+        self.finish(true)?;
+        Err(Error::RollbackUnsupported { name: self.body().handle.name().to_owned() })
     }
 
     fn finish(&mut self, commit: bool) -> Result<()> {
-        self.finished = true;
+        let body = self.body_mut();
+        body.finished = true;
         // A guard inherited by a forked child: the lock is its parent's, not the child's, so
         // nothing may be published or recorded under it.
-        if self.hold.forked() {
-            return Err(Error::Forked { path: self.handle.store.path.clone() });
+        if body.hold.forked() {
+            return Err(Error::Forked { path: body.handle.store.path.clone() });
         }
-        let durability = self.handle.durability;
-        match &mut self.target {
-            Target::Staged { value, publish } if commit => {
-                // SAFETY: the copy is an initialised `T` that only this guard reaches, and
-                // `&mut self` excludes every other use of it during the call.
-                publish(self.handle, &self.hold, unsafe { value.value.as_mut() }, durability)
-            }
-            Target::Staged { .. } => Ok(()),
+        let durability = body.handle.durability;
+        match body.publish {
+            // SAFETY: the copy is an initialised `T` that only this guard reaches, and
+            // `&mut self` excludes every other use of it during the call.
+            Some(publish) if commit => publish(body.handle, &body.hold, unsafe { body.target.as_mut() }, durability),
+            Some(_) => Ok(()),
             // Whatever happened, the bytes may have changed: record it.
-            Target::InPlace(_) => self.handle.changed_in_place(&self.hold, durability),
+            None => body.handle.changed_in_place(&body.hold, durability),
         }
     }
 }
@@ -200,39 +266,130 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
     /// A guard over a private copy of an object's value, written back by `publish` on commit
     /// (and discarded by an abort or a panic). `hold` is the entry's exclusive lock.
     pub(crate) fn staged_with(value: T, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
-        Self::staged_copy(StagedCopy::new(value), handle, hold, publish)
-    }
-
-    /// A guard over `copy`, a private copy of a double-buffered object's value, published by
-    /// [`EntryHandle::publish`] on commit. `hold` is the entry's exclusive lock.
-    #[inline(always)]
-    pub(crate) fn staged_commit(copy: StagedCopy<T>, handle: &'a EntryHandle, hold: Hold<'a>) -> Self {
-        let publish: Publish<T> =
-            |handle, hold, value, durability| handle.publish_inline(hold, owned_bytes(value), durability);
-        Self::staged_copy(copy, handle, hold, publish)
-    }
-
-    #[inline(always)]
-    fn staged_copy(copy: StagedCopy<T>, handle: &'a EntryHandle, hold: Hold<'a>, publish: Publish<T>) -> Self {
-        WriteGuard {
-            target: Target::Staged { value: copy, publish },
-            handle,
-            hold,
-            finished: false,
-            panicking_at_start: std::thread::panicking(),
-            _marker: PhantomData,
+        let lock = |slot: &mut MaybeUninit<Hold<'a>>| {
+            slot.write(hold);
+            Ok(())
+        };
+        let fill = |_: &Hold<'a>, slot: &mut MaybeUninit<T>| {
+            slot.write(value);
+            Ok(())
+        };
+        match Self::staged::<std::convert::Infallible>(handle, lock, publish, fill) {
+            Ok(guard) => guard,
+            Err(e) => match e {},
         }
     }
+
+    /// A guard over a private copy of a double-buffered object's value: `lock` takes the
+    /// entry's exclusive lock (writing the hold into the slot it is given), `fill` makes the copy
+    /// under it, and [`EntryHandle::publish_inline`] publishes it on commit.
+    #[inline(always)]
+    pub(crate) fn staged_commit(
+        handle: &'a EntryHandle,
+        lock: impl FnOnce(&mut MaybeUninit<Hold<'a>>) -> Result<()>,
+        fill: impl FnOnce(&Hold<'a>, &mut MaybeUninit<T>) -> Result<()>,
+    ) -> Result<Self> {
+        let publish: Publish<T> =
+            |handle, hold, value, durability| handle.publish_inline(hold, owned_bytes(value), durability);
+        Self::staged(handle, lock, publish, fill)
+    }
+
+    /// A guard over a private copy, published by `publish` on commit. `lock` writes the hold of
+    /// the entry's exclusive lock into the slot it is given (in the guard's room, where it stays:
+    /// it is not copied) or fails; then `fill` writes every byte of the copy under it, or fails,
+    /// and the lock is released.
+    #[inline(always)]
+    fn staged<E>(
+        handle: &'a EntryHandle,
+        lock: impl FnOnce(&mut MaybeUninit<Hold<'a>>) -> Result<(), E>,
+        publish: Publish<T>,
+        fill: impl FnOnce(&Hold<'a>, &mut MaybeUninit<T>) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let head = body_lines::<T>();
+        let boxed = std::mem::align_of::<T>() > LINE;
+        let lines = if boxed { head } else { head + std::mem::size_of::<T>().div_ceil(LINE) };
+        let room = staging::take_room(lines);
+        let body = room.cast::<Body<'a, T>>().as_ptr();
+        // SAFETY: the room's first `head` lines are free, aligned to 64, and a `Body` fits there
+        // (see `in_place`); the slot is the body's `hold` field, reached without making a
+        // reference to the (uninitialised) body, and `MaybeUninit` has the layout of a `Hold`.
+        let hold_slot = unsafe { &mut *(&raw mut (*body).hold).cast::<MaybeUninit<Hold<'a>>>() };
+        if let Err(e) = lock(hold_slot) {
+            // SAFETY: the room came from `take_room` above and nothing uses it.
+            unsafe { staging::give_back_room(room) };
+            return Err(e);
+        }
+        // SAFETY: `lock` succeeded, so it initialised the hold.
+        let hold = unsafe { hold_slot.assume_init_mut() };
+        let value: NonNull<MaybeUninit<T>> = if boxed {
+            NonNull::from(Box::leak(Box::<T>::new_uninit()))
+        } else {
+            // SAFETY: the room has at least `head + size_of::<T>().div_ceil(64)` lines: the value
+            // lies in the ones after the body, inside the room, aligned to a line, which is at
+            // least `T`'s alignment here.
+            unsafe { room.cast::<Line>().add(head).cast() }
+        };
+        // SAFETY: the value's memory is this guard's alone (a fresh box, or lines of a room
+        // nobody else uses), and a `MaybeUninit` may hold any bytes.
+        if let Err(e) = fill(hold, unsafe { &mut *value.as_ptr() }) {
+            // SAFETY: the hold is initialised and dropped only here (releasing the lock); then
+            // nothing else reaches the value's box or the room, both made above.
+            unsafe {
+                std::ptr::drop_in_place(hold);
+                free_value_and_room::<T>(value.cast(), boxed, room);
+            }
+            return Err(e);
+        }
+        // SAFETY: the room's first lines hold the body, of which the hold is initialised (the
+        // entry's exclusive lock, taken by `lock`); the value is initialised (`fill` succeeded)
+        // and only this guard reaches it.
+        Ok(unsafe { Self::finish_body(room, handle, value.cast(), Some(publish), boxed) })
+    }
+}
+
+/// Frees a guard's private copy (in `room`, or boxed) and gives `room` back to the thread.
+///
+/// # Safety
+///
+/// `room` came from [`staging::take_room`] and nothing uses it any more; `value` is the copy in
+/// it (an initialised `T` or not: `T` has no drop glue, being `SharedLayout`), or, if `boxed`,
+/// a `Box<T>` leaked by the caller that nothing uses any more.
+unsafe fn free_value_and_room<T>(value: NonNull<T>, boxed: bool, room: NonNull<[MaybeUninit<Line>]>) {
+    if boxed {
+        // SAFETY: `value` came from `Box::leak` of a `Box<MaybeUninit<T>>`, freed only here,
+        // once; freeing it as such drops nothing.
+        drop(unsafe { Box::from_raw(value.as_ptr().cast::<MaybeUninit<T>>()) });
+    }
+    // SAFETY: the caller's contract.
+    unsafe { staging::give_back_room(room) };
 }
 
 impl<T: ?Sized> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
+        let body = self.body();
         // In a forked child, do nothing at all (see `finish`): not even build the error.
-        if !self.finished && !self.hold.forked() {
+        if !body.finished && !body.hold.forked() {
             // A panic inside the guard rolls back; otherwise commit. Errors can only be reported by
             // `commit()`; here the change is at least published to every process.
-            let panic_while_held = std::thread::panicking() && !self.panicking_at_start;
+            let panic_while_held = std::thread::panicking() && !body.panicking_at_start;
             let _ = self.finish(!panic_while_held);
+        }
+        let lines = self.body().lines;
+        let room = NonNull::slice_from_raw_parts(self.body.cast::<MaybeUninit<Line>>(), lines);
+        let (boxed, staged) = (self.body().boxed, self.body().publish.is_some());
+        let target = self.body().target;
+        // SAFETY: the body was written by `with_body` and is dropped only here, once: this
+        // releases the lock (after the commit above). A private copy is a `SharedLayout` value,
+        // which has no drop glue; then its box (if any) is freed and the room given back: the
+        // guard, which is their only owner, is going away. `room` is the room `with_body` wrote
+        // the body into: its start, and the length recorded there.
+        unsafe {
+            std::ptr::drop_in_place(self.body.as_ptr());
+            if staged {
+                free_value_and_room(target.cast::<u8>(), boxed, room);
+            } else {
+                staging::give_back_room(room);
+            }
         }
     }
 }
@@ -249,26 +406,19 @@ impl<T: ?Sized> Deref for ReadGuard<'_, T> {
 impl<T: ?Sized> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        match &self.target {
-            // SAFETY: the `in_place` contract, with the exclusive lock held for the guard's life.
-            Target::InPlace(ptr) => unsafe { ptr.as_ref() },
-            // SAFETY: the copy is an initialised `T` that only this guard reaches; the reference
-            // borrows the guard.
-            Target::Staged { value, .. } => unsafe { value.value.as_ref() },
-        }
+        // SAFETY: in place, the `in_place` contract, with the exclusive lock held for the guard's
+        // life; a private copy is an initialised `T` that only this guard reaches. The reference
+        // borrows the guard.
+        unsafe { self.body().target.as_ref() }
     }
 }
 
 impl<T: ?Sized> DerefMut for WriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        match &mut self.target {
-            // SAFETY: the `in_place` contract: the exclusive lock means no other reference to these
-            // bytes exists anywhere while this guard lives, and `&mut self` makes this the only one
-            // handed out by the guard. Safe code can only store valid `T` values through it.
-            Target::InPlace(ptr) => unsafe { ptr.as_mut() },
-            // SAFETY: as in `deref`, and `&mut self` makes this the only reference handed out.
-            Target::Staged { value, .. } => unsafe { value.value.as_mut() },
-        }
+        // SAFETY: as in `deref`; in place, the exclusive lock means no other reference to these
+        // bytes exists anywhere while this guard lives. `&mut self` makes this the only reference
+        // handed out by the guard, and safe code can only store valid `T` values through it.
+        unsafe { self.body_mut().target.as_mut() }
     }
 }
 

@@ -21,6 +21,10 @@ use crate::format::schema::Schema;
 use crate::layout::{Layout, SharedLayout};
 use crate::options::Durability;
 
+/// The serial word of the entries of a version-1 store, which have none: always 0, as
+/// [`EntryHandle::serial`] is for them.
+static NO_SERIAL: AtomicU64 = AtomicU64::new(0);
+
 /// A held lock on one entry.
 pub(crate) type Hold<'a> = crate::file::lock::Held<'a>;
 
@@ -54,6 +58,29 @@ pub(crate) struct EntryHandle {
     hot: Option<Hot>,
 }
 
+/// The words of a double-buffered object that tell whether it is still the entry a handle was
+/// made for, and what they hold while it is: its `moved` word (v1's `moved_to`, v2's `state`) and
+/// its block's serial (v2; 0 in v1). Taken out of the handle once per access, so that checking
+/// them again costs their two loads and nothing more.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StillCurrent<'a> {
+    moved: &'a AtomicU32,
+    current_value: u32,
+    serial: &'a AtomicU64,
+    expected_serial: u64,
+}
+
+impl StillCurrent<'_> {
+    /// Whether the entry may have moved, been removed or renamed, or its block reused: then
+    /// [`EntryHandle::check_current`] says why. Two loads.
+    #[inline(always)]
+    pub(crate) fn moved_away(&self) -> bool {
+        // Both loads, then one branch (`|`, not `||`): they are two loads of one cache line.
+        (self.moved.load(std::sync::atomic::Ordering::Acquire) != self.current_value)
+            | (self.serial.load(std::sync::atomic::Ordering::Acquire) != self.expected_serial)
+    }
+}
+
 /// The layout a handle was opened with: a Rust type's, or, for an untyped handle
 /// ([`UntypedObject`](crate::UntypedObject), [`UntypedArray`](crate::UntypedArray)), the schema
 /// stored with the entry it was opened on.
@@ -71,10 +98,17 @@ pub(crate) enum Expected {
 struct Hot {
     seq: Located<AtomicU64>,
     moved: Located<AtomicU32>,
-    serial: Option<Located<AtomicU64>>,
+    /// The block's serial word (v2), or, in a version-1 store (which has none), [`NO_SERIAL`].
+    serial: Located<AtomicU64>,
+    /// Both slots, each `words` words long.
     slots: [Located<[AtomicU64]>; 2],
+    /// The length of each slot in words.
+    words: usize,
     /// The change-notification words a commit bumps and checks: `futex`, `waiters`.
     notify: [Located<AtomicU32>; 2],
+    /// What `moved` holds while the entry is current (the store's `words.current_value`), kept
+    /// here so that a lock-free load compares it with no load through the store.
+    current_value: u32,
 }
 
 impl EntryHandle {
@@ -141,8 +175,16 @@ impl EntryHandle {
                 // The data lies inside the mapping (checked above), so a slot is misaligned.
                 return Err(store.corrupt(format!("the slots of object `{}` are misaligned", entry.name)));
             };
-            let serial = if serial != 0 { map.locate_u64(at + crate::format::v2::block::SERIAL) } else { None };
-            Some(Hot { seq, moved, serial, slots: [slot0, slot1], notify: [futex, waiters] })
+            let serial = if serial != 0 {
+                let Some(word) = map.locate_u64(at + crate::format::v2::block::SERIAL) else {
+                    return Err(store.corrupt(format!("the block of object `{}` is misaligned", entry.name)));
+                };
+                word
+            } else {
+                Located::of_static(&NO_SERIAL)
+            };
+            let current_value = store.words.current_value;
+            Some(Hot { seq, moved, serial, slots: [slot0, slot1], words, notify: [futex, waiters], current_value })
         } else {
             None
         };
@@ -184,20 +226,34 @@ impl EntryHandle {
         let held = self.store.lock_entry(self.lock()?, &self.entry.name, exclusive, in_place, wait, timeout)?;
         // A migration commits under this lock: checked now, it cannot happen until we release it.
         // (One or two loads of words located once, for a double-buffered object.)
-        match self.hot() {
-            Some((_, moved, _)) if !self.moved_away(moved) => {}
-            _ => self.check_current()?,
+        if self.moved_away() {
+            self.check_current()?;
         }
         Ok(held)
     }
 
-    /// The sequence word, forwarding word and the two slots of a double-buffered object.
+    /// The sequence word and the two slots of a double-buffered object, and the words that tell
+    /// whether it is still the entry this handle was made for.
     #[inline(always)]
-    pub(crate) fn hot(&self) -> Option<(&AtomicU64, &AtomicU32, [&[AtomicU64]; 2])> {
-        let hot = self.hot?;
-        // SAFETY: `hot` was located in this store's mappings, and `self.store` keeps the store,
-        // hence every one of its mappings, alive for as long as `self` is borrowed.
-        unsafe { Some((hot.seq.get(), hot.moved.get(), [hot.slots[0].get(), hot.slots[1].get()])) }
+    pub(crate) fn hot(&self) -> Option<(&AtomicU64, [&[AtomicU64]; 2], StillCurrent<'_>)> {
+        let hot = self.hot.as_ref()?;
+        // SAFETY: `hot` was located in this store's mappings (its serial word may be the static
+        // `NO_SERIAL`), and `self.store` keeps the store, hence every one of its mappings, alive
+        // for as long as `self` is borrowed. Both slots were located `words` words long: rebuilt
+        // with that one length, they tell the compiler that they are equally long (one length
+        // check covers both).
+        unsafe {
+            let slot = |located: Located<[AtomicU64]>| {
+                std::slice::from_raw_parts(located.ptr().cast::<AtomicU64>().as_ptr(), hot.words)
+            };
+            let still = StillCurrent {
+                moved: hot.moved.get(),
+                current_value: hot.current_value,
+                serial: hot.serial.get(),
+                expected_serial: self.serial,
+            };
+            Some((hot.seq.get(), [slot(hot.slots[0]), slot(hot.slots[1])], still))
+        }
     }
 
     /// The change-notification words of a double-buffered object, `futex` and `waiters`.
@@ -208,19 +264,11 @@ impl EntryHandle {
         unsafe { Some((hot.notify[0].get(), hot.notify[1].get())) }
     }
 
-    /// Whether the entry may no longer be the one this handle was made for, as the word
-    /// `moved` (from [`hot`](Self::hot)) and the serial tell: then
-    /// [`check_current`](Self::check_current) says why. One or two loads.
+    /// Whether the entry may no longer be the one this handle was made for (see
+    /// [`StillCurrent`]); `true` for an entry that is not double-buffered.
     #[inline(always)]
-    pub(crate) fn moved_away(&self, moved: &AtomicU32) -> bool {
-        if moved.load(std::sync::atomic::Ordering::Acquire) != self.store.words.current_value {
-            return true;
-        }
-        match self.hot.and_then(|hot| hot.serial) {
-            // SAFETY: located in this store's mappings, which `self.store` keeps alive.
-            Some(serial) => unsafe { serial.get() }.load(std::sync::atomic::Ordering::Acquire) != self.serial,
-            None => false,
-        }
+    pub(crate) fn moved_away(&self) -> bool {
+        self.hot().is_none_or(|(_, _, still)| still.moved_away())
     }
 
     /// The layout the handle was opened with.

@@ -153,110 +153,50 @@ impl<T: SharedLayout> Staging<T> {
     }
 }
 
-/// A write guard's private copy of a value, which the guard owns: in this thread's spare buffer
-/// (reused from guard to guard, so that a guard makes no allocation), or, for a value aligned
-/// beyond what the buffer guarantees, in an allocation of its own. (A raw pointer, not a `Box`,
-/// so that moving the guard claims nothing about the memory it points to.)
-pub(crate) struct StagedCopy<T: ?Sized> {
-    /// The value: initialised, and reached only through this copy.
-    pub(crate) value: NonNull<T>,
-    /// The memory `value` lies in.
-    room: Room,
-}
-
-/// Where a [`StagedCopy`] lies.
-enum Room {
-    /// At the start of a spare buffer (from `Box::into_raw`), given back to this thread when the
-    /// copy drops.
-    Spare(NonNull<[MaybeUninit<Line>]>),
-    /// In a `Box<T>` of its own (from `Box::into_raw`).
-    Boxed,
-}
-
-/// The unit of a spare buffer: 64 bytes, aligned to 64, so that a buffer holds any value whose
-/// alignment is at most 64.
+/// The unit of a write guard's room: 64 bytes, aligned to 64, so that a room holds any value
+/// whose alignment is at most 64.
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+pub(crate) struct Line([u8; 64]);
+
+/// The size and alignment of a [`Line`].
+pub(crate) const LINE: usize = std::mem::size_of::<Line>();
 
 thread_local! {
-    /// The buffer the next write guard of this thread stages its copy in, while no guard uses it.
+    /// The room the next write guard of this thread takes, while no guard uses it.
     static SPARE: std::cell::Cell<Option<Box<[MaybeUninit<Line>]>>> = const { std::cell::Cell::new(None) };
 }
 
-impl<T> StagedCopy<T> {
-    /// `value`, moved into this thread's spare buffer (made, or made larger, if it has no room).
-    #[inline]
-    pub(crate) fn new(value: T) -> Self {
-        let filled = Self::filled::<std::convert::Infallible>(|slot| {
-            slot.write(value);
-            Ok(())
-        });
-        match filled {
-            Ok(copy) => copy,
-            // `fill` above cannot fail.
-            Err(e) => match e {},
-        }
-    }
-
-    /// A copy that `fill` writes in place (in this thread's spare buffer, made or made larger if
-    /// it has no room): `fill` must initialise every byte of its slot, or fail.
-    #[inline(always)]
-    pub(crate) fn filled<E>(fill: impl FnOnce(&mut MaybeUninit<T>) -> Result<(), E>) -> Result<Self, E> {
-        if std::mem::align_of::<T>() > std::mem::align_of::<Line>() {
-            let mut boxed = Box::<T>::new_uninit();
-            fill(&mut boxed)?;
-            // SAFETY: `fill` succeeded, so it initialised the value (the contract above).
-            let value = NonNull::from(Box::leak(unsafe { boxed.assume_init() }));
-            return Ok(StagedCopy { value, room: Room::Boxed });
-        }
-        let lines = std::mem::size_of::<T>().div_ceil(std::mem::size_of::<Line>()).max(1);
-        let mut buf = match SPARE.try_with(|spare| spare.take()).ok().flatten() {
-            Some(buf) if buf.len() >= lines => buf,
-            _ => Box::new_uninit_slice(lines),
-        };
-        let at = buf.as_mut_ptr().cast::<MaybeUninit<T>>();
-        // SAFETY: the buffer holds `lines * 64 >= size_of::<T>()` bytes, aligned to 64, which is
-        // at least `T`'s alignment (checked above), and a `MaybeUninit<T>` may hold any bytes; it
-        // was just taken out of the thread's spare slot (or allocated), and `buf` stays borrowed
-        // (unused) for as long as `fill` uses the reference.
-        if let Err(e) = fill(unsafe { &mut *at }) {
-            give_back(buf);
-            return Err(e);
-        }
-        let buf = NonNull::from(Box::leak(buf));
-        Ok(StagedCopy { value: buf.cast::<T>(), room: Room::Spare(buf) })
-    }
+/// A room of at least `lines` lines for a write guard: this thread's spare one (made, or made
+/// larger, if it has no room), so that a guard makes no allocation. Give it back with
+/// [`give_back_room`]. (A raw pointer, not a `Box`, so that moving the guard that owns it claims
+/// nothing about the memory it points to.)
+#[inline]
+pub(crate) fn take_room(lines: usize) -> NonNull<[MaybeUninit<Line>]> {
+    let room = match SPARE.try_with(|spare| spare.take()).ok().flatten() {
+        Some(room) if room.len() >= lines => room,
+        _ => Box::new_uninit_slice(lines),
+    };
+    NonNull::from(Box::leak(room))
 }
 
-/// Keeps `buf` as this thread's spare buffer, or the larger of it and one a nested guard gave
-/// back meanwhile. (While the thread is being torn down, the buffer is simply freed.)
-fn give_back(buf: Box<[MaybeUninit<Line>]>) {
+/// Keeps `room` as this thread's spare one, or the larger of it and one a nested guard gave back
+/// meanwhile. (While the thread is being torn down, the room is simply freed.)
+///
+/// # Safety
+///
+/// `room` came from [`take_room`], whole, and nothing uses it any more.
+#[inline]
+pub(crate) unsafe fn give_back_room(room: NonNull<[MaybeUninit<Line>]>) {
+    // SAFETY: `take_room` made `room` with `Box::leak` of a boxed slice of this length, and the
+    // caller gives it back once, when nothing uses it.
+    let room = unsafe { Box::from_raw(room.as_ptr()) };
     let _ = SPARE.try_with(|spare| {
         let kept = match spare.take() {
-            Some(other) if other.len() > buf.len() => other,
-            _ => buf,
+            Some(other) if other.len() > room.len() => other,
+            _ => room,
         };
         spare.set(Some(kept));
     });
-}
-
-impl<T: ?Sized> Drop for StagedCopy<T> {
-    fn drop(&mut self) {
-        match self.room {
-            // SAFETY: `value` came from `Box::into_raw` (`Box::leak`) of a `Box<T>` and is freed
-            // only here, once.
-            Room::Boxed => drop(unsafe { Box::from_raw(self.value.as_ptr()) }),
-            Room::Spare(buf) => {
-                // SAFETY: `value` is an initialised `T` that only this copy reaches, dropped only
-                // here, once; `buf` came from `Box::into_raw` (`Box::leak`) and is given back
-                // only here, once, after the value in it is gone.
-                give_back(unsafe {
-                    std::ptr::drop_in_place(self.value.as_ptr());
-                    Box::from_raw(buf.as_ptr())
-                });
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -265,6 +265,12 @@ impl<T: ?Sized> Located<T> {
         unsafe { self.ptr.as_ref() }
     }
 
+    /// A `T` that is not in a mapping but lives forever (a stand-in, such as a word that never
+    /// changes where a mapping has none).
+    pub(crate) fn of_static(value: &'static T) -> Located<T> {
+        Located { ptr: NonNull::from(value) }
+    }
+
     /// The located address, for the unsafe copies of `view` (which state their own contracts).
     pub(crate) fn ptr(self) -> NonNull<u8> {
         self.ptr.cast()

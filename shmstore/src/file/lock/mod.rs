@@ -400,6 +400,31 @@ impl Locks {
         }
     }
 
+    /// [`write`](Self::write), with the hold written into `out` (initialised when this returns
+    /// `Ok`), for a caller that keeps it there: a write guard's room. In robust mode the lock
+    /// writes the hold's words straight into `out`; a hold returned in a `Result` is copied out
+    /// of it 16 bytes at a time, and a 16-byte load of words just written by two 8-byte stores
+    /// waits for them to reach the cache (a store-forwarding stall, measured at a tenth of a
+    /// write guard's time).
+    #[inline(always)]
+    pub(crate) fn write_into<'a>(
+        &'a self,
+        lock: &'a EntryLock,
+        file: &'a File,
+        scope: &'a LockScope,
+        wait: Wait,
+        in_place: bool,
+        out: &mut std::mem::MaybeUninit<Held<'a>>,
+    ) -> Result<(), LockError> {
+        match (self, lock) {
+            (Locks::Robust(robust), EntryLock::Robust(block)) => block.write_into(robust, scope, wait, in_place, out),
+            _ => {
+                out.write(self.write(lock, file, scope, wait, in_place)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Takes `lock` (one of this store's entry locks, of an entry changed `in_place` or
     /// double-buffered) exclusively, for a writer.
     #[inline]

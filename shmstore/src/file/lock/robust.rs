@@ -166,7 +166,7 @@ impl Site {
 
     /// Locks the mutex (of the current epoch), honouring `wait`. A thread that holds it gets
     /// [`LockError::WouldDeadlock`] (the mutexes are of the ERRORCHECK type), whatever the wait.
-    #[inline]
+    #[inline(always)]
     fn lock(&self, wait: Wait) -> Result<Acquired, LockError> {
         let mutex = self.mutex();
         let acquired = match wait {
@@ -367,15 +367,48 @@ impl BlockLock {
         self.exclusive(ctx, scope, key, wait, in_place)
     }
 
+    /// [`write`](Self::write), with the hold written into `out` (initialised when this returns
+    /// `Ok`): for a caller that keeps the hold where the lock makes it, so that it is not copied
+    /// (a write guard's room).
+    #[inline(always)]
+    pub(crate) fn write_into<'a>(
+        &'a self,
+        ctx: &'a Robust,
+        scope: &'a LockScope,
+        wait: Wait,
+        in_place: bool,
+        out: &mut std::mem::MaybeUninit<Held<'a>>,
+    ) -> Result<(), LockError> {
+        if in_place {
+            out.write(self.write(ctx, scope, wait, in_place)?);
+        } else {
+            let acquired = self.lock_mutex_only(ctx, scope, wait)?;
+            out.write(self.mutex_only_hold(scope, acquired));
+        }
+        Ok(())
+    }
+
     /// The mutex alone, for a double-buffered object: not recorded in the registry.
     #[inline]
     fn mutex_only<'a>(&'a self, ctx: &'a Robust, scope: &'a LockScope, wait: Wait) -> Result<Held<'a>, LockError> {
+        let acquired = self.lock_mutex_only(ctx, scope, wait)?;
+        Ok(self.mutex_only_hold(scope, acquired))
+    }
+
+    /// Locks the mutex for [`mutex_only`](Self::mutex_only): refused in a forked child.
+    #[inline(always)]
+    fn lock_mutex_only(&self, ctx: &Robust, scope: &LockScope, wait: Wait) -> Result<Acquired, LockError> {
         if scope.forked() {
             return Err(LockError::Forked);
         }
         self.ensure(ctx)?;
-        let acquired = self.site.lock(wait)?;
-        Ok(Held::unregistered(scope, HeldRelease::Robust(Release::mutex(&self.site, None, acquired))))
+        self.site.lock(wait)
+    }
+
+    /// The hold of the mutex [`lock_mutex_only`](Self::lock_mutex_only) locked.
+    #[inline(always)]
+    fn mutex_only_hold<'a>(&'a self, scope: &'a LockScope, acquired: Acquired) -> Held<'a> {
+        Held::unregistered(scope, HeldRelease::Robust(Release::mutex(&self.site, None, acquired)))
     }
 
     fn exclusive<'a>(
