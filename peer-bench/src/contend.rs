@@ -25,38 +25,49 @@ const PARENT_ENV: &str = "PEER_BENCH_PARENT";
 /// The process counts of the scaling runs; the contended table is the 4-process run.
 pub const PROCESSES: [usize; 4] = [1, 2, 4, 8];
 
-/// A system that can count from several processes: its worker key, its name in the tables, and
-/// how many increments each worker makes: enough for a run of 50 ms or more even with one
-/// process, so that the workers really overlap (they are started one after the other).
+/// A system that can count from several processes: its worker key, its name in the tables, how
+/// many increments each worker makes (enough for a run of 50 ms or more even with one process,
+/// so that the workers really overlap: they are started one after the other), and how many runs
+/// of each process count it gets. The fast systems that are compared with each other (the raw
+/// floors and shmstore) get several runs, taken in turns with one another, and their median is
+/// reported: one short run of four processes on two cores depends on how the scheduler happened
+/// to interleave them, and a floor measured at another moment than its case would say more
+/// about the moment than about either.
 struct System {
     key: &'static str,
     name: &'static str,
     per_process: u64,
+    rounds: usize,
 }
 
 const SYSTEMS: [System; 8] = [
-    System { key: "fetch_add", name: "raw memmap2 `fetch_add`", per_process: 20_000_000 },
-    System { key: "shm_get", name: "shmstore `get()` + `fetch_add`", per_process: 20_000_000 },
-    System { key: "robust", name: "raw memmap2 + robust mutex (commit)", per_process: 2_000_000 },
-    System { key: "ofd", name: "raw memmap2 + OFD lock (commit)", per_process: 50_000 },
+    System { key: "fetch_add", name: "raw memmap2 `fetch_add`", per_process: 20_000_000, rounds: 3 },
+    System { key: "shm_get", name: "shmstore `get()` + `fetch_add`", per_process: 20_000_000, rounds: 3 },
+    System { key: "robust", name: "raw memmap2 + robust mutex (commit)", per_process: 2_000_000, rounds: 5 },
+    System { key: "ofd", name: "raw memmap2 + OFD lock (commit)", per_process: 50_000, rounds: 1 },
     // As many as the raw robust-mutex commit it is compared with, so that both locked rows
     // run long enough for the workers to overlap and be interleaved alike (at 50,000, a worker
     // ran for a few milliseconds: less than one time slice).
-    System { key: "shm_update", name: "shmstore `update()`", per_process: 2_000_000 },
-    System { key: "lmdb", name: "LMDB put+commit `NO_SYNC`", per_process: 5_000 },
-    System { key: "sqlite", name: "SQLite WAL `UPDATE`, `synchronous=OFF`", per_process: 1_000 },
-    System { key: "redis", name: "Redis `INCR` (loopback)", per_process: 5_000 },
+    System { key: "shm_update", name: "shmstore `update()`", per_process: 2_000_000, rounds: 5 },
+    System { key: "lmdb", name: "LMDB put+commit `NO_SYNC`", per_process: 5_000, rounds: 1 },
+    System { key: "sqlite", name: "SQLite WAL `UPDATE`, `synchronous=OFF`", per_process: 1_000, rounds: 1 },
+    System { key: "redis", name: "Redis `INCR` (loopback)", per_process: 5_000, rounds: 1 },
 ];
 
-/// One run: `processes` workers of one system.
+/// The runs of `processes` workers of one system: the median run, and the spread.
 #[derive(Debug, Clone)]
 pub struct Run {
     pub processes: usize,
-    /// Wall time per increment, all processes together.
+    /// Wall time per increment, all processes together (the median run's).
     pub per_increment_ns: f64,
-    /// Increments per second, all processes together, in millions.
+    /// Increments per second, all processes together, in millions (the median run's).
     pub mops: f64,
-    /// The increments the count grew by, and the increments made: equal if none was lost.
+    /// The slowest and fastest runs' increments per second, in millions.
+    pub mops_range: (f64, f64),
+    /// How many runs were made.
+    pub runs: usize,
+    /// The increments the count grew by, and the increments made, over all runs: equal if none
+    /// was lost.
     pub counted: u64,
     pub made: u64,
 }
@@ -105,14 +116,15 @@ impl Reader {
 /// no single operations and no report written: `main` checks it.
 pub const ONLY_CONTENDED_ENV: &str = "PEER_BENCH_CONTENDED";
 
-/// Runs every system over [`PROCESSES`] (only those named in [`ONLY_CONTENDED_ENV`] if it is set).
+/// Runs every system over [`PROCESSES`] (only those named in [`ONLY_CONTENDED_ENV`] if it is set),
+/// each as many times as its `rounds`, in turns.
 pub fn scaling(dirs: &Dirs, redis_url: Option<&str>) -> Scaling {
     let dir = &dirs.disk;
     let only = std::env::var(ONLY_CONTENDED_ENV).ok();
     let wanted = |key: &str| only.as_ref().is_none_or(|only| only.split(',').any(|k| k.trim() == key));
-    let mut systems = Vec::new();
+    let mut readers = Vec::new();
     for system in SYSTEMS.iter().filter(|s| wanted(s.key)) {
-        let mut reader = match system.key {
+        let reader = match system.key {
             "fetch_add" => Reader::Raw(Raw::create(&dir.join("contend-fetch_add.bin")), true),
             "robust" | "ofd" => Reader::Raw(Raw::create(&dir.join(format!("contend-{}.bin", system.key))), false),
             "shm_get" | "shm_update" => {
@@ -133,23 +145,61 @@ pub fn scaling(dirs: &Dirs, redis_url: Option<&str>) -> Scaling {
             },
             other => unreachable!("no system {other}"),
         };
-        let mut runs = Vec::new();
-        for processes in PROCESSES {
-            let before = reader.count();
-            let wall = run_workers(system, processes, dir, redis_url);
-            let counted = reader.count() - before;
-            let made = processes as u64 * system.per_process;
-            let per_increment_ns = wall.as_nanos() as f64 / made as f64;
-            let run = Run { processes, per_increment_ns, mops: 1e3 / per_increment_ns, counted, made };
-            eprintln!(
-                "  {:<40} {processes} processes: {:>10.1} ns per increment, {:>8.3} M/s, count {} of {}",
-                system.name, run.per_increment_ns, run.mops, counted, made
-            );
-            runs.push(run);
-        }
-        systems.push(SystemRuns { name: system.name, key: system.key, per_process: system.per_process, runs });
+        readers.push((system, reader));
     }
+    // Each process count in turn; within it, round after round, every system that has a run
+    // left in this round.
+    let mut timings: Vec<Vec<Vec<(f64, u64, u64)>>> = vec![vec![Vec::new(); PROCESSES.len()]; readers.len()];
+    for (p, processes) in PROCESSES.into_iter().enumerate() {
+        let rounds = readers.iter().map(|(system, _)| system.rounds).max().unwrap_or(0);
+        for round in 0..rounds {
+            for (i, (system, reader)) in readers.iter_mut().enumerate() {
+                if round >= system.rounds {
+                    continue;
+                }
+                let before = reader.count();
+                let wall = run_workers(system, processes, dir, redis_url);
+                let counted = reader.count() - before;
+                let made = processes as u64 * system.per_process;
+                let per_increment_ns = wall.as_nanos() as f64 / made as f64;
+                eprintln!(
+                    "  {:<40} {processes} processes, run {}: {:>10.1} ns per increment, {:>8.3} M/s, count {} of {}",
+                    system.name,
+                    round + 1,
+                    per_increment_ns,
+                    1e3 / per_increment_ns,
+                    counted,
+                    made
+                );
+                timings[i][p].push((per_increment_ns, counted, made));
+            }
+        }
+    }
+    let systems = readers
+        .iter()
+        .zip(timings)
+        .map(|((system, _), per_count)| {
+            let runs = PROCESSES.into_iter().zip(per_count).map(|(processes, timings)| summary(processes, timings)).collect();
+            SystemRuns { name: system.name, key: system.key, per_process: system.per_process, runs }
+        })
+        .collect();
     Scaling { systems }
+}
+
+/// The median of `timings` (ns per increment, counted, made), their spread and their counts.
+fn summary(processes: usize, mut timings: Vec<(f64, u64, u64)>) -> Run {
+    timings.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median = timings[timings.len() / 2].0;
+    let (fastest, slowest) = (timings[0].0, timings[timings.len() - 1].0);
+    Run {
+        processes,
+        per_increment_ns: median,
+        mops: 1e3 / median,
+        mops_range: (1e3 / slowest, 1e3 / fastest),
+        runs: timings.len(),
+        counted: timings.iter().map(|t| t.1).sum(),
+        made: timings.iter().map(|t| t.2).sum(),
+    }
 }
 
 struct Worker {

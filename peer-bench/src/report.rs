@@ -82,14 +82,16 @@ pub fn markdown(rows: &[Row], scaling: &Scaling, notes: &[String]) -> String {
     let _ = writeln!(
         out,
         "\nOne counter, 4 processes incrementing it at once (wall time per increment, all processes \
-         together; the ratio is to the raw floor of its kind: `fetch_add` for atomic increments, \
-         the robust-mutex commit for the others; the final count is checked):\n"
+         together; the ratio is of its rate to the raw floor's of its kind: `fetch_add` for atomic increments, \
+         the robust-mutex commit for the others; the final count is checked). The raw floors and \
+         shmstore are run several times, in turns with one another, and the median run is shown, \
+         with the slowest and fastest runs' rates in brackets:\n"
     );
     let _ = writeln!(
         out,
-        "| system | increments per process | ns per increment | M increments/s | × raw floor | final count |"
+        "| system | increments per process | runs | ns per increment | M increments/s | rate × the floor's | final count |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
     for system in &scaling.systems {
         let Some(run) = system.runs.iter().find(|r| r.processes == 4) else { continue };
         let atomic = matches!(system.key, "fetch_add" | "shm_get");
@@ -99,21 +101,28 @@ pub fn markdown(rows: &[Row], scaling: &Scaling, notes: &[String]) -> String {
         } else {
             format!("**{} of {}: {} lost**", run.counted, run.made, run.made as i64 - run.counted as i64)
         };
+        let rate = if run.runs > 1 {
+            format!("{:.3} ({:.3}–{:.3})", run.mops, run.mops_range.0, run.mops_range.1)
+        } else {
+            format!("{:.3}", run.mops)
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {} |",
             system.name,
             system.per_process,
+            run.runs,
             ns(run.per_increment_ns),
-            run.mops,
-            run.per_increment_ns / floor,
+            rate,
+            floor / run.per_increment_ns,
             check
         );
     }
 
     let _ = writeln!(
         out,
-        "\nScaling: million increments per second, all processes together (every final count checked):\n"
+        "\nScaling: million increments per second, all processes together (the median run; every \
+         final count checked):\n"
     );
     let header: Vec<String> = PROCESSES.iter().map(|p| format!("{p} proc.")).collect();
     let _ = writeln!(out, "| system | {} |", header.join(" | "));
