@@ -262,6 +262,10 @@ fn single_operations(dirs: &Dirs, redis: Option<&RedisServer>) -> Vec<Row> {
     rows.push(row(Some(&mut *floors), Group::Commit, "shmstore", "`update(|o| o.a[0] += 1)`", || {
         obj.update(bump).unwrap()
     }));
+    rows.push(row(Some(&mut *floors), Group::Commit, "shmstore", "`write()` guard, `a[0] += 1`, drop", || {
+        let mut guard = obj.write().unwrap();
+        guard.a[0] = guard.a[0].wrapping_add(1);
+    }));
     rows.push(row(Some(&mut *floors), Group::Increment, "shmstore", "`get()?.n.fetch_add(1)`", || {
         atomic.get().unwrap().n.fetch_add(1, Ordering::Relaxed)
     }));
