@@ -179,7 +179,8 @@ pub fn scaling(dirs: &Dirs, redis_url: Option<&str>) -> Scaling {
         .iter()
         .zip(timings)
         .map(|((system, _), per_count)| {
-            let runs = PROCESSES.into_iter().zip(per_count).map(|(processes, timings)| summary(processes, timings)).collect();
+            let runs =
+                PROCESSES.into_iter().zip(per_count).map(|(processes, timings)| summary(processes, timings)).collect();
             SystemRuns { name: system.name, key: system.key, per_process: system.per_process, runs }
         })
         .collect();
