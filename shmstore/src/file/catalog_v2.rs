@@ -335,10 +335,19 @@ impl StoreInner {
     }
 
     /// The slot count and home function of the index table at `root`, checked.
+    ///
+    /// The header is read with atomic word loads, not a plain copy: lookups read it without the
+    /// admin lock while a creator counts a slot in its `used` word (ThreadSanitizer reported the
+    /// plain copy racing with that `fetch_add`).
     pub(crate) fn index_table(&self, root: u64) -> Result<idx::Table> {
         let mut bytes = [0u8; idx::HEADER_LEN as usize];
-        if !self.map().read(root, &mut bytes) {
-            return Err(self.corrupt(format!("the index table at byte {root} lies outside the mapping")));
+        let Some(words) = self.map().atomic_words(root, bytes.len() / 8) else {
+            return Err(
+                self.corrupt(format!("the index table at byte {root} lies outside the mapping or is misaligned"))
+            );
+        };
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
         }
         idx::decode_table(&bytes, root, self.capacity())
             .map_err(|e| self.corrupt(format!("{e} (index table at byte {root})")))
