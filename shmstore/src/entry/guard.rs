@@ -87,9 +87,10 @@ struct Body<'a, T: ?Sized> {
     target: NonNull<T>,
     /// For a private copy, how it is published on commit; `None` for a guard in place.
     publish: Option<Publish<T>>,
-    /// Whether the private copy is in a `Box` of its own (a value aligned beyond a [`Line`])
-    /// instead of in the room after the body.
-    boxed: bool,
+    /// For a private copy in a `Box` of its own (a value aligned beyond a [`Line`]) instead of
+    /// in the room after the body: the function that frees that box (as the `Box<T>` it was
+    /// made as: the guard's drop, generic over an unsized `T` too, cannot name `T`'s layout).
+    free_box: Option<FreeBox>,
     finished: bool,
     /// Whether the thread was already unwinding when the guard was taken (a guard used by a
     /// destructor during a panic): only a panic that starts while the guard is held rolls back.
@@ -100,6 +101,21 @@ struct Body<'a, T: ?Sized> {
 
 /// Publishes a staged value of a double-buffered object.
 type Publish<T> = fn(&EntryHandle, &Hold<'_>, &mut T, Durability) -> Result<()>;
+
+/// Frees a guard's boxed private copy: [`free_box::<T>`](free_box) for the guard's `T`.
+type FreeBox = unsafe fn(NonNull<u8>);
+
+/// Frees the private copy at `value`, a `Box<MaybeUninit<T>>` made by [`WriteGuard::staged`].
+///
+/// # Safety
+///
+/// `value` came from `Box::leak` of a `Box<MaybeUninit<T>>` and nothing uses it any more; it is
+/// freed only here, once. (Freeing it as a `MaybeUninit<T>` drops nothing, and `T`, being
+/// `SharedLayout`, has no drop glue anyway.)
+unsafe fn free_box<T>(value: NonNull<u8>) {
+    // SAFETY: the contract above: the box's own type, hence its layout.
+    drop(unsafe { Box::from_raw(value.as_ptr().cast::<MaybeUninit<T>>()) });
+}
 
 /// How many [`Line`]s a `Body<T>` takes at the start of its room.
 const fn body_lines<T: ?Sized>() -> usize {
@@ -170,7 +186,7 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
         // `ptr` meets `finish_body`'s contract by this function's.
         unsafe {
             (&raw mut (*body.as_ptr()).hold).write(hold);
-            Self::finish_body(room, handle, ptr, None, false)
+            Self::finish_body(room, handle, ptr, None, None)
         }
     }
 
@@ -181,15 +197,15 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
     /// `room` came from [`staging::take_room`] and holds at least `body_lines::<T>()` lines,
     /// the first of which nothing else uses; the body's `hold` there is initialised, and is the
     /// exclusive lock of `handle`'s entry. `target` is valid for the guard as the callers'
-    /// contracts say (`in_place`'s, or an initialised private copy in the room or in a box, per
-    /// `boxed`, that only the guard reaches).
+    /// contracts say (`in_place`'s, or an initialised private copy in the room or, with
+    /// `free_box`, in a box that `free_box` frees, that only the guard reaches).
     #[inline(always)]
     unsafe fn finish_body(
         room: NonNull<[MaybeUninit<Line>]>,
         handle: &'a EntryHandle,
         target: NonNull<T>,
         publish: Option<Publish<T>>,
-        boxed: bool,
+        free_box: Option<FreeBox>,
     ) -> Self {
         let lines = room.len();
         let body = room.cast::<Body<'a, T>>().as_ptr();
@@ -202,7 +218,7 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
             (&raw mut (*body).handle).write(handle);
             (&raw mut (*body).target).write(target);
             (&raw mut (*body).publish).write(publish);
-            (&raw mut (*body).boxed).write(boxed);
+            (&raw mut (*body).free_box).write(free_box);
             (&raw mut (*body).finished).write(false);
             (&raw mut (*body).panicking_at_start).write(panicking_at_start);
             (&raw mut (*body).lines).write(lines);
@@ -211,8 +227,9 @@ impl<'a, T: ?Sized> WriteGuard<'a, T> {
     }
 
     fn body(&self) -> &Body<'a, T> {
-        // SAFETY: the body was written by `with_body` and lives until the guard drops; the
-        // guard is its only owner, and `&self` excludes `&mut` uses of it meanwhile.
+        // SAFETY: the body was written by `finish_body` (the hold before it) and lives until the
+        // guard drops; the guard is its only owner, and `&self` excludes `&mut` uses of it
+        // meanwhile.
         unsafe { self.body.as_ref() }
     }
 
@@ -336,32 +353,19 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
             // nothing else reaches the value's box or the room, both made above.
             unsafe {
                 std::ptr::drop_in_place(hold);
-                free_value_and_room::<T>(value.cast(), boxed, room);
+                if boxed {
+                    free_box::<T>(value.cast());
+                }
+                staging::give_back_room(room);
             }
             return Err(e);
         }
+        let free: Option<FreeBox> = if boxed { Some(free_box::<T>) } else { None };
         // SAFETY: the room's first lines hold the body, of which the hold is initialised (the
         // entry's exclusive lock, taken by `lock`); the value is initialised (`fill` succeeded)
-        // and only this guard reaches it.
-        Ok(unsafe { Self::finish_body(room, handle, value.cast(), Some(publish), boxed) })
+        // and only this guard reaches it: in the room, or in the box `free_box::<T>` frees.
+        Ok(unsafe { Self::finish_body(room, handle, value.cast(), Some(publish), free) })
     }
-}
-
-/// Frees a guard's private copy (in `room`, or boxed) and gives `room` back to the thread.
-///
-/// # Safety
-///
-/// `room` came from [`staging::take_room`] and nothing uses it any more; `value` is the copy in
-/// it (an initialised `T` or not: `T` has no drop glue, being `SharedLayout`), or, if `boxed`,
-/// a `Box<T>` leaked by the caller that nothing uses any more.
-unsafe fn free_value_and_room<T>(value: NonNull<T>, boxed: bool, room: NonNull<[MaybeUninit<Line>]>) {
-    if boxed {
-        // SAFETY: `value` came from `Box::leak` of a `Box<MaybeUninit<T>>`, freed only here,
-        // once; freeing it as such drops nothing.
-        drop(unsafe { Box::from_raw(value.as_ptr().cast::<MaybeUninit<T>>()) });
-    }
-    // SAFETY: the caller's contract.
-    unsafe { staging::give_back_room(room) };
 }
 
 impl<T: ?Sized> Drop for WriteGuard<'_, T> {
@@ -376,20 +380,19 @@ impl<T: ?Sized> Drop for WriteGuard<'_, T> {
         }
         let lines = self.body().lines;
         let room = NonNull::slice_from_raw_parts(self.body.cast::<MaybeUninit<Line>>(), lines);
-        let (boxed, staged) = (self.body().boxed, self.body().publish.is_some());
-        let target = self.body().target;
-        // SAFETY: the body was written by `with_body` and is dropped only here, once: this
-        // releases the lock (after the commit above). A private copy is a `SharedLayout` value,
-        // which has no drop glue; then its box (if any) is freed and the room given back: the
-        // guard, which is their only owner, is going away. `room` is the room `with_body` wrote
-        // the body into: its start, and the length recorded there.
+        let (free, target) = (self.body().free_box, self.body().target);
+        // SAFETY: the body was written by `finish_body` (the hold before it) and is dropped only
+        // here, once: this releases the lock (after the commit above). A private copy is a
+        // `SharedLayout` value, which has no drop glue; its box, if it has one, is freed by the
+        // `free_box` made for it, and the room is given back: the guard, their only owner, is
+        // going away. `room` is the room `finish_body` wrote the body into: its start, and the
+        // length recorded there.
         unsafe {
             std::ptr::drop_in_place(self.body.as_ptr());
-            if staged {
-                free_value_and_room(target.cast::<u8>(), boxed, room);
-            } else {
-                staging::give_back_room(room);
+            if let Some(free) = free {
+                free(target.cast());
             }
+            staging::give_back_room(room);
         }
     }
 }
