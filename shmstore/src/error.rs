@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::format::diff::LayoutDiff;
 use crate::layout::InvalidValue;
+use crate::sys::file::OpenError;
 
 /// Everything that can go wrong in shmstore. Every message says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -736,6 +737,25 @@ fn diff_text(diff: &Option<LayoutDiff>) -> String {
 
 /// `Result<T, shmstore::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The error for a failed open of the store file `path` (by `Store::open` and the offline
+    /// tools alike): a missing file, or a dangling symbolic link, a file that is not a regular
+    /// file, a read-only file system, or the system's error as it is.
+    pub(crate) fn open_failed(path: &Path, e: OpenError) -> Error {
+        match e {
+            OpenError::NotRegular(what) => Error::NotRegularFile { path: path.to_owned(), what },
+            OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::read_link(path) {
+                Ok(target) => Error::DanglingSymlink { path: path.to_owned(), target },
+                Err(_) => Error::FileNotFound { path: path.to_owned() },
+            },
+            OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                Error::ReadOnlyFileSystem { path: path.to_owned() }
+            }
+            OpenError::Io(e) => Error::Io { op: "open", path: path.to_owned(), source: e },
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

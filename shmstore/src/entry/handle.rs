@@ -299,17 +299,31 @@ impl EntryHandle {
             // this borrow, holds `count` values of `T::LAYOUT` (checked when the handle was
             // made: the typed methods are only called by the `Shared<T>`, `SharedArray<T>` or
             // `SharedBytes` holding a handle that `EntryHandle::new::<T>` made for this same `T`;
-            // untyped handles never call them), and the caller holds this entry's lock (`_hold`), which is what
-            // `validate_shared` needs to read it without racing (atomics are read atomically).
-            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
-            checked.map_err(|(i, mut invalid)| {
-                if self.entry.kind == crate::format::entry::EntryKind::Array {
-                    invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
-                }
-                Error::InvalidValue { name: self.entry.name.clone(), type_name: layout.display_name(), invalid }
-            })?;
+            // untyped handles never call them), and the caller holds this entry's lock (`_hold`),
+            // which is what `validate_shared` needs to read it without racing (atomics are read
+            // atomically).
+            unsafe { self.validate_values(layout, ptr, count, start)? };
         }
         Ok(NonNull::slice_from_raw_parts(ptr.cast::<T>(), count as usize))
+    }
+
+    /// Checks that the `count` values of `layout` at `ptr` are valid (see
+    /// [`copy::validate_shared`]); an invalid one is named by its index from `start` in an array.
+    ///
+    /// # Safety
+    ///
+    /// As for [`copy::validate_shared`]: `ptr..ptr + count * layout.size` is live memory holding
+    /// values of `layout` that nobody writes but through their atomics meanwhile (the entry's
+    /// lock is held, or the bytes are a private copy).
+    unsafe fn validate_values(&self, layout: &Layout, ptr: NonNull<u8>, count: u64, start: u64) -> Result<()> {
+        // SAFETY: the caller's contract, which is `validate_shared`'s.
+        let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
+        checked.map_err(|(i, mut invalid)| {
+            if self.entry.kind == EntryKind::Array {
+                invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
+            }
+            Error::InvalidValue { name: self.entry.name.clone(), type_name: layout.display_name(), invalid }
+        })
     }
 
     /// Copies elements `start..start + count` of an entry changed in place (whose type holds no
@@ -352,13 +366,7 @@ impl EntryHandle {
             let ptr = std::ptr::NonNull::from(&mut *out).cast::<u8>();
             // SAFETY: `ptr` is this process's private copy of `count` values of `T::LAYOUT`,
             // which nobody else can reach.
-            let checked = unsafe { copy::validate_shared(layout, ptr, count as usize) };
-            checked.map_err(|(i, mut invalid)| {
-                if self.entry.kind == crate::format::entry::EntryKind::Array {
-                    invalid.path = invalid.path.replacen("value", &format!("value[{}]", start + i as u64), 1);
-                }
-                Error::InvalidValue { name: self.entry.name.clone(), type_name: layout.display_name(), invalid }
-            })?;
+            unsafe { self.validate_values(layout, ptr, count, start)? };
         }
         // SAFETY: every value was copied from the entry, whose values have `T`'s layout, and the
         // bytes passed `T::LAYOUT` validation (or need none): they are valid `T`s (the

@@ -132,7 +132,7 @@ impl StoreInner {
                     fresh = create(path, capacity, &options)?;
                     continue;
                 }
-                Err(e) => return Err(open_error(path, e)),
+                Err(e) => return Err(Error::open_failed(path, e)),
             };
             // Every opener holds a shared whole-file lock for its life: a tool that wants to
             // shrink or replace the file must take the exclusive lock first, and so cannot pull
@@ -638,21 +638,6 @@ impl StoreInner {
                 requested: if exclusive { "a write lock on" } else { "a read lock on" },
             },
         }
-    }
-}
-
-/// The error for a failed open of `path`.
-fn open_error(path: &Path, e: OpenError) -> Error {
-    match e {
-        OpenError::NotRegular(what) => Error::NotRegularFile { path: path.to_owned(), what },
-        OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match fs::read_link(path) {
-            Ok(target) => Error::DanglingSymlink { path: path.to_owned(), target },
-            Err(_) => Error::FileNotFound { path: path.to_owned() },
-        },
-        OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => {
-            Error::ReadOnlyFileSystem { path: path.to_owned() }
-        }
-        OpenError::Io(e) => Error::Io { op: "open", path: path.to_owned(), source: e },
     }
 }
 

@@ -64,8 +64,9 @@ impl Exclusive {
     pub(crate) fn take(path: &Path, action: &'static str) -> Result<Exclusive> {
         let io = |op, source| Error::Io { op, path: path.to_owned(), source };
         for _ in 0..MAX_ATTEMPTS {
-            let real = fs::canonicalize(path).map_err(|e| open_error(path, OpenError::Io(e)))?;
-            let file = sys::file::open_regular(&real, true, libc::O_NOFOLLOW).map_err(|e| open_error(path, e))?;
+            let real = fs::canonicalize(path).map_err(|e| Error::open_failed(path, OpenError::Io(e)))?;
+            let file =
+                sys::file::open_regular(&real, true, libc::O_NOFOLLOW).map_err(|e| Error::open_failed(path, e))?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
@@ -247,21 +248,6 @@ fn parent_dir(path: &Path) -> &Path {
 
 fn now_nanos() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// The error for a failed open of `path`.
-fn open_error(path: &Path, e: OpenError) -> Error {
-    match e {
-        OpenError::NotRegular(what) => Error::NotRegularFile { path: path.to_owned(), what },
-        OpenError::Io(e) if e.kind() == io::ErrorKind::NotFound => match fs::read_link(path) {
-            Ok(target) => Error::DanglingSymlink { path: path.to_owned(), target },
-            Err(_) => Error::FileNotFound { path: path.to_owned() },
-        },
-        OpenError::Io(e) if e.raw_os_error() == Some(libc::EROFS) => {
-            Error::ReadOnlyFileSystem { path: path.to_owned() }
-        }
-        OpenError::Io(e) => Error::Io { op: "open", path: path.to_owned(), source: e },
-    }
 }
 
 #[cfg(test)]
