@@ -102,6 +102,36 @@ struct Body<'a, T: ?Sized> {
 /// Publishes a staged value of a double-buffered object.
 type Publish<T> = fn(&EntryHandle, &Hold<'_>, &mut T, Durability) -> Result<()>;
 
+/// What [`WriteGuard::staged`] has made while the guard's body is not finished: dropped (on an
+/// early return or an unwinding panic), it releases the hold, frees the boxed copy and gives the
+/// room back; forgotten once the guard owns them.
+struct Unfinished<'a, T> {
+    /// The initialised hold in the room's body.
+    hold: Option<NonNull<Hold<'a>>>,
+    /// The copy's own box, for a value aligned beyond a line.
+    boxed: Option<NonNull<MaybeUninit<T>>>,
+    room: NonNull<[MaybeUninit<Line>]>,
+}
+
+impl<T> Drop for Unfinished<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `staged` sets `hold` once the hold is initialised, `boxed` once the box is
+        // made, and forgets this value once the guard owns them: here nothing else uses them
+        // (the references `staged` made to them are dead, their function having returned or
+        // unwound). Each is released once: the hold (which releases the lock), the box (as the
+        // `Box<MaybeUninit<T>>` it was made as), and the room, from `take_room`.
+        unsafe {
+            if let Some(hold) = self.hold {
+                std::ptr::drop_in_place(hold.as_ptr());
+            }
+            if let Some(value) = self.boxed {
+                free_box::<T>(value.cast());
+            }
+            staging::give_back_room(self.room);
+        }
+    }
+}
+
 /// Frees a guard's boxed private copy: [`free_box::<T>`](free_box) for the guard's `T`.
 type FreeBox = unsafe fn(NonNull<u8>);
 
@@ -328,18 +358,24 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
         let room = staging::take_room(lines);
         let body = room.cast::<Body<'a, T>>().as_ptr();
         // SAFETY: the room's first `head` lines are free, aligned to 64, and a `Body` fits there
-        // (see `in_place`); the slot is the body's `hold` field, reached without making a
-        // reference to the (uninitialised) body, and `MaybeUninit` has the layout of a `Hold`.
-        let hold_slot = unsafe { &mut *(&raw mut (*body).hold).cast::<MaybeUninit<Hold<'a>>>() };
-        if let Err(e) = lock(hold_slot) {
-            // SAFETY: the room came from `take_room` above and nothing uses it.
-            unsafe { staging::give_back_room(room) };
-            return Err(e);
-        }
-        // SAFETY: `lock` succeeded, so it initialised the hold.
-        let hold = unsafe { hold_slot.assume_init_mut() };
+        // (see `in_place`): this is the address of its `hold` field, taken without making a
+        // reference to the (uninitialised) body. Every reference to the hold below is made from
+        // this pointer, which `unfinished` keeps too.
+        let hold_ptr = unsafe { NonNull::new_unchecked(&raw mut (*body).hold) };
+        // Until the body is finished, an error or an unwinding panic out of `lock` or `fill`
+        // gives everything back: the hold (releasing the lock), the boxed copy, the room.
+        let mut unfinished = Unfinished::<'a, T> { hold: None, boxed: None, room };
+        // SAFETY: as above; `MaybeUninit` has the layout of a `Hold`, and nothing else reaches
+        // the slot while `lock` fills it.
+        lock(unsafe { hold_ptr.cast::<MaybeUninit<Hold<'a>>>().as_mut() })?;
+        unfinished.hold = Some(hold_ptr);
+        // SAFETY: `lock` succeeded, so it initialised the hold; only shared uses follow until
+        // the guard owns it.
+        let hold = unsafe { hold_ptr.as_ref() };
         let value: NonNull<MaybeUninit<T>> = if boxed {
-            NonNull::from(Box::leak(Box::<T>::new_uninit()))
+            let value = NonNull::from(Box::leak(Box::<T>::new_uninit()));
+            unfinished.boxed = Some(value);
+            value
         } else {
             // SAFETY: the room has at least `head + size_of::<T>().div_ceil(64)` lines: the value
             // lies in the ones after the body, inside the room, aligned to a line, which is at
@@ -348,18 +384,9 @@ impl<'a, T: SharedLayout> WriteGuard<'a, T> {
         };
         // SAFETY: the value's memory is this guard's alone (a fresh box, or lines of a room
         // nobody else uses), and a `MaybeUninit` may hold any bytes.
-        if let Err(e) = fill(hold, unsafe { &mut *value.as_ptr() }) {
-            // SAFETY: the hold is initialised and dropped only here (releasing the lock); then
-            // nothing else reaches the value's box or the room, both made above.
-            unsafe {
-                std::ptr::drop_in_place(hold);
-                if boxed {
-                    free_box::<T>(value.cast());
-                }
-                staging::give_back_room(room);
-            }
-            return Err(e);
-        }
+        fill(hold, unsafe { &mut *value.as_ptr() })?;
+        // From here on the guard owns them all.
+        std::mem::forget(unfinished);
         let free: Option<FreeBox> = if boxed { Some(free_box::<T>) } else { None };
         // SAFETY: the room's first lines hold the body, of which the hold is initialised (the
         // entry's exclusive lock, taken by `lock`); the value is initialised (`fill` succeeded)
