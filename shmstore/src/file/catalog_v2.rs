@@ -106,6 +106,25 @@ pub(crate) struct V2Cache {
 }
 
 impl V2Cache {
+    /// The entry found under `name` (whose `hash64` is `hash`) while `catalog_seq` was `seq`, if
+    /// it was found since then.
+    fn name_hit(&self, seq: u64, hash: u64, name: &str) -> Option<Found> {
+        if self.seq != seq {
+            return None;
+        }
+        self.names.get(&hash).filter(|hit| hit.entry.name == name).cloned()
+    }
+
+    /// Remembers `hit`, found under the name whose `hash64` is `hash` while `catalog_seq` was
+    /// `seq` (forgetting every name found under another `seq`).
+    fn remember_name(&mut self, seq: u64, hash: u64, hit: Found) {
+        if self.seq != seq {
+            self.names.clear();
+            self.seq = seq;
+        }
+        self.names.insert(hash, hit);
+    }
+
     /// The accepted blocks that own a range overlapping `start..end` (no allocation when none do).
     fn overlapping(&self, start: u64, end: u64) -> Vec<u64> {
         self.ranges.overlapping(start, end)
@@ -371,11 +390,8 @@ impl StoreInner {
             // it now, so that the load overlaps the name cache's check.
             self.prefetch_home(hash);
             {
-                let cache = self.v2_cache();
-                if cache.seq == seq {
-                    if let Some(hit) = cache.names.get(&hash).filter(|hit| hit.entry.name == name) {
-                        return Ok(Some(hit.clone()));
-                    }
+                if let Some(hit) = self.v2_cache().name_hit(seq, hash, name) {
+                    return Ok(Some(hit));
                 }
             }
             let result = self.v2_probe(name, hash);
@@ -383,12 +399,7 @@ impl StoreInner {
             match result {
                 Ok(Some(hit)) => {
                     if unchanged {
-                        let mut cache = self.v2_cache();
-                        if cache.seq != seq {
-                            cache.names.clear();
-                            cache.seq = seq;
-                        }
-                        cache.names.insert(hash, hit.clone());
+                        self.v2_cache().remember_name(seq, hash, hit.clone());
                     }
                     return Ok(Some(hit));
                 }
